@@ -1,0 +1,465 @@
+// Package sqlitestore is the embedded default store: SQLite through modernc.org/sqlite (pure
+// Go), in WAL mode, with a classic FHIR-on-SQL layout: a row per current version, a row per
+// historical version, and a search-key table filled from resources.Keys at write time.
+//
+// Writes go through one connection and BEGIN IMMEDIATE transactions, so writers are serialized
+// by SQLite itself: a version check and its write, or a conditional search and its insert,
+// cannot interleave with another writer. Readers use a separate pool and never block writers
+// (WAL).
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// Options tune the store; zero values pick the defaults.
+type Options struct {
+	// BusyTimeout is how long an operation waits for a lock held by another process before
+	// failing as unavailable (default 5s).
+	BusyTimeout time.Duration
+	// ReadConns is the size of the reader pool (default 2×GOMAXPROCS, at least 4).
+	ReadConns int
+}
+
+// FileName is the database file inside the data directory.
+const FileName = "calaimfhir.db"
+
+// Store is the SQLite implementation of resources.Store.
+type Store struct {
+	w, r *sql.DB
+}
+
+var _ resources.Store = (*Store)(nil)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS resources (
+	type    TEXT    NOT NULL,
+	id      TEXT    NOT NULL,
+	version INTEGER NOT NULL,
+	lu      INTEGER NOT NULL, -- meta.lastUpdated, unix microseconds
+	deleted INTEGER NOT NULL,
+	json    BLOB,
+	PRIMARY KEY (type, id)
+);
+CREATE INDEX IF NOT EXISTS resources_type_lu ON resources (type, deleted, lu, id);
+
+CREATE TABLE IF NOT EXISTS history (
+	type    TEXT    NOT NULL,
+	id      TEXT    NOT NULL,
+	version INTEGER NOT NULL,
+	lu      INTEGER NOT NULL,
+	deleted INTEGER NOT NULL,
+	json    BLOB,
+	PRIMARY KEY (type, id, version)
+);
+CREATE INDEX IF NOT EXISTS history_type_lu ON history (type, lu, id, version);
+
+-- One row per equality key of a current, non-deleted version. lu is copied from the resource
+-- so that "key = ? AND lu > ? ORDER BY lu, id" (the CBO polling query) is one index range.
+CREATE TABLE IF NOT EXISTS search_keys (
+	type TEXT    NOT NULL,
+	key  TEXT    NOT NULL,
+	lu   INTEGER NOT NULL,
+	id   TEXT    NOT NULL,
+	PRIMARY KEY (type, key, lu, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS search_keys_resource ON search_keys (type, id);
+`
+
+// Open opens (creating if needed) the database in dir.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	dsn := func(extra string) string {
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)%s",
+			path, opts.BusyTimeout.Milliseconds(), extra)
+	}
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(opts.ReadConns)
+	r.SetMaxIdleConns(opts.ReadConns)
+	s := &Store{w: w, r: r}
+	if _, err := w.ExecContext(ctx, schema); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("create schema: %w", mapErr(err))
+	}
+	return s, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Ping checks the database can be read and written: it takes the write lock and lets it go,
+// so another process holding the lock (or a read-only or vanished file) shows as unavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		return tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n)
+	})
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// mapErr turns driver errors into domain errors: lock contention with another process, a
+// full disk or an unreadable file make the store unavailable (503), the rest is internal.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *resources.Error
+	if errors.As(err, &re) {
+		return err
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL:
+			return &resources.Error{Kind: resources.KindUnavailable, Message: "database unavailable", Err: err, RetryAfter: 1}
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &resources.Error{Kind: resources.KindUnavailable, Message: "database did not answer in time", Err: err, RetryAfter: 1}
+	}
+	return resources.Wrap(resources.KindInternal, err, "database error")
+}
+
+func (s *Store) Read(ctx context.Context, typ, id string) (*resources.Resource, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`, typ, id)
+	return scanOne(row, typ, id)
+}
+
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*resources.Resource, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`, typ, id, version)
+	return scanOne(row, typ, id)
+}
+
+func scanOne(row *sql.Row, typ, id string) (*resources.Resource, error) {
+	r := &resources.Resource{Type: typ, ID: id}
+	var lu int64
+	err := row.Scan(&r.VersionID, &lu, &r.Deleted, &r.JSON)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, resources.Errorf(resources.KindNotFound, "%s/%s is not known", typ, id)
+	}
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	r.LastUpdated = fromMicros(lu)
+	if r.Deleted {
+		r.JSON = nil
+		return r, resources.Errorf(resources.KindGone, "%s/%s was deleted", typ, id)
+	}
+	return r, nil
+}
+
+func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return put(ctx, tx, r) })
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return mapErr(err)
+	}
+	return mapErr(tx.Commit())
+}
+
+func put(ctx context.Context, tx *sql.Tx, r *resources.Resource) error {
+	var current int64
+	err := tx.QueryRowContext(ctx, `SELECT version FROM resources WHERE type = ? AND id = ?`, r.Type, r.ID).Scan(&current)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if current != r.VersionID-1 {
+		return resources.Errorf(resources.KindConflict, "%s/%s is at version %d, not %d", r.Type, r.ID, current, r.VersionID-1)
+	}
+	lu := micros(r.LastUpdated)
+	var body []byte
+	if !r.Deleted {
+		body = r.JSON
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`,
+		r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`,
+		r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+		return err
+	}
+	if current > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE type = ? AND id = ?`, r.Type, r.ID); err != nil {
+			return err
+		}
+	}
+	if r.Deleted {
+		return nil
+	}
+	return insertKeys(ctx, tx, r.Type, r.ID, lu, r.Keys.Eq)
+}
+
+// insertKeys writes the keys in multi-row statements (SQLite allows 32766 parameters).
+func insertKeys(ctx context.Context, tx *sql.Tx, typ, id string, lu int64, keys []string) error {
+	const perStmt = 200
+	for len(keys) > 0 {
+		n := min(len(keys), perStmt)
+		var sb strings.Builder
+		sb.WriteString(`INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `)
+		args := make([]any, 0, 4*n)
+		for i, k := range keys[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?,?,?,?)")
+			args = append(args, typ, k, lu, id)
+		}
+		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
+	var existing *resources.Resource
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		q := *cond
+		q.Type, q.Count, q.After, q.Total = r.Type, 2, nil, false
+		page, err := search(ctx, tx, &q)
+		if err != nil {
+			return err
+		}
+		switch len(page.Resources) {
+		case 0:
+			return put(ctx, tx, r)
+		case 1:
+			existing = page.Resources[0]
+			return nil
+		default:
+			return resources.Errorf(resources.KindPreconditionFailed, "the If-None-Exist condition matches more than one %s", r.Type)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return existing, nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page, error) {
+	page, err := search(ctx, s.r, q)
+	return page, mapErr(err)
+}
+
+// search compiles q to SQL. Every value is a bound parameter.
+func search(ctx context.Context, db querier, q *resources.Query) (*resources.Page, error) {
+	var (
+		from  = "resources r"
+		where = []string{"r.type = ?", "r.deleted = 0"}
+		args  = []any{q.Type}
+		lu    = "r.lu"
+		id    = "r.id"
+	)
+	clauses := q.Clauses
+	// Drive from the key table when a clause names one key: its (type, key, lu, id) index
+	// returns matches already in page order, so a page costs a short range scan.
+	for i, c := range clauses {
+		if len(c.AnyKey) == 1 {
+			from = "search_keys k0 JOIN resources r ON r.type = k0.type AND r.id = k0.id"
+			where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
+			args = []any{q.Type, c.AnyKey[0]}
+			lu, id = "k0.lu", "k0.id"
+			clauses = append(append([]resources.Clause{}, clauses[:i]...), clauses[i+1:]...)
+			break
+		}
+	}
+	for _, c := range clauses {
+		switch {
+		case len(c.AnyKey) > 0:
+			where = append(where, "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN ("+placeholders(len(c.AnyKey))+"))")
+			for _, k := range c.AnyKey {
+				args = append(args, k)
+			}
+		case len(c.IDs) > 0:
+			where = append(where, "r.id IN ("+placeholders(len(c.IDs))+")")
+			for _, v := range c.IDs {
+				args = append(args, v)
+			}
+		case len(c.LastUpdated) > 0:
+			var ors []string
+			for _, dr := range c.LastUpdated {
+				cond, a := rangeSQL(lu, dr)
+				ors = append(ors, cond)
+				args = append(args, a...)
+			}
+			where = append(where, "("+strings.Join(ors, " OR ")+")")
+		default:
+			// A clause with no alternatives matches nothing.
+			where = append(where, "0")
+		}
+	}
+	page := &resources.Page{Total: -1}
+	if q.Total {
+		var n int64
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+from+" WHERE "+strings.Join(where, " AND "), args...).Scan(&n); err != nil {
+			return nil, err
+		}
+		page.Total = n
+	}
+	dir, cmp := "ASC", ">"
+	if q.Sort == resources.SortLastUpdatedDesc {
+		dir, cmp = "DESC", "<"
+	}
+	if q.After != nil {
+		at := micros(q.After.LastUpdated)
+		where = append(where, fmt.Sprintf("(%s %s ? OR (%s = ? AND %s %s ?))", lu, cmp, lu, id, cmp))
+		args = append(args, at, at, q.After.ID)
+	}
+	limit := max(q.Count, 1)
+	stmt := fmt.Sprintf("SELECT r.id, r.version, r.lu, r.json FROM %s WHERE %s ORDER BY %s %s, %s %s LIMIT %d",
+		from, strings.Join(where, " AND "), lu, dir, id, dir, limit+1)
+	rows, err := db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := &resources.Resource{Type: q.Type}
+		var us int64
+		if err := rows.Scan(&r.ID, &r.VersionID, &us, &r.JSON); err != nil {
+			return nil, err
+		}
+		r.LastUpdated = fromMicros(us)
+		page.Resources = append(page.Resources, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Resources) > limit {
+		page.Resources = page.Resources[:limit]
+		last := page.Resources[limit-1]
+		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID}
+	}
+	return page, nil
+}
+
+func rangeSQL(col string, dr resources.DateRange) (string, []any) {
+	var conds []string
+	var args []any
+	if !dr.From.IsZero() {
+		conds = append(conds, col+" >= ?")
+		args = append(args, micros(dr.From))
+	}
+	if !dr.To.IsZero() {
+		conds = append(conds, col+" < ?")
+		args = append(args, micros(dr.To))
+	}
+	if len(conds) == 0 {
+		conds = []string{"1"}
+	}
+	cond := "(" + strings.Join(conds, " AND ") + ")"
+	if dr.Not {
+		cond = "NOT " + cond
+	}
+	return cond, args
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resources.Page, error) {
+	where := []string{"type = ?"}
+	args := []any{q.Type}
+	if q.ID != "" {
+		where = append(where, "id = ?")
+		args = append(args, q.ID)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "lu >= ?")
+		args = append(args, micros(q.Since))
+	}
+	page := &resources.Page{}
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM history WHERE "+strings.Join(where, " AND "), args...).Scan(&page.Total); err != nil {
+		return nil, mapErr(err)
+	}
+	if c := q.After; c != nil {
+		at := micros(c.LastUpdated)
+		where = append(where, "(lu < ? OR (lu = ? AND (id < ? OR (id = ? AND version < ?))))")
+		args = append(args, at, at, c.ID, c.ID, c.Version)
+	}
+	limit := max(q.Count, 1)
+	rows, err := s.r.QueryContext(ctx, fmt.Sprintf(
+		"SELECT id, version, lu, deleted, json FROM history WHERE %s ORDER BY lu DESC, id DESC, version DESC LIMIT %d",
+		strings.Join(where, " AND "), limit+1), args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := &resources.Resource{Type: q.Type}
+		var us int64
+		if err := rows.Scan(&r.ID, &r.VersionID, &us, &r.Deleted, &r.JSON); err != nil {
+			return nil, mapErr(err)
+		}
+		r.LastUpdated = fromMicros(us)
+		if r.Deleted {
+			r.JSON = nil
+		}
+		page.Resources = append(page.Resources, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(err)
+	}
+	if len(page.Resources) > limit {
+		page.Resources = page.Resources[:limit]
+		last := page.Resources[limit-1]
+		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID, Version: last.VersionID}
+	}
+	return page, nil
+}

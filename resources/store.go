@@ -1,0 +1,88 @@
+package resources
+
+import (
+	"context"
+	"time"
+)
+
+// Resource is one stored version of a FHIR resource.
+type Resource struct {
+	Type        string
+	ID          string
+	VersionID   int64
+	LastUpdated time.Time // UTC, microsecond precision
+	Deleted     bool      // a tombstone version written by delete; JSON is nil
+	// JSON is the complete resource as served, with id, meta.versionId and meta.lastUpdated
+	// already set, compact, resourceType first. Stores keep and return these bytes verbatim.
+	JSON []byte
+	// Keys are the search keys extracted at write time (see ExtractKeys). Set on writes; stores
+	// do not return them.
+	Keys Keys
+}
+
+// Store is what both storage engines (embedded SQLite and MongoDB) implement. The conformance
+// suite in internal/storetest runs the same tests against each.
+//
+// Stores hold bytes and keys; they never parse FHIR. Every method honours ctx, and returns a
+// KindUnavailable *Error when the underlying database cannot be reached in time.
+type Store interface {
+	// Read returns the current version. Returns KindNotFound if the resource never existed,
+	// and KindGone together with the tombstone (Deleted, VersionID, LastUpdated) if its
+	// current version is a delete.
+	Read(ctx context.Context, typ, id string) (*Resource, error)
+
+	// VRead returns one version, KindNotFound if there is no such version. A deleted version
+	// is returned with KindGone and the tombstone.
+	VRead(ctx context.Context, typ, id string, version int64) (*Resource, error)
+
+	// Put writes r as the next version of (r.Type, r.ID): r.VersionID must be one more than
+	// the current version, or 1 when the resource does not exist yet. Returns KindConflict
+	// when another write got there first (the current version is not r.VersionID-1); the
+	// caller then re-reads and decides. The current row and its history entry are written
+	// together: no reader ever sees one without the other.
+	Put(ctx context.Context, r *Resource) error
+
+	// CreateIfNoneExist stores r (version 1) unless resources of r.Type matching cond exist.
+	// It returns (nil, nil) when r was stored, (existing, nil) when exactly one matched, and
+	// KindPreconditionFailed when several matched. Concurrent calls with the same condition
+	// create at most one resource: the store guarantees it, not a search before an insert.
+	CreateIfNoneExist(ctx context.Context, r *Resource, cond *Query) (*Resource, error)
+
+	// Search returns one page of current, non-deleted resources matching q.
+	Search(ctx context.Context, q *Query) (*Page, error)
+
+	// History returns one page of versions, newest first.
+	History(ctx context.Context, q *HistoryQuery) (*Page, error)
+
+	// Ping checks that the database answers; KindUnavailable if not.
+	Ping(ctx context.Context) error
+
+	// Close releases connections and files.
+	Close() error
+}
+
+// Page is one page of search or history results.
+type Page struct {
+	Resources []*Resource
+	// Total is the number of matches over all pages, or -1 when not computed.
+	Total int64
+	// Next is the keyset cursor for the following page; nil on the last page.
+	Next *Cursor
+}
+
+// Cursor marks a position in a result ordered by (LastUpdated, ID[, Version]). Pages resume
+// strictly after it, so rows written between page fetches cannot shift a page (keyset paging).
+type Cursor struct {
+	LastUpdated time.Time
+	ID          string
+	Version     int64
+}
+
+// HistoryQuery selects versions for the instance (Type and ID), type (Type) history.
+type HistoryQuery struct {
+	Type  string
+	ID    string    // empty for type history
+	Since time.Time // zero for all; otherwise versions with LastUpdated >= Since
+	Count int
+	After *Cursor // newest-first keyset: versions strictly older than the cursor
+}

@@ -1,0 +1,279 @@
+package resources
+
+import (
+	"regexp"
+	"slices"
+)
+
+// Types lists the R4 resource types this server stores, in the order the CapabilityStatement
+// shows them.
+var Types = []string{
+	"Patient", "ServiceRequest", "Task", "Consent", "Claim", "ClaimResponse", "Coverage",
+	"Organization", "Practitioner", "PractitionerRole", "Location", "HealthcareService",
+	"Encounter", "Observation", "Condition", "Procedure", "Goal", "Questionnaire",
+	"QuestionnaireResponse", "Group", "RelatedPerson", "DocumentReference", "Device",
+}
+
+var typeSet = func() map[string]bool {
+	m := make(map[string]bool, len(Types))
+	for _, t := range Types {
+		m[t] = true
+	}
+	return m
+}()
+
+// Supported reports whether typ is a stored resource type.
+func Supported(typ string) bool { return typeSet[typ] }
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// ValidID reports whether id matches the R4 id datatype.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// ParamType is a SearchParameter type (http://hl7.org/fhir/search-param-type).
+type ParamType string
+
+const (
+	ParamToken     ParamType = "token"
+	ParamReference ParamType = "reference"
+	ParamURI       ParamType = "uri"
+)
+
+// Param defines one search parameter of a type: where its values are in the resource and,
+// for references, which target types it follows.
+type Param struct {
+	Name    string
+	Type    ParamType
+	Paths   []string // dotted element paths below the resource; arrays are walked
+	Targets []string // reference params: accepted target types (empty = any)
+	Doc     string
+}
+
+// Definition is the canonical URL of the spec's SearchParameter for (typ, name).
+func (p Param) Definition(typ string) string {
+	switch p.Name {
+	case "_id", "_lastUpdated", "_tag", "_profile", "_security":
+		return "http://hl7.org/fhir/SearchParameter/Resource" + p.Name
+	}
+	switch p.Name {
+	case "identifier", "patient":
+		if slices.Contains(clinicalCommon, typ) {
+			return "http://hl7.org/fhir/SearchParameter/clinical-" + p.Name
+		}
+	}
+	return "http://hl7.org/fhir/SearchParameter/" + typ + "-" + p.Name
+}
+
+// clinicalCommon are the types whose identifier/patient parameters the spec defines once as
+// clinical-identifier / clinical-patient.
+var clinicalCommon = []string{
+	"Condition", "DocumentReference", "Encounter", "Goal", "Observation", "Procedure",
+	"ServiceRequest",
+}
+
+func tok(name string, paths ...string) Param { return Param{Name: name, Type: ParamToken, Paths: paths} }
+func ref(name string, targets []string, paths ...string) Param {
+	return Param{Name: name, Type: ParamReference, Paths: paths, Targets: targets}
+}
+
+var (
+	anyTarget = []string(nil)
+	patientT  = []string{"Patient"}
+)
+
+// commonParams apply to every type and read meta.
+var commonParams = []Param{
+	tok("_tag", "meta.tag"),
+	tok("_security", "meta.security"),
+	{Name: "_profile", Type: ParamURI, Paths: []string{"meta.profile"}},
+}
+
+// typeParams are the indexed parameters per type: those the REST core needs (identifier,
+// patient/subject, status, Task owner/requester) and the other token and reference
+// parameters R4 defines for these types.
+var typeParams = map[string][]Param{
+	"Patient": {
+		tok("identifier", "identifier"), tok("active", "active"), tok("gender", "gender"),
+		ref("general-practitioner", anyTarget, "generalPractitioner"),
+		ref("organization", anyTarget, "managingOrganization"),
+		ref("link", anyTarget, "link.other"),
+	},
+	"ServiceRequest": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("status", "status"), tok("intent", "intent"), tok("priority", "priority"),
+		tok("category", "category"), tok("code", "code"), ref("requester", anyTarget, "requester"),
+		ref("performer", anyTarget, "performer"), ref("encounter", anyTarget, "encounter"),
+		ref("based-on", anyTarget, "basedOn"), ref("replaces", anyTarget, "replaces"),
+		tok("requisition", "requisition"), tok("performer-type", "performerType"),
+		ref("specimen", anyTarget, "specimen"),
+	},
+	"Task": {
+		tok("identifier", "identifier"), ref("patient", patientT, "for"), ref("subject", anyTarget, "for"),
+		tok("status", "status"), tok("intent", "intent"), tok("priority", "priority"),
+		tok("code", "code"), tok("business-status", "businessStatus"),
+		ref("owner", anyTarget, "owner"), ref("requester", anyTarget, "requester"),
+		ref("focus", anyTarget, "focus"), ref("based-on", anyTarget, "basedOn"),
+		ref("part-of", anyTarget, "partOf"), ref("encounter", anyTarget, "encounter"),
+		tok("group-identifier", "groupIdentifier"), tok("performer", "performerType"),
+	},
+	"Consent": {
+		tok("identifier", "identifier"), ref("patient", patientT, "patient"), tok("status", "status"),
+		tok("category", "category"), tok("scope", "scope"), tok("action", "provision.action"),
+		ref("actor", anyTarget, "provision.actor.reference"), ref("consentor", anyTarget, "performer"),
+		ref("organization", anyTarget, "organization"), tok("purpose", "provision.purpose"),
+		tok("security-label", "provision.securityLabel"), ref("data", anyTarget, "provision.data.reference"),
+		ref("source-reference", anyTarget, "sourceReference"),
+	},
+	"Claim": {
+		tok("identifier", "identifier"), ref("patient", patientT, "patient"), tok("status", "status"),
+		tok("use", "use"), ref("provider", anyTarget, "provider"), ref("insurer", anyTarget, "insurer"),
+		ref("enterer", anyTarget, "enterer"), ref("care-team", anyTarget, "careTeam.provider"),
+		ref("payee", anyTarget, "payee.party"), ref("facility", anyTarget, "facility"),
+		ref("encounter", anyTarget, "item.encounter"), ref("detail-udi", anyTarget, "item.detail.udi"),
+		ref("item-udi", anyTarget, "item.udi"), ref("procedure-udi", anyTarget, "procedure.udi"),
+		ref("subdetail-udi", anyTarget, "item.detail.subDetail.udi"),
+	},
+	"ClaimResponse": {
+		tok("identifier", "identifier"), ref("patient", patientT, "patient"), tok("status", "status"),
+		tok("use", "use"), tok("outcome", "outcome"), ref("request", anyTarget, "request"),
+		ref("requestor", anyTarget, "requestor"), ref("insurer", anyTarget, "insurer"),
+	},
+	"Coverage": {
+		tok("identifier", "identifier"), ref("patient", patientT, "beneficiary"),
+		ref("beneficiary", anyTarget, "beneficiary"), ref("subscriber", anyTarget, "subscriber"),
+		ref("payor", anyTarget, "payor"), ref("policy-holder", anyTarget, "policyHolder"),
+		tok("status", "status"), tok("type", "type"), tok("class-type", "class.type"),
+	},
+	"Organization": {
+		tok("identifier", "identifier"), tok("active", "active"), tok("type", "type"),
+		ref("partof", anyTarget, "partOf"), ref("endpoint", anyTarget, "endpoint"),
+	},
+	"Practitioner": {
+		tok("identifier", "identifier"), tok("active", "active"), tok("gender", "gender"),
+		tok("communication", "communication"),
+	},
+	"PractitionerRole": {
+		tok("identifier", "identifier"), tok("active", "active"), tok("role", "code"),
+		tok("specialty", "specialty"), ref("practitioner", anyTarget, "practitioner"),
+		ref("organization", anyTarget, "organization"), ref("location", anyTarget, "location"),
+		ref("service", anyTarget, "healthcareService"), ref("endpoint", anyTarget, "endpoint"),
+	},
+	"Location": {
+		tok("identifier", "identifier"), tok("status", "status"), tok("operational-status", "operationalStatus"),
+		tok("type", "type"), ref("organization", anyTarget, "managingOrganization"),
+		ref("partof", anyTarget, "partOf"), ref("endpoint", anyTarget, "endpoint"),
+	},
+	"HealthcareService": {
+		tok("identifier", "identifier"), tok("active", "active"), ref("organization", anyTarget, "providedBy"),
+		ref("location", anyTarget, "location"), tok("service-category", "category"),
+		tok("service-type", "type"), tok("specialty", "specialty"), tok("program", "program"),
+		tok("characteristic", "characteristic"), ref("coverage-area", anyTarget, "coverageArea"),
+		ref("endpoint", anyTarget, "endpoint"),
+	},
+	"Encounter": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("status", "status"), tok("class", "class"), tok("type", "type"),
+		ref("participant", anyTarget, "participant.individual"),
+		ref("practitioner", []string{"Practitioner"}, "participant.individual"),
+		tok("participant-type", "participant.type"), ref("service-provider", anyTarget, "serviceProvider"),
+		ref("based-on", anyTarget, "basedOn"), ref("episode-of-care", anyTarget, "episodeOfCare"),
+		ref("reason-reference", anyTarget, "reasonReference"), tok("reason-code", "reasonCode"),
+		ref("part-of", anyTarget, "partOf"), ref("account", anyTarget, "account"),
+		ref("appointment", anyTarget, "appointment"), ref("diagnosis", anyTarget, "diagnosis.condition"),
+		ref("location", anyTarget, "location.location"), tok("special-arrangement", "hospitalization.specialArrangement"),
+	},
+	"Observation": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("status", "status"), tok("code", "code"), tok("category", "category"),
+		ref("encounter", anyTarget, "encounter"), ref("performer", anyTarget, "performer"),
+		ref("focus", anyTarget, "focus"), ref("has-member", anyTarget, "hasMember"),
+		ref("derived-from", anyTarget, "derivedFrom"), ref("part-of", anyTarget, "partOf"),
+		ref("based-on", anyTarget, "basedOn"), ref("specimen", anyTarget, "specimen"),
+		ref("device", anyTarget, "device"), tok("value-concept", "valueCodeableConcept"),
+		tok("data-absent-reason", "dataAbsentReason"), tok("method", "method"),
+		tok("component-code", "component.code"), tok("combo-code", "code", "component.code"),
+		tok("component-value-concept", "component.valueCodeableConcept"),
+		tok("combo-value-concept", "valueCodeableConcept", "component.valueCodeableConcept"),
+		tok("component-data-absent-reason", "component.dataAbsentReason"),
+		tok("combo-data-absent-reason", "dataAbsentReason", "component.dataAbsentReason"),
+	},
+	"Condition": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("clinical-status", "clinicalStatus"), tok("verification-status", "verificationStatus"),
+		tok("category", "category"), tok("code", "code"), tok("severity", "severity"),
+		tok("body-site", "bodySite"), tok("stage", "stage.summary"), tok("evidence", "evidence.code"),
+		ref("evidence-detail", anyTarget, "evidence.detail"), ref("encounter", anyTarget, "encounter"),
+		ref("asserter", anyTarget, "asserter"),
+	},
+	"Procedure": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("status", "status"), tok("code", "code"), tok("category", "category"),
+		ref("performer", anyTarget, "performer.actor"), ref("encounter", anyTarget, "encounter"),
+		ref("based-on", anyTarget, "basedOn"), ref("part-of", anyTarget, "partOf"),
+		ref("location", anyTarget, "location"), tok("reason-code", "reasonCode"),
+		ref("reason-reference", anyTarget, "reasonReference"),
+	},
+	"Goal": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("lifecycle-status", "lifecycleStatus"), tok("achievement-status", "achievementStatus"),
+		tok("category", "category"),
+	},
+	"Questionnaire": {
+		tok("identifier", "identifier"), tok("status", "status"), tok("code", "item.code"),
+		tok("context", "useContext.valueCodeableConcept"), tok("jurisdiction", "jurisdiction"),
+		tok("version", "version"), {Name: "url", Type: ParamURI, Paths: []string{"url"}},
+		ref("definition", anyTarget, "item.definition"),
+	},
+	"QuestionnaireResponse": {
+		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
+		tok("status", "status"), ref("questionnaire", anyTarget, "questionnaire"),
+		ref("author", anyTarget, "author"), ref("encounter", anyTarget, "encounter"),
+		ref("based-on", anyTarget, "basedOn"), ref("part-of", anyTarget, "partOf"),
+		ref("source", anyTarget, "source"),
+	},
+	"Group": {
+		tok("identifier", "identifier"), tok("type", "type"), tok("code", "code"), tok("actual", "actual"),
+		ref("member", anyTarget, "member.entity"), ref("managing-entity", anyTarget, "managingEntity"),
+		tok("characteristic", "characteristic.code"), tok("exclude", "characteristic.exclude"),
+	},
+	"RelatedPerson": {
+		tok("identifier", "identifier"), ref("patient", patientT, "patient"), tok("active", "active"),
+		tok("gender", "gender"), tok("relationship", "relationship"),
+	},
+	"DocumentReference": {
+		tok("identifier", "identifier", "masterIdentifier"), ref("patient", patientT, "subject"),
+		ref("subject", anyTarget, "subject"), tok("status", "status"), tok("type", "type"),
+		tok("category", "category"), ref("author", anyTarget, "author"), ref("custodian", anyTarget, "custodian"),
+		ref("authenticator", anyTarget, "authenticator"), ref("encounter", anyTarget, "context.encounter"),
+		ref("related", anyTarget, "context.related"), ref("relatesto", anyTarget, "relatesTo.target"),
+		tok("security-label", "securityLabel"), tok("format", "content.format"),
+		tok("language", "content.attachment.language"), tok("contenttype", "content.attachment.contentType"),
+		tok("facility", "context.facilityType"), tok("setting", "context.practiceSetting"),
+		tok("event", "context.event"), tok("relation", "relatesTo.code"),
+	},
+	"Device": {
+		tok("identifier", "identifier"), ref("patient", patientT, "patient"), tok("status", "status"),
+		tok("type", "type"), ref("organization", anyTarget, "owner"), ref("location", anyTarget, "location"),
+		{Name: "url", Type: ParamURI, Paths: []string{"url"}},
+	},
+}
+
+// Params returns the indexed parameters of typ (type-specific, then the common ones).
+func Params(typ string) []Param {
+	return append(slices.Clone(typeParams[typ]), commonParams...)
+}
+
+// LookupParam finds the parameter name of typ.
+func LookupParam(typ, name string) (Param, bool) {
+	for _, p := range typeParams[typ] {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	for _, p := range commonParams {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Param{}, false
+}
