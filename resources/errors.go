@@ -11,21 +11,21 @@ import (
 type Kind int
 
 const (
-	KindInternal           Kind = iota // 500, exception: anything not classified
-	KindBadRequest                     // 400, structure/invalid: unparseable input, bad URL
-	KindUnprocessable                  // 422, processing: parsed but violates R4 or a profile
-	KindNotFound                       // 404, not-found
-	KindGone                           // 410, deleted
-	KindConflict                       // 409, conflict: version clash without If-Match, id reuse
-	KindPreconditionFailed             // 412, conflict: If-Match mismatch, several conditional matches
-	KindMethodNotAllowed               // 405, not-supported
-	KindNotAcceptable                  // 406, not-supported
-	KindUnsupportedMediaType           // 415, not-supported
-	KindTooLarge                       // 413, too-long
-	KindUnavailable                    // 503, transient: store unreachable or busy
-	KindUnauthorized                   // 401, login
-	KindForbidden                      // 403, forbidden
-	KindTooManyRequests                // 429, throttled
+	KindInternal             Kind = iota // 500, exception: anything not classified
+	KindBadRequest                       // 400, structure/invalid: unparseable input, bad URL
+	KindUnprocessable                    // 422, processing: parsed but violates R4 or a profile
+	KindNotFound                         // 404, not-found
+	KindGone                             // 410, deleted
+	KindConflict                         // 409, conflict: version clash without If-Match, id reuse
+	KindPreconditionFailed               // 412, conflict: If-Match mismatch, several conditional matches
+	KindMethodNotAllowed                 // 405, not-supported
+	KindNotAcceptable                    // 406, not-supported
+	KindUnsupportedMediaType             // 415, not-supported
+	KindTooLarge                         // 413, too-long
+	KindUnavailable                      // 503, transient: store unreachable or busy
+	KindUnauthorized                     // 401, login
+	KindForbidden                        // 403, forbidden
+	KindTooManyRequests                  // 429, throttled
 )
 
 type kindInfo struct {

@@ -71,7 +71,9 @@ var clinicalCommon = []string{
 	"ServiceRequest",
 }
 
-func tok(name string, paths ...string) Param { return Param{Name: name, Type: ParamToken, Paths: paths} }
+func tok(name string, paths ...string) Param {
+	return Param{Name: name, Type: ParamToken, Paths: paths}
+}
 func ref(name string, targets []string, paths ...string) Param {
 	return Param{Name: name, Type: ParamReference, Paths: paths, Targets: targets}
 }
