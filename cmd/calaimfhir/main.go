@@ -1,0 +1,206 @@
+// Command calaimfhir is the CalAIM FHIR R4 exchange server. Subcommands:
+//
+//	calaimfhir serve [--addr 127.0.0.1:8080] [--data ./data] [--mongodb-uri URI] [--base-url URL]
+//
+// Every flag can also be set by a CALAIMFHIR_* environment variable (see the README).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/calaimfhir/calaimfhir/internal/mongostore"
+	"github.com/calaimfhir/calaimfhir/internal/r4"
+	"github.com/calaimfhir/calaimfhir/internal/sqlitestore"
+	"github.com/calaimfhir/calaimfhir/resources"
+	"github.com/calaimfhir/calaimfhir/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `calaimfhir: FHIR R4 exchange server for Medi-Cal CalAIM
+
+Usage:
+  calaimfhir serve [flags]     run the server (embedded SQLite store unless --mongodb-uri is set)
+  calaimfhir version           print the version
+
+Run 'calaimfhir serve -h' for the flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:], os.Stdout, os.Stderr)
+	case "version":
+		fmt.Println(version)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "calaimfhir:", err)
+		os.Exit(1)
+	}
+}
+
+// serveConfig is every setting of serve; each has a flag and a CALAIMFHIR_* variable.
+type serveConfig struct {
+	addr         string
+	data         string
+	mongoURI     string
+	baseURL      string
+	maxBodyBytes int64
+	logLevel     string
+	shutdownWait time.Duration
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
+	cfg := &serveConfig{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.addr, "addr", env("CALAIMFHIR_ADDR", "127.0.0.1:8080"), "listen address (CALAIMFHIR_ADDR)")
+	fs.StringVar(&cfg.data, "data", env("CALAIMFHIR_DATA", "./data"), "data directory of the embedded store (CALAIMFHIR_DATA)")
+	fs.StringVar(&cfg.mongoURI, "mongodb-uri", env("CALAIMFHIR_MONGODB_URI", ""), "use MongoDB at this URI instead of the embedded store (CALAIMFHIR_MONGODB_URI)")
+	fs.StringVar(&cfg.baseURL, "base-url", env("CALAIMFHIR_BASE_URL", ""), "public FHIR base URL; default http://ADDR/fhir (CALAIMFHIR_BASE_URL)")
+	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", envInt("CALAIMFHIR_MAX_BODY_BYTES", 10<<20), "largest accepted request body (CALAIMFHIR_MAX_BODY_BYTES)")
+	fs.StringVar(&cfg.logLevel, "log-level", env("CALAIMFHIR_LOG_LEVEL", "info"), "debug, info, warn or error (CALAIMFHIR_LOG_LEVEL)")
+	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", envDuration("CALAIMFHIR_SHUTDOWN_TIMEOUT", 30*time.Second), "how long in-flight requests may take after SIGTERM (CALAIMFHIR_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if cfg.baseURL == "" {
+		cfg.baseURL = "http://" + cfg.addr + "/fhir"
+	}
+	return cfg, nil
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	store, storeName, where, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := server.New(server.Config{
+		BaseURL:      cfg.baseURL,
+		MaxBodyBytes: cfg.maxBodyBytes,
+		StoreName:    storeName,
+		Version:      version,
+	}, store, r4.Validate, logger, reg)
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	httpServer := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "store", storeName, "version", version)
+	fmt.Fprintf(stdout, "calaimfhir %s serving FHIR R4 at %s (%s store: %s)\n", version, cfg.baseURL, storeName, where)
+	fmt.Fprintf(stdout, "try:  curl -s %s/metadata\n", cfg.baseURL)
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpServer.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// SIGTERM: stop accepting, let in-flight requests finish, then close the store.
+	logger.Info("shutting down", "timeout", cfg.shutdownWait.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownWait)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func openStore(ctx context.Context, cfg *serveConfig) (resources.Store, string, string, error) {
+	if cfg.mongoURI != "" {
+		s, err := mongostore.Open(ctx, cfg.mongoURI, mongostore.Options{})
+		if err != nil {
+			return nil, "", "", fmt.Errorf("open MongoDB store: %w", err)
+		}
+		return s, "mongodb", "MongoDB", nil
+	}
+	s, err := sqlitestore.Open(ctx, cfg.data, sqlitestore.Options{})
+	if err != nil {
+		return nil, "", "", fmt.Errorf("open embedded store in %s: %w", cfg.data, err)
+	}
+	return s, "sqlite", cfg.data, nil
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int64) int64 {
+	var n int64
+	if v, ok := os.LookupEnv(name); ok {
+		if _, err := fmt.Sscan(v, &n); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}

@@ -1,0 +1,369 @@
+package resources
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Validator parses and validates one resource against base R4 and returns its type. Errors
+// are *Error: KindBadRequest when the body is not a resource, KindUnprocessable with one issue
+// per problem otherwise.
+type Validator func(body []byte) (resourceType string, err error)
+
+// Service carries out the FHIR interactions on a Store: it validates, assigns ids and
+// versions, stamps meta, extracts search keys, and leaves the store to make each write atomic.
+type Service struct {
+	Store    Store
+	Validate Validator
+	// Base is the absolute FHIR base URL (for treating absolute references as local).
+	Base string
+
+	clockMu sync.Mutex
+	last    time.Time
+}
+
+// maxWriteAttempts bounds the retries of an unconditional update that keeps losing races.
+const maxWriteAttempts = 8
+
+// now returns a UTC timestamp with microsecond precision that never goes backwards in this
+// process, so versions written here have strictly increasing lastUpdated values.
+func (s *Service) now() time.Time {
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	t := time.Now().UTC().Truncate(time.Microsecond)
+	if !t.After(s.last) {
+		t = s.last.Add(time.Microsecond)
+	}
+	s.last = t
+	return t
+}
+
+// NewID returns a server-assigned id: 128 random bits in hex (a valid FHIR id).
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// FormatInstant renders t as a FHIR instant with microseconds.
+func FormatInstant(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+}
+
+// prepared is a validated body, decoded for stamping and key extraction.
+type prepared struct {
+	doc map[string]any
+}
+
+func (s *Service) prepare(typ string, body []byte) (*prepared, error) {
+	if !Supported(typ) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", typ)
+	}
+	gotType, err := s.Validate(body)
+	if err != nil {
+		return nil, err
+	}
+	if gotType != typ {
+		return nil, Errorf(KindBadRequest, "the body is a %s but the URL is for %s", gotType, typ)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, Wrap(KindBadRequest, err, "the body is not a JSON object")
+	}
+	return &prepared{doc: doc}, nil
+}
+
+// stamp sets id and meta on the document and returns the version to store.
+func (p *prepared) stamp(typ, id string, version int64, at time.Time) (*Resource, error) {
+	p.doc["id"] = id
+	meta, _ := p.doc["meta"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["versionId"] = strconv.FormatInt(version, 10)
+	meta["lastUpdated"] = FormatInstant(at)
+	p.doc["meta"] = meta
+	body, err := EncodeResource(p.doc)
+	if err != nil {
+		return nil, Wrap(KindInternal, err, "encoding the resource failed")
+	}
+	return &Resource{Type: typ, ID: id, VersionID: version, LastUpdated: at, JSON: body, Keys: ExtractKeys(typ, p.doc)}, nil
+}
+
+// EncodeResource writes a decoded resource compactly with resourceType, id and meta first and
+// the other elements in name order; HTML characters are not escaped (narratives stay legible).
+func EncodeResource(doc map[string]any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		switch k {
+		case "resourceType", "id", "meta":
+		default:
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	keys = append([]string{"resourceType", "id", "meta"}, keys...)
+	buf.WriteByte('{')
+	first := true
+	for _, k := range keys {
+		v, ok := doc[k]
+		if !ok {
+			continue
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		if err := enc.Encode(k); err != nil {
+			return nil, err
+		}
+		buf.Truncate(buf.Len() - 1) // Encode appends a newline
+		buf.WriteByte(':')
+		if err := enc.Encode(v); err != nil {
+			return nil, err
+		}
+		buf.Truncate(buf.Len() - 1)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// Create stores a new resource with a server-assigned id. With ifNoneExist (the query of an
+// If-None-Exist header) it returns the existing match instead when there is exactly one
+// (created=false), and KindPreconditionFailed when there are several.
+func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExist string) (res *Resource, created bool, err error) {
+	p, err := s.prepare(typ, body)
+	if err != nil {
+		return nil, false, err
+	}
+	r, err := p.stamp(typ, NewID(), 1, s.now())
+	if err != nil {
+		return nil, false, err
+	}
+	if ifNoneExist == "" {
+		if err := s.Store.Put(ctx, r); err != nil {
+			return nil, false, err
+		}
+		return r, true, nil
+	}
+	cond, err := s.ParseCondition(typ, ifNoneExist)
+	if err != nil {
+		return nil, false, err
+	}
+	existing, err := s.Store.CreateIfNoneExist(ctx, r, cond)
+	if err != nil {
+		return nil, false, err
+	}
+	if existing != nil {
+		return existing, false, nil
+	}
+	return r, true, nil
+}
+
+// ParseCondition parses the query of a conditional interaction. Unlike a search, every
+// parameter must be understood and at least one must select: a condition that silently
+// dropped a parameter would match (and act on) the wrong resources.
+func (s *Service) ParseCondition(typ, query string) (*Query, error) {
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, Wrap(KindBadRequest, err, "the condition is not a valid query string")
+	}
+	sr, err := ParseSearch(typ, values, s.Base, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(sr.Query.Clauses) == 0 {
+		return nil, Errorf(KindBadRequest, "the condition selects nothing: give at least one search parameter")
+	}
+	return &sr.Query, nil
+}
+
+// Update writes a new version of typ/id, creating it when it does not exist (the client
+// chose the id). ifMatch > 0 requires the current version to be ifMatch (KindPreconditionFailed
+// otherwise). Without ifMatch a concurrent writer's version is simply superseded.
+func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMatch int64) (res *Resource, created bool, err error) {
+	if Supported(typ) && !ValidID(id) {
+		return nil, false, Errorf(KindBadRequest, "%q is not a valid FHIR id", id)
+	}
+	p, err := s.prepare(typ, body)
+	if err != nil {
+		return nil, false, err
+	}
+	bodyID, _ := p.doc["id"].(string)
+	if bodyID == "" {
+		return nil, false, Errorf(KindBadRequest, "the resource has no id; an update must carry the id of the URL (%s)", id)
+	}
+	if bodyID != id {
+		return nil, false, Errorf(KindBadRequest, "the resource id %q does not match the URL id %q", bodyID, id)
+	}
+	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
+		current, err := s.currentVersion(ctx, typ, id)
+		if err != nil {
+			return nil, false, err
+		}
+		if ifMatch > 0 && current != ifMatch {
+			return nil, false, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current)
+		}
+		r, err := p.stamp(typ, id, current+1, s.now())
+		if err != nil {
+			return nil, false, err
+		}
+		err = s.Store.Put(ctx, r)
+		switch {
+		case err == nil:
+			return r, current == 0, nil
+		case IsKind(err, KindConflict) && ifMatch > 0:
+			return nil, false, Errorf(KindPreconditionFailed, "%s/%s changed after version %d", typ, id, ifMatch)
+		case IsKind(err, KindConflict):
+			continue // another writer won this version; build on theirs
+		default:
+			return nil, false, err
+		}
+	}
+	return nil, false, Errorf(KindConflict, "%s/%s is being updated by others; try again", typ, id)
+}
+
+// currentVersion returns the current version number (tombstones count), 0 if none.
+func (s *Service) currentVersion(ctx context.Context, typ, id string) (int64, error) {
+	r, err := s.Store.Read(ctx, typ, id)
+	switch {
+	case err == nil:
+		return r.VersionID, nil
+	case IsKind(err, KindGone):
+		return r.VersionID, nil
+	case IsKind(err, KindNotFound):
+		return 0, nil
+	default:
+		return 0, err
+	}
+}
+
+// Delete writes a tombstone version. Deleting a deleted resource changes nothing and returns
+// its tombstone; deleting one that never existed is KindNotFound.
+func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64) (*Resource, error) {
+	if !Supported(typ) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", typ)
+	}
+	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
+		current, err := s.Store.Read(ctx, typ, id)
+		if IsKind(err, KindGone) {
+			return current, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ifMatch > 0 && current.VersionID != ifMatch {
+			return nil, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current.VersionID)
+		}
+		r := &Resource{Type: typ, ID: id, VersionID: current.VersionID + 1, LastUpdated: s.now(), Deleted: true}
+		err = s.Store.Put(ctx, r)
+		switch {
+		case err == nil:
+			return r, nil
+		case IsKind(err, KindConflict) && ifMatch > 0:
+			return nil, Errorf(KindPreconditionFailed, "%s/%s changed after version %d", typ, id, ifMatch)
+		case IsKind(err, KindConflict):
+			continue
+		default:
+			return nil, err
+		}
+	}
+	return nil, Errorf(KindConflict, "%s/%s is being updated by others; try again", typ, id)
+}
+
+// Read returns the current version (KindGone with the tombstone after a delete).
+func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
+	if !Supported(typ) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", typ)
+	}
+	if !ValidID(id) {
+		return nil, Errorf(KindNotFound, "%s/%s is not known", typ, id)
+	}
+	return s.Store.Read(ctx, typ, id)
+}
+
+// VRead returns one version.
+func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource, error) {
+	if !Supported(typ) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", typ)
+	}
+	v, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || v < 1 || !ValidID(id) {
+		return nil, Errorf(KindNotFound, "%s/%s has no version %q", typ, id, version)
+	}
+	return s.Store.VRead(ctx, typ, id, v)
+}
+
+// Search runs a parsed search.
+func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) {
+	if !Supported(sr.Query.Type) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", sr.Query.Type)
+	}
+	q := sr.Query
+	if sr.CountOnly {
+		q.Total = true
+		q.Count = 1
+	}
+	page, err := s.Store.Search(ctx, &q)
+	if err != nil {
+		return nil, err
+	}
+	if sr.CountOnly {
+		page.Resources, page.Next = nil, nil
+	}
+	return page, nil
+}
+
+// ParseHistory reads the _count, _since and _cursor parameters of a history interaction.
+func ParseHistory(typ, id string, params url.Values) (*HistoryQuery, error) {
+	q := &HistoryQuery{Type: typ, ID: id, Count: DefaultCount}
+	if v := params.Get("_count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, Errorf(KindBadRequest, "_count must be a positive integer")
+		}
+		q.Count = min(n, MaxCount)
+	}
+	if v := params.Get("_since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, Errorf(KindBadRequest, "_since must be an instant such as 2024-05-01T00:00:00Z")
+		}
+		q.Since = t.UTC()
+	}
+	if v := params.Get("_cursor"); v != "" {
+		c, err := DecodeCursor(v)
+		if err != nil {
+			return nil, err
+		}
+		q.After = c
+	}
+	return q, nil
+}
+
+// History returns instance history (id set) or type history. Instance history of a resource
+// that never existed is KindNotFound.
+func (s *Service) History(ctx context.Context, q *HistoryQuery) (*Page, error) {
+	if !Supported(q.Type) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", q.Type)
+	}
+	if q.ID != "" {
+		if _, err := s.Store.Read(ctx, q.Type, q.ID); IsKind(err, KindNotFound) || (err != nil && !IsKind(err, KindGone)) {
+			return nil, err
+		}
+	}
+	return s.Store.History(ctx, q)
+}

@@ -1,0 +1,243 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// One handler per interaction: decode the request, call the service, encode the answer.
+
+func (s *Server) create(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	body, err := s.readResourceBody(c)
+	if err != nil {
+		return err
+	}
+	res, created, err := s.svc.Create(c.Request().Context(), typ, body, c.Request().Header.Get("If-None-Exist"))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK // If-None-Exist matched an existing resource
+	if created {
+		status = http.StatusCreated
+	}
+	return s.respondResource(c, status, res, created)
+}
+
+func (s *Server) update(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	body, err := s.readResourceBody(c)
+	if err != nil {
+		return err
+	}
+	res, created, err := s.svc.Update(c.Request().Context(), typ, c.Param("id"), body, ifMatch)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return s.respondResource(c, status, res, created)
+}
+
+func (s *Server) delete(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.Delete(c.Request().Context(), typ, c.Param("id"), ifMatch)
+	if err != nil {
+		return err
+	}
+	setVersionHeaders(c, res)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) read(c echo.Context) error {
+	res, err := s.svc.Read(c.Request().Context(), c.Param("type"), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && inm == etag(res) {
+		setVersionHeaders(c, res)
+		return c.NoContent(http.StatusNotModified)
+	}
+	setVersionHeaders(c, res)
+	return c.Blob(http.StatusOK, fhirJSON, res.JSON)
+}
+
+func (s *Server) vread(c echo.Context) error {
+	res, err := s.svc.VRead(c.Request().Context(), c.Param("type"), c.Param("id"), c.Param("vid"))
+	if err != nil {
+		return err
+	}
+	setVersionHeaders(c, res)
+	return c.Blob(http.StatusOK, fhirJSON, res.JSON)
+}
+
+func (s *Server) search(c echo.Context) error {
+	return s.runSearch(c, c.QueryParams())
+}
+
+// searchPost is POST /fhir/Type/_search: form-encoded parameters in the body, possibly more
+// in the URL; the answer is the same as for GET with all of them.
+func (s *Server) searchPost(c echo.Context) error {
+	if _, err := supportedType(c); err != nil {
+		return err
+	}
+	params := c.QueryParams()
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if c.Request().ContentLength != 0 {
+		if !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+			return resources.Errorf(resources.KindUnsupportedMediaType, "send search parameters as application/x-www-form-urlencoded")
+		}
+		body, err := s.readBody(c)
+		if err != nil {
+			return err
+		}
+		form, perr := url.ParseQuery(string(body))
+		if perr != nil {
+			return resources.Wrap(resources.KindBadRequest, perr, "the form body is not valid")
+		}
+		for k, vs := range form {
+			for _, v := range vs {
+				params.Add(k, v)
+			}
+		}
+	}
+	return s.runSearch(c, params)
+}
+
+func (s *Server) runSearch(c echo.Context, params url.Values) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	sr, err := resources.ParseSearch(typ, params, s.cfg.BaseURL, preferStrict(c))
+	if err != nil {
+		return err
+	}
+	page, err := s.svc.Search(c.Request().Context(), sr)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, fhirJSON, s.searchBundle(typ, sr, page))
+}
+
+func (s *Server) typeHistory(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	return s.history(c, typ, "")
+}
+
+func (s *Server) instanceHistory(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	return s.history(c, typ, c.Param("id"))
+}
+
+func (s *Server) history(c echo.Context, typ, id string) error {
+	q, err := resources.ParseHistory(typ, id, c.QueryParams())
+	if err != nil {
+		return err
+	}
+	page, err := s.svc.History(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, fhirJSON, s.historyBundle(q, c.QueryParams(), page))
+}
+
+func supportedType(c echo.Context) (string, error) {
+	typ := c.Param("type")
+	if !resources.Supported(typ) {
+		return "", resources.Errorf(resources.KindNotFound, "resource type %q is not supported by this server", typ)
+	}
+	return typ, nil
+}
+
+// parseIfMatch reads If-Match: W/"3" or "3"; 0 when absent.
+func parseIfMatch(c echo.Context) (int64, error) {
+	h := strings.TrimSpace(c.Request().Header.Get("If-Match"))
+	if h == "" {
+		return 0, nil
+	}
+	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, resources.Errorf(resources.KindBadRequest, `If-Match must be a version ETag such as W/"3"`)
+	}
+	return n, nil
+}
+
+func etag(r *resources.Resource) string {
+	return `W/"` + strconv.FormatInt(r.VersionID, 10) + `"`
+}
+
+func setVersionHeaders(c echo.Context, r *resources.Resource) {
+	h := c.Response().Header()
+	h.Set("ETag", etag(r))
+	h.Set("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+}
+
+// preferences parses the Prefer header (RFC 7240) into name → value.
+func preferences(c echo.Context) map[string]string {
+	prefs := map[string]string{}
+	for _, h := range c.Request().Header.Values("Prefer") {
+		for _, p := range strings.Split(h, ",") {
+			name, value, _ := strings.Cut(strings.TrimSpace(p), "=")
+			prefs[strings.ToLower(strings.TrimSpace(name))] = strings.Trim(strings.TrimSpace(value), `"`)
+		}
+	}
+	return prefs
+}
+
+func preferStrict(c echo.Context) bool { return preferences(c)["handling"] == "strict" }
+
+// respondResource answers a write per Prefer: return=minimal (headers only),
+// return=OperationOutcome, or the resource (the default).
+func (s *Server) respondResource(c echo.Context, status int, r *resources.Resource, created bool) error {
+	setVersionHeaders(c, r)
+	if created || status == http.StatusCreated {
+		c.Response().Header().Set(echo.HeaderLocation, s.cfg.BaseURL+"/"+r.Type+"/"+r.ID+"/_history/"+strconv.FormatInt(r.VersionID, 10))
+	}
+	switch preferences(c)["return"] {
+	case "minimal":
+		return c.NoContent(status)
+	case "OperationOutcome":
+		msg := r.Type + "/" + r.ID + " version " + strconv.FormatInt(r.VersionID, 10)
+		if created {
+			msg += " created"
+		} else {
+			msg += " stored"
+		}
+		return c.Blob(status, fhirJSON, outcomeJSON([]resources.Issue{{
+			Severity: resources.SeverityInformation, Code: resources.IssueInformational, Diagnostics: msg}}))
+	}
+	return c.Blob(status, fhirJSON, r.JSON)
+}

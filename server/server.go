@@ -1,0 +1,200 @@
+// Package server is the HTTP face of calaimfhir: Echo routes for the FHIR R4 RESTful API
+// (https://hl7.org/fhir/R4/http.html), health and metrics endpoints, and the middleware around
+// them. Handlers are thin: they decode, call resources.Service, and encode. Every error goes
+// through errorHandler and leaves as an OperationOutcome.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// Config holds the HTTP settings.
+type Config struct {
+	// BaseURL is the public FHIR base, e.g. http://127.0.0.1:8080/fhir. Links and Location
+	// headers use it.
+	BaseURL string
+	// MaxBodyBytes bounds request bodies (413 above it). Default 10 MiB.
+	MaxBodyBytes int64
+	// StoreName labels store metrics ("sqlite" or "mongodb").
+	StoreName string
+	// Version is reported in the CapabilityStatement.
+	Version string
+}
+
+// Server wires the service into an Echo instance.
+type Server struct {
+	cfg     Config
+	svc     *resources.Service
+	store   resources.Store
+	log     *slog.Logger
+	metrics *metrics
+	Echo    *echo.Echo
+	capCache
+}
+
+const fhirJSON = "application/fhir+json; charset=utf-8"
+
+// New builds the HTTP server. The store is wrapped so that every call is timed into reg.
+func New(cfg Config, store resources.Store, validate resources.Validator, logger *slog.Logger, reg *prometheus.Registry) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 10 << 20
+	}
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	m := newMetrics(reg, cfg.StoreName)
+	timed := &timedStore{Store: store, m: m}
+	s := &Server{
+		cfg:     cfg,
+		svc:     &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL},
+		store:   timed,
+		log:     logger,
+		metrics: m,
+	}
+	s.started = time.Now().UTC()
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(logger)
+	e.Use(s.observe, s.recoverPanics)
+
+	e.GET("/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
+	e.GET("/health/ready", s.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+
+	// negotiate is attached per route, not to the group: group middleware would turn a wrong
+	// method on a known path into 404 instead of 405.
+	f := e.Group("/fhir")
+	n := s.negotiate
+	f.GET("/metadata", s.capabilities, n)
+	f.GET("/:type", s.search, n)
+	f.POST("/:type/_search", s.searchPost, n)
+	f.POST("/:type", s.create, n)
+	f.GET("/:type/_history", s.typeHistory, n)
+	f.GET("/:type/:id", s.read, n)
+	f.PUT("/:type/:id", s.update, n)
+	f.DELETE("/:type/:id", s.delete, n)
+	f.GET("/:type/:id/_history", s.instanceHistory, n)
+	f.GET("/:type/:id/_history/:vid", s.vread, n)
+	s.Echo = e
+	return s
+}
+
+// ServeHTTP lets the server be used as an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.Echo.ServeHTTP(w, r) }
+
+func (s *Server) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// requestID returns the id given to the request by observe.
+func requestID(c echo.Context) string {
+	id, _ := c.Request().Context().Value(requestIDKey).(string)
+	return id
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// observe assigns a request id, and logs and counts every request. Log lines carry the route
+// pattern (/fhir/:type/:id), never the URL: ids and query strings can be PHI.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		id := req.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+			id = newRequestID()
+		}
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestIDKey, id)))
+		c.Response().Header().Set("X-Request-Id", id)
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		status := c.Response().Status
+		interaction := interactionOf(c)
+		typ := c.Param("type")
+		if !resources.Supported(typ) {
+			typ = ""
+		}
+		elapsed := time.Since(start)
+		s.metrics.observeRequest(interaction, typ, status, elapsed)
+		s.log.Info("request", "request_id", id, "method", req.Method, "route", c.Path(),
+			"interaction", interaction, "type", typ, "status", status,
+			"duration_ms", float64(elapsed.Microseconds())/1000, "bytes_out", c.Response().Size)
+		return nil
+	}
+}
+
+// interactionOf names the FHIR interaction from the matched route.
+func interactionOf(c echo.Context) string {
+	method := c.Request().Method
+	switch c.Path() {
+	case "/fhir/metadata":
+		return "capabilities"
+	case "/fhir/:type":
+		if method == http.MethodPost {
+			return "create"
+		}
+		return "search-type"
+	case "/fhir/:type/_search":
+		return "search-type"
+	case "/fhir/:type/_history":
+		return "history-type"
+	case "/fhir/:type/:id":
+		switch method {
+		case http.MethodPut:
+			return "update"
+		case http.MethodDelete:
+			return "delete"
+		}
+		return "read"
+	case "/fhir/:type/:id/_history":
+		return "history-instance"
+	case "/fhir/:type/:id/_history/:vid":
+		return "vread"
+	case "/health/live", "/health/ready":
+		return "health"
+	case "/metrics":
+		return "metrics"
+	}
+	return "other"
+}
+
+// recoverPanics turns a panic into a 500 OperationOutcome; the stack goes to the log only.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.Error("panic", "request_id", requestID(c), "panic", r)
+				err = &resources.Error{Kind: resources.KindInternal, Message: "internal error"}
+			}
+		}()
+		return next(c)
+	}
+}
