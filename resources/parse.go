@@ -287,13 +287,15 @@ var dateLayouts = []struct {
 // ParseDateRange returns the half-open range [lo, hi) of instants covered by a FHIR date,
 // dateTime or instant at its precision ("2024" is the whole year).
 func ParseDateRange(v string) (lo, hi time.Time, err error) {
-	for _, l := range dateLayouts {
-		if t, err := time.Parse(l.layout, v); err == nil {
-			return t.UTC(), l.next(t).UTC(), nil
+	// Fractional seconds: the precision is the number of digits given. (time.Parse accepts
+	// fractions even where a layout has none, so these are told apart first.)
+	if !strings.Contains(v, ".") {
+		for _, l := range dateLayouts {
+			if t, err := time.Parse(l.layout, v); err == nil {
+				return t.UTC(), l.next(t).UTC(), nil
+			}
 		}
-	}
-	// Fractional seconds: the precision is the number of digits given.
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+	} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 		dot := strings.IndexByte(v, '.')
 		end := dot + 1
 		for end < len(v) && v[end] >= '0' && v[end] <= '9' {
