@@ -50,7 +50,10 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "serve":
-		err = serve(os.Args[2:], os.Stdout, os.Stderr)
+		// SIGTERM (and Ctrl-C) start a graceful shutdown.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err = serve(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -80,26 +83,37 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.addr, "addr", env("CALAIMFHIR_ADDR", "127.0.0.1:8080"), "listen address (CALAIMFHIR_ADDR)")
-	fs.StringVar(&cfg.data, "data", env("CALAIMFHIR_DATA", "./data"), "data directory of the embedded store (CALAIMFHIR_DATA)")
-	fs.StringVar(&cfg.mongoURI, "mongodb-uri", env("CALAIMFHIR_MONGODB_URI", ""), "use MongoDB at this URI instead of the embedded store (CALAIMFHIR_MONGODB_URI)")
-	fs.StringVar(&cfg.baseURL, "base-url", env("CALAIMFHIR_BASE_URL", ""), "public FHIR base URL; default http://ADDR/fhir (CALAIMFHIR_BASE_URL)")
-	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", envInt("CALAIMFHIR_MAX_BODY_BYTES", 10<<20), "largest accepted request body (CALAIMFHIR_MAX_BODY_BYTES)")
-	fs.StringVar(&cfg.logLevel, "log-level", env("CALAIMFHIR_LOG_LEVEL", "info"), "debug, info, warn or error (CALAIMFHIR_LOG_LEVEL)")
-	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", envDuration("CALAIMFHIR_SHUTDOWN_TIMEOUT", 30*time.Second), "how long in-flight requests may take after SIGTERM (CALAIMFHIR_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address (CALAIMFHIR_ADDR)")
+	fs.StringVar(&cfg.data, "data", "./data", "data directory of the embedded store (CALAIMFHIR_DATA)")
+	fs.StringVar(&cfg.mongoURI, "mongodb-uri", "", "use MongoDB at this URI instead of the embedded store (CALAIMFHIR_MONGODB_URI)")
+	fs.StringVar(&cfg.baseURL, "base-url", "", "public FHIR base URL; default http://ADDR/fhir (CALAIMFHIR_BASE_URL)")
+	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 10<<20, "largest accepted request body in bytes (CALAIMFHIR_MAX_BODY_BYTES)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (CALAIMFHIR_LOG_LEVEL)")
+	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM (CALAIMFHIR_SHUTDOWN_TIMEOUT)")
+	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "CALAIMFHIR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	if cfg.baseURL == "" {
-		cfg.baseURL = "http://" + cfg.addr + "/fhir"
-	}
 	return cfg, nil
 }
 
-func serve(args []string, stdout, stderr io.Writer) error {
+// serve runs the server until ctx is cancelled, then shuts down gracefully.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseServeFlags(args, stderr)
 	if err != nil {
 		return err
@@ -110,15 +124,19 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
 	store, storeName, where, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	if cfg.baseURL == "" {
+		cfg.baseURL = "http://" + ln.Addr().String() + "/fhir"
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := server.New(server.Config{
@@ -128,10 +146,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		Version:      version,
 	}, store, r4.Validate, logger, reg)
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return err
-	}
 	httpServer := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -150,7 +164,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	// SIGTERM: stop accepting, let in-flight requests finish, then close the store.
+	// Stop accepting, let in-flight requests finish, then close the store (deferred).
 	logger.Info("shutting down", "timeout", cfg.shutdownWait.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownWait)
 	defer cancel()
@@ -177,30 +191,4 @@ func openStore(ctx context.Context, cfg *serveConfig) (resources.Store, string, 
 		return nil, "", "", fmt.Errorf("open embedded store in %s: %w", cfg.data, err)
 	}
 	return s, "sqlite", cfg.data, nil
-}
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int64) int64 {
-	var n int64
-	if v, ok := os.LookupEnv(name); ok {
-		if _, err := fmt.Sscan(v, &n); err == nil {
-			return n
-		}
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
 }
