@@ -40,6 +40,9 @@ const FileName = "calaimfhir.db"
 // Store is the SQLite implementation of resources.Store.
 type Store struct {
 	w, r *sql.DB
+	// Statements prepared once: parsing SQL on every call cost more than running it.
+	selVersion, upsertRes, insHist, delKeys, insKey *sql.Stmt
+	readCur, readVer                                *sql.Stmt
 }
 
 var _ resources.Store = (*Store)(nil)
@@ -114,11 +117,35 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
+	for _, p := range []struct {
+		db   *sql.DB
+		dst  **sql.Stmt
+		stmt string
+	}{
+		{w, &s.selVersion, `SELECT version FROM resources WHERE type = ? AND id = ?`},
+		{w, &s.upsertRes, `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`},
+		{w, &s.insHist, `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`},
+		{w, &s.delKeys, `DELETE FROM search_keys WHERE type = ? AND id = ?`},
+		{w, &s.insKey, `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES (?, ?, ?, ?)`},
+		{r, &s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
+		{r, &s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
+	} {
+		if *p.dst, err = p.db.PrepareContext(ctx, p.stmt); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("prepare: %w", mapErr(err))
+		}
+	}
 	return s, nil
 }
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	for _, st := range []*sql.Stmt{s.selVersion, s.upsertRes, s.insHist, s.delKeys, s.insKey, s.readCur, s.readVer} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -160,12 +187,12 @@ func mapErr(err error) error {
 }
 
 func (s *Store) Read(ctx context.Context, typ, id string) (*resources.Resource, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`, typ, id)
+	row := s.readCur.QueryRowContext(ctx, typ, id)
 	return scanOne(row, typ, id)
 }
 
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*resources.Resource, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`, typ, id, version)
+	row := s.readVer.QueryRowContext(ctx, typ, id, version)
 	return scanOne(row, typ, id)
 }
 
@@ -188,7 +215,7 @@ func scanOne(row *sql.Row, typ, id string) (*resources.Resource, error) {
 }
 
 func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return put(ctx, tx, r) })
+	return s.inTx(ctx, func(tx *sql.Tx) error { return s.put(ctx, tx, r) })
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
@@ -203,9 +230,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return mapErr(tx.Commit())
 }
 
-func put(ctx context.Context, tx *sql.Tx, r *resources.Resource) error {
+func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) error {
 	var current int64
-	err := tx.QueryRowContext(ctx, `SELECT version FROM resources WHERE type = ? AND id = ?`, r.Type, r.ID).Scan(&current)
+	err := tx.StmtContext(ctx, s.selVersion).QueryRowContext(ctx, r.Type, r.ID).Scan(&current)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
@@ -217,45 +244,25 @@ func put(ctx context.Context, tx *sql.Tx, r *resources.Resource) error {
 	if !r.Deleted {
 		body = r.JSON
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`,
-		r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := tx.StmtContext(ctx, s.upsertRes).ExecContext(ctx, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`,
-		r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := tx.StmtContext(ctx, s.insHist).ExecContext(ctx, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
 	if current > 0 {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE type = ? AND id = ?`, r.Type, r.ID); err != nil {
+		if _, err := tx.StmtContext(ctx, s.delKeys).ExecContext(ctx, r.Type, r.ID); err != nil {
 			return err
 		}
 	}
 	if r.Deleted {
 		return nil
 	}
-	return insertKeys(ctx, tx, r.Type, r.ID, lu, r.Keys.Eq)
-}
-
-// insertKeys writes the keys in multi-row statements (SQLite allows 32766 parameters).
-func insertKeys(ctx context.Context, tx *sql.Tx, typ, id string, lu int64, keys []string) error {
-	const perStmt = 200
-	for len(keys) > 0 {
-		n := min(len(keys), perStmt)
-		var sb strings.Builder
-		sb.WriteString(`INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `)
-		args := make([]any, 0, 4*n)
-		for i, k := range keys[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString("(?,?,?,?)")
-			args = append(args, typ, k, lu, id)
-		}
-		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+	ins := tx.StmtContext(ctx, s.insKey)
+	for _, k := range r.Keys.Eq {
+		if _, err := ins.ExecContext(ctx, r.Type, k, lu, r.ID); err != nil {
 			return err
 		}
-		keys = keys[n:]
 	}
 	return nil
 }
@@ -271,7 +278,7 @@ func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, co
 		}
 		switch len(page.Resources) {
 		case 0:
-			return put(ctx, tx, r)
+			return s.put(ctx, tx, r)
 		case 1:
 			existing = page.Resources[0]
 			return nil
@@ -310,7 +317,7 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 	// returns matches already in page order, so a page costs a short range scan.
 	for i, c := range clauses {
 		if len(c.AnyKey) == 1 {
-			from = "search_keys k0 JOIN resources r ON r.type = k0.type AND r.id = k0.id"
+			from = "search_keys k0 CROSS JOIN resources r ON r.type = k0.type AND r.id = k0.id"
 			where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
 			args = []any{q.Type, c.AnyKey[0]}
 			lu, id = "k0.lu", "k0.id"
