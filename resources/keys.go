@@ -15,12 +15,20 @@ type Keys struct {
 
 // ExtractKeys computes the search keys of a resource given as decoded JSON (objects as
 // map[string]any, numbers as json.Number or float64).
-func ExtractKeys(typ string, doc map[string]any) Keys {
+func ExtractKeys(typ string, doc map[string]any) Keys { return ExtractKeysAt(typ, doc, "") }
+
+// ExtractKeysAt is ExtractKeys on a server whose FHIR base is base: absolute references to
+// it are indexed as the local references they are.
+func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 	var eq []string
+	prefix := ""
+	if base != "" {
+		prefix = strings.TrimSuffix(base, "/") + "/"
+	}
 	for _, p := range Params(typ) {
 		for _, path := range p.Paths {
 			walk(doc, strings.Split(path, "."), func(v any) {
-				eq = appendValueKeys(eq, p, v)
+				eq = appendValueKeys(eq, p, v, prefix)
 			})
 		}
 	}
@@ -50,12 +58,12 @@ func walk(v any, path []string, fn func(any)) {
 	}
 }
 
-func appendValueKeys(keys []string, p Param, v any) []string {
+func appendValueKeys(keys []string, p Param, v any, base string) []string {
 	switch p.Type {
 	case ParamToken:
 		return appendTokenKeys(keys, p.Name, v)
 	case ParamReference:
-		return appendRefKeys(keys, p, v)
+		return appendRefKeys(keys, p, v, base)
 	case ParamURI:
 		if s, ok := v.(string); ok && s != "" {
 			keys = append(keys, RefURLKey(p.Name, s))
@@ -119,7 +127,7 @@ func jsonScalar(v any) string {
 	return string(b)
 }
 
-func appendRefKeys(keys []string, p Param, v any) []string {
+func appendRefKeys(keys []string, p Param, v any, base string) []string {
 	var ref string
 	switch t := v.(type) {
 	case string: // canonical
@@ -129,6 +137,9 @@ func appendRefKeys(keys []string, p Param, v any) []string {
 	}
 	if ref == "" || strings.HasPrefix(ref, "#") {
 		return keys
+	}
+	if base != "" {
+		ref = strings.TrimPrefix(ref, base)
 	}
 	typ, id, ok := SplitLocalRef(ref)
 	if !ok {

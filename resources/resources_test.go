@@ -95,6 +95,11 @@ func TestExtractKeys(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("keys (-want +got):\n%s", diff)
 	}
+	// Absolute references to this server are local references.
+	abs := resources.ExtractKeysAt("Task", map[string]any{"owner": map[string]any{"reference": "https://fhir.example.org/fhir/Organization/o1"}}, "https://fhir.example.org/fhir").Eq
+	if !slices.Contains(abs, resources.RefKey("owner", "Organization", "o1")) {
+		t.Fatalf("absolute reference to this server: %q", abs)
+	}
 	// patient only follows references to a Patient.
 	other := resources.ExtractKeys("Task", map[string]any{"for": map[string]any{"reference": "Group/g1"}}).Eq
 	if slices.Contains(other, resources.RefKey("patient", "Group", "g1")) || !slices.Contains(other, resources.RefKey("subject", "Group", "g1")) {

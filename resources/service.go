@@ -84,7 +84,7 @@ func (s *Service) prepare(typ string, body []byte) (*prepared, error) {
 }
 
 // stamp sets id and meta on the document and returns the version to store.
-func (p *prepared) stamp(typ, id string, version int64, at time.Time) (*Resource, error) {
+func (p *prepared) stamp(typ, id string, version int64, at time.Time, base string) (*Resource, error) {
 	p.doc["id"] = id
 	meta, _ := p.doc["meta"].(map[string]any)
 	if meta == nil {
@@ -97,7 +97,7 @@ func (p *prepared) stamp(typ, id string, version int64, at time.Time) (*Resource
 	if err != nil {
 		return nil, Wrap(KindInternal, err, "encoding the resource failed")
 	}
-	return &Resource{Type: typ, ID: id, VersionID: version, LastUpdated: at, JSON: body, Keys: ExtractKeys(typ, p.doc)}, nil
+	return &Resource{Type: typ, ID: id, VersionID: version, LastUpdated: at, JSON: body, Keys: ExtractKeysAt(typ, p.doc, base)}, nil
 }
 
 // EncodeResource writes a decoded resource compactly with resourceType, id and meta first and
@@ -149,7 +149,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err != nil {
 		return nil, false, err
 	}
-	r, err := p.stamp(typ, NewID(), 1, s.now())
+	r, err := p.stamp(typ, NewID(), 1, s.now(), s.Base)
 	if err != nil {
 		return nil, false, err
 	}
@@ -217,7 +217,7 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		if ifMatch > 0 && current != ifMatch {
 			return nil, false, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current)
 		}
-		r, err := p.stamp(typ, id, current+1, s.now())
+		r, err := p.stamp(typ, id, current+1, s.now(), s.Base)
 		if err != nil {
 			return nil, false, err
 		}
