@@ -49,7 +49,7 @@ func holdWriteLock(t testing.TB, dir string) func() {
 
 // Stores lists the harnesses of every store, for tests that must pass on each.
 func Stores() []storetest.Harness {
-	return []storetest.Harness{SQLite}
+	return []storetest.Harness{SQLite, MongoDB}
 }
 
 // ForEachStore runs fn as a subtest per store.

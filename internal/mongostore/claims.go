@@ -1,0 +1,213 @@
+package mongostore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// Conditional create (If-None-Exist) without transactions.
+//
+// A search followed by an insert lets two concurrent requests both see "no match" and both
+// create. The gate here is a unique _id in the conditional_claims collection. The key of a
+// condition is the resource type plus a hash of its canonical encoding (clauses normalized and
+// sorted, so equal conditions written differently share a key). Claims form a chain of
+// generations "key|0", "key|1", ...; at any time the highest generation is the live one:
+//
+//  1. Search the condition: one match => return it; several => KindPreconditionFailed.
+//  2. Insert claim "key|g" (starting at g=0) naming the new resource id. The insert succeeds for
+//     exactly one caller: it stores the resource (Put version 1) and returns (nil, nil). If that
+//     Put fails, it marks its claim released (rel: true) on the way out.
+//  3. A caller whose insert hits the duplicate reads the claim, then checks whether the claimed
+//     resource exists (any version, deleted or not), then searches again:
+//     - one match => return it; several => KindPreconditionFailed;
+//     - no match, and the claim is released, or its resource exists (so it was deleted or changed
+//     and no longer matches), or the claim is older than claimLease (its creator died before
+//     storing the resource) => the claim is stale: go to 2 with g+1;
+//     - no match and the claimed resource is not visible yet => its creator is at work: wait
+//     with a short backoff and repeat 3, for at most claimWait, then KindUnavailable (retry).
+//
+// Existence is checked before the search so that a resource created in between is found by the
+// search rather than mistaken for a stale claim. Stale claims are replaced by inserting the next
+// generation instead of by a compare-and-set update: updates are not atomic on FerretDB, unique
+// inserts are, so exactly one caller takes over a stale claim on every backend.
+//
+// The only timing assumption is claimLease: a creator that needs longer than that between its
+// claim and its Put, and whose clock is that far off, could be overtaken; both the lease and
+// clock skew between servers are in seconds, the Put in milliseconds. Claims are never
+// deleted (a gap in a chain could admit two live claims); the chain of a condition grows by one
+// each time its resource is deleted or changed and the condition is used again.
+var (
+	claimLease = 30 * time.Second
+	claimWait  = 5 * time.Second
+)
+
+type claim struct {
+	ID  string        `bson:"_id"`
+	Key string        `bson:"key"`
+	G   int64         `bson:"g"`
+	RID string        `bson:"id"`
+	At  bson.DateTime `bson:"at"`
+	Rel bool          `bson:"rel"`
+	W   string        `bson:"w"` // token of the claiming call (recognizes a retried insert)
+}
+
+// condKey is the canonical key of a condition on typ.
+func condKey(typ string, cond *resources.Query) string {
+	parts := make([]string, 0, len(cond.Clauses))
+	for _, c := range cond.Clauses {
+		var enc []any
+		switch {
+		case len(c.AnyKey) > 0:
+			enc = []any{"k", sortedUnique(c.AnyKey)}
+		case len(c.IDs) > 0:
+			enc = []any{"i", sortedUnique(c.IDs)}
+		case len(c.LastUpdated) > 0:
+			rs := make([]string, 0, len(c.LastUpdated))
+			for _, r := range c.LastUpdated {
+				rs = append(rs, bound(r.From)+":"+bound(r.To)+":"+strconv.FormatBool(r.Not))
+			}
+			enc = []any{"u", sortedUnique(rs)}
+		default:
+			enc = []any{"none"}
+		}
+		b, _ := json.Marshal(enc)
+		parts = append(parts, string(b))
+	}
+	b, _ := json.Marshal(sortedUnique(parts))
+	sum := sha256.Sum256(b)
+	return typ + "|" + hex.EncodeToString(sum[:])
+}
+
+func bound(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return strconv.FormatInt(ceilMicro(t), 10)
+}
+
+func sortedUnique(v []string) []string {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return slices.Compact(v)
+}
+
+// CreateIfNoneExist implements resources.Store. See the protocol above.
+func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
+	if r.VersionID != 1 {
+		return nil, resources.Errorf(resources.KindInternal, "mongostore: conditional create of %s/%s with version %d", r.Type, r.ID, r.VersionID)
+	}
+	cur, _, err := s.colls(ctx, r.Type, true)
+	if err != nil {
+		return nil, err
+	}
+	if cond == nil {
+		return nil, s.Put(ctx, r)
+	}
+	q := &resources.Query{Type: r.Type, Clauses: cond.Clauses, Count: 2}
+	if res, done, err := s.matchOne(ctx, q); done {
+		return res, err
+	}
+	key := condKey(r.Type, cond)
+	start := time.Now()
+	backoff := 2 * time.Millisecond
+	token := newToken()
+	for g := int64(0); ; {
+		cl := claim{ID: key + "|" + strconv.FormatInt(g, 10), Key: key, G: g, RID: r.ID, At: bson.NewDateTimeFromTime(time.Now()), W: token}
+		_, err := s.claims.InsertOne(ctx, cl)
+		if err == nil {
+			return nil, s.createClaimed(ctx, r, &cl)
+		}
+		if !mongo.IsDuplicateKeyError(err) {
+			return nil, fail(err, "conditional create")
+		}
+	held:
+		for {
+			var h claim
+			err := s.claims.FindOne(ctx, bson.D{{Key: "_id", Value: cl.ID}}).Decode(&h)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				break held // not expected (claims are not deleted): try to take it
+			}
+			if err != nil {
+				return nil, fail(err, "conditional create")
+			}
+			if h.W == token {
+				return nil, s.createClaimed(ctx, r, &cl) // our insert, retried by the driver
+			}
+			exists, err := exists(ctx, cur, h.RID)
+			if err != nil {
+				return nil, err
+			}
+			if res, done, err := s.matchOne(ctx, q); done {
+				return res, err
+			}
+			if h.Rel || exists || time.Since(h.At.Time()) > claimLease {
+				g++
+				break held
+			}
+			if time.Since(start) > claimWait {
+				e := resources.Errorf(resources.KindUnavailable, "a conditional create with the same condition is still in progress; retry")
+				e.RetryAfter = 1
+				return nil, e
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fail(ctx.Err(), "conditional create")
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 50*time.Millisecond)
+		}
+	}
+}
+
+// createClaimed stores r after its caller won claim cl; on failure the claim is released.
+func (s *Store) createClaimed(ctx context.Context, r *resources.Resource, cl *claim) error {
+	err := s.Put(ctx, r)
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_, _ = s.claims.UpdateOne(rctx,
+			bson.D{{Key: "_id", Value: cl.ID}, {Key: "id", Value: cl.RID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "rel", Value: true}}}})
+	}
+	return err
+}
+
+// matchOne runs the condition: done is false when nothing matched.
+func (s *Store) matchOne(ctx context.Context, q *resources.Query) (res *resources.Resource, done bool, err error) {
+	page, err := s.Search(ctx, q)
+	if err != nil {
+		return nil, true, err
+	}
+	switch len(page.Resources) {
+	case 0:
+		return nil, false, nil
+	case 1:
+		return page.Resources[0], true, nil
+	default:
+		return nil, true, resources.Errorf(resources.KindPreconditionFailed, "several %s resources match the condition", q.Type)
+	}
+}
+
+// exists reports whether a current document (deleted or not) exists for id.
+func exists(ctx context.Context, cur *mongo.Collection, id string) (bool, error) {
+	err := cur.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fail(err, "conditional create")
+	}
+	return true, nil
+}

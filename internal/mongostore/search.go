@@ -1,0 +1,229 @@
+package mongostore
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// micro converts a stored or cursor time to the lu encoding (Unix microseconds).
+func micro(t time.Time) int64 { return t.UnixMicro() }
+
+// ceilMicro is the smallest lu value not before t: lu >= t and lu < t compare exactly even when t
+// carries nanoseconds.
+func ceilMicro(t time.Time) int64 {
+	m := t.UnixMicro()
+	if t.Nanosecond()%1000 != 0 {
+		m++
+	}
+	return m
+}
+
+// compile turns the clauses of q into a filter on current documents. none reports that no
+// document can match (an empty alternative list), so no query is needed.
+//
+// Values from the request only ever appear as strings inside $in, or as integers: they cannot
+// become operators, field names or patterns.
+func compile(clauses []resources.Clause) (filter bson.D, none bool) {
+	var and bson.A
+	for _, c := range clauses {
+		switch {
+		case len(c.AnyKey) > 0:
+			and = append(and, bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: strs(c.AnyKey)}}}})
+		case len(c.IDs) > 0:
+			and = append(and, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: strs(c.IDs)}}}})
+		case len(c.LastUpdated) > 0:
+			or, all := rangeAlternatives(c.LastUpdated)
+			if all {
+				continue
+			}
+			if len(or) == 0 {
+				return nil, true
+			}
+			if len(or) == 1 {
+				and = append(and, or[0])
+			} else {
+				and = append(and, bson.D{{Key: "$or", Value: or}})
+			}
+		default: // no alternatives: the clause is false
+			return nil, true
+		}
+	}
+	filter = bson.D{{Key: "del", Value: false}}
+	if len(and) > 0 {
+		filter = append(filter, bson.E{Key: "$and", Value: and})
+	}
+	return filter, false
+}
+
+func strs(v []string) bson.A {
+	a := make(bson.A, len(v))
+	for i, s := range v {
+		a[i] = s
+	}
+	return a
+}
+
+// rangeAlternatives returns one lu condition per alternative; all reports that some range is
+// unbounded (the clause always holds).
+func rangeAlternatives(ranges []resources.DateRange) (or bson.A, all bool) {
+	for _, r := range ranges {
+		hasFrom, hasTo := !r.From.IsZero(), !r.To.IsZero()
+		if !r.Not {
+			if !hasFrom && !hasTo {
+				return nil, true
+			}
+			var cond bson.D
+			if hasFrom {
+				cond = append(cond, bson.E{Key: "$gte", Value: ceilMicro(r.From)})
+			}
+			if hasTo {
+				cond = append(cond, bson.E{Key: "$lt", Value: ceilMicro(r.To)})
+			}
+			or = append(or, bson.D{{Key: "lu", Value: cond}})
+			continue
+		}
+		// Complement of [From, To): before From, or at/after To.
+		if hasFrom {
+			or = append(or, bson.D{{Key: "lu", Value: bson.D{{Key: "$lt", Value: ceilMicro(r.From)}}}})
+		}
+		if hasTo {
+			or = append(or, bson.D{{Key: "lu", Value: bson.D{{Key: "$gte", Value: ceilMicro(r.To)}}}})
+		}
+	}
+	return or, false
+}
+
+// and combines a filter with one more condition.
+func and(filter bson.D, cond bson.D) bson.D {
+	out := make(bson.D, 0, len(filter)+1)
+	out = append(out, filter...)
+	for i, e := range out {
+		if e.Key == "$and" {
+			a := append(bson.A{}, e.Value.(bson.A)...)
+			out[i].Value = append(a, cond)
+			return out
+		}
+	}
+	return append(out, bson.E{Key: "$and", Value: bson.A{cond}})
+}
+
+// Search implements resources.Store: keyset paging on (lu, _id).
+func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page, error) {
+	cur, _, err := s.colls(ctx, q.Type, false)
+	if err != nil {
+		return nil, err
+	}
+	page := &resources.Page{Total: -1}
+	filter, none := compile(q.Clauses)
+	if none {
+		if q.Total {
+			page.Total = 0
+		}
+		return page, nil
+	}
+	if q.Total {
+		n, err := cur.CountDocuments(ctx, filter)
+		if err != nil {
+			return nil, fail(err, "search count")
+		}
+		page.Total = n
+	}
+	count := max(q.Count, 1) // the contract says Count > 0; the SQLite store also reads 0 as 1
+	dir, cmp := 1, "$gt"
+	if q.Sort == resources.SortLastUpdatedDesc {
+		dir, cmp = -1, "$lt"
+	}
+	if c := q.After; c != nil {
+		lu := micro(c.LastUpdated)
+		filter = and(filter, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "lu", Value: bson.D{{Key: cmp, Value: lu}}}},
+			bson.D{{Key: "lu", Value: lu}, {Key: "_id", Value: bson.D{{Key: cmp, Value: c.ID}}}},
+		}}})
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: "lu", Value: dir}, {Key: "_id", Value: dir}}).
+		SetLimit(int64(count) + 1).
+		SetProjection(readProjection)
+	docs, err := find(ctx, cur, filter, opts, count+1)
+	if err != nil {
+		return nil, fail(err, "search")
+	}
+	fillPage(page, docs, q.Type, count)
+	return page, nil
+}
+
+func find(ctx context.Context, c *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder, max int) ([]doc, error) {
+	cursor, err := c.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer cursor.Close(context.WithoutCancel(ctx))
+	docs := make([]doc, 0, min(max, 64))
+	for cursor.Next(ctx) {
+		var d doc
+		if err := cursor.Decode(&d); err != nil {
+			return nil, err
+		}
+		docs = append(docs, d)
+	}
+	return docs, cursor.Err()
+}
+
+func fillPage(page *resources.Page, docs []doc, typ string, count int) {
+	more := len(docs) > count
+	if more {
+		docs = docs[:count]
+	}
+	page.Resources = make([]*resources.Resource, len(docs))
+	for i := range docs {
+		page.Resources[i] = docs[i].resource(typ)
+	}
+	if more && len(docs) > 0 {
+		last := page.Resources[len(docs)-1]
+		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID, Version: last.VersionID}
+	}
+}
+
+// History implements resources.Store: newest first by (lu, id, v), keyset paging.
+func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resources.Page, error) {
+	_, hist, err := s.colls(ctx, q.Type, false)
+	if err != nil {
+		return nil, err
+	}
+	filter := bson.D{}
+	if q.ID != "" {
+		filter = append(filter, bson.E{Key: "id", Value: q.ID})
+	}
+	if !q.Since.IsZero() {
+		filter = append(filter, bson.E{Key: "lu", Value: bson.D{{Key: "$gte", Value: ceilMicro(q.Since)}}})
+	}
+	page := &resources.Page{}
+	if page.Total, err = hist.CountDocuments(ctx, filter); err != nil {
+		return nil, fail(err, "history count")
+	}
+	count := max(q.Count, 1)
+	if c := q.After; c != nil {
+		lu := micro(c.LastUpdated)
+		filter = and(filter, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "lu", Value: bson.D{{Key: "$lt", Value: lu}}}},
+			bson.D{{Key: "lu", Value: lu}, {Key: "id", Value: bson.D{{Key: "$lt", Value: c.ID}}}},
+			bson.D{{Key: "lu", Value: lu}, {Key: "id", Value: c.ID}, {Key: "v", Value: bson.D{{Key: "$lt", Value: c.Version}}}},
+		}}})
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: "lu", Value: -1}, {Key: "id", Value: -1}, {Key: "v", Value: -1}}).
+		SetLimit(int64(count) + 1).
+		SetProjection(readProjection)
+	docs, err := find(ctx, hist, filter, opts, count+1)
+	if err != nil {
+		return nil, fail(err, "history")
+	}
+	fillPage(page, docs, q.Type, count)
+	return page, nil
+}

@@ -1,0 +1,499 @@
+// Package mongostore is the MongoDB implementation of resources.Store, and the only package that
+// imports the MongoDB driver. It is tested against FerretDB (internal/ferrettest) and designed
+// for MongoDB replica sets and, later, sharded clusters: it uses only single-document writes,
+// unique-key inserts, lookups by _id and equality/range filters on precomputed fields, and never
+// relies on a multi-document transaction for correctness.
+//
+// # Layout
+//
+// Per resource type T (T is a FHIR type name, so it never contains "_"):
+//
+//	T          current versions  {_id: id, v, lu, del, json, k, w}
+//	T_history  every version     {_id: "id/v", id, v, lu, del, json, k, w, at}
+//	conditional_claims           {_id: key|gen, key, g, id, at, rel, w}  (see claims.go)
+//
+// v is the version (int64); lu is meta.lastUpdated in Unix microseconds (BSON dates only hold
+// milliseconds, and keyset paging compares exact values); del marks a tombstone (always present);
+// json is the resource as served, kept verbatim as a string (absent on tombstones); k are the
+// equality search keys (Keys.Eq; empty on tombstones); w is a random token naming the Put that
+// wrote the version; at is the wall-clock time the history entry was written.
+//
+// # Writes without transactions
+//
+// FerretDB has no multi-document transactions, and its updates are not atomic either: an update
+// filtered on {_id, v} reads the matching document and then writes it back by _id, so several
+// concurrent "compare-and-set" updates of the same version can all report a match (measured in
+// this package's tests: up to 13 of 30). Only unique-key inserts are atomic everywhere. So a Put
+// of version v first inserts the history entry "id/v" — the unique _id makes exactly one writer
+// the owner of version v, and a loser gets KindConflict — and only then moves the current
+// document from v-1 to v (insert for v=1, replace filtered on {_id, v: v-1} otherwise). Because
+// only the owner of version v ever writes the transition v-1 -> v, the non-atomic update of
+// FerretDB cannot lose an update, and on MongoDB the filtered replace is atomic anyway.
+//
+// If the current document is not at v-1 (the caller's version was too high), the owner deletes
+// its history entry again and returns KindConflict. The write token w lets a writer recognize its
+// own documents when the driver retried an insert after a network error.
+//
+// Crash window: a writer that dies between the two writes leaves history entry v while the
+// current document stays at v-1 (or absent for v=1). Until it is repaired, History and VRead show
+// version v although Read shows v-1; Search is unaffected (it reads current documents only). The
+// next Put of version v hits the duplicate history entry, sees the current document still at v-1
+// and the entry older than rollForwardAfter, and rolls the entry forward (applies it to the current
+// document; the content is exactly what the dead writer would have written, so doing it twice is
+// harmless); it then returns KindConflict and the caller re-reads. A writer whose replace finds no
+// match re-reads the current document and treats its own version as committed if someone rolled it
+// forward meanwhile, so a repair racing a slow writer cannot lose that writer's version.
+//
+// A Put that fails with KindUnavailable after its history insert may still take effect later
+// (the entry is rolled forward), like any write whose acknowledgement was lost.
+//
+// When the deployment supports transactions (hello reports a replica set name, or "isdbgrid" for
+// mongos) both writes run in one transaction and none of the above windows exist.
+package mongostore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// DefaultDatabase is used when the URI names no database.
+const DefaultDatabase = "calaimfhir"
+
+const (
+	claimsCollection = "conditional_claims"
+	historySuffix    = "_history"
+
+	// rollForwardAfter is how old an unapplied history entry must be before another writer
+	// applies it (see the package comment).
+	rollForwardAfter = 10 * time.Second
+
+	defaultServerSelectionTimeout = 5 * time.Second
+)
+
+// Options tune Open.
+type Options struct {
+	// ServerSelectionTimeout bounds how long an operation waits for a reachable server before
+	// failing with KindUnavailable. Zero keeps the URI's serverSelectionTimeoutMS, or 5s.
+	ServerSelectionTimeout time.Duration
+	// DisableTransactions forces the transaction-free write path even on a replica set.
+	DisableTransactions bool
+}
+
+// Store is a resources.Store on MongoDB.
+type Store struct {
+	client *mongo.Client
+	db     *mongo.Database
+	claims *mongo.Collection
+	txn    bool // the deployment supports multi-document transactions
+
+	ensured sync.Map // type -> struct{}: collections whose indexes exist
+}
+
+var _ resources.Store = (*Store)(nil)
+
+// Open connects to the MongoDB deployment at uri, whose path names the database (default
+// "calaimfhir"), and creates the collections' indexes (idempotent).
+func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
+	cs, err := connstring.ParseAndValidate(uri)
+	if err != nil {
+		return nil, resources.Wrap(resources.KindInternal, err, "invalid MongoDB URI")
+	}
+	dbName := cs.Database
+	if dbName == "" {
+		dbName = DefaultDatabase
+	}
+	co := options.Client().ApplyURI(uri)
+	switch {
+	case opts.ServerSelectionTimeout > 0:
+		co.SetServerSelectionTimeout(opts.ServerSelectionTimeout)
+	case !cs.ServerSelectionTimeoutSet:
+		co.SetServerSelectionTimeout(defaultServerSelectionTimeout)
+	}
+	client, err := mongo.Connect(co)
+	if err != nil {
+		return nil, resources.Wrap(resources.KindInternal, err, "invalid MongoDB client options")
+	}
+	s := &Store{client: client, db: client.Database(dbName)}
+	s.claims = s.db.Collection(claimsCollection)
+	if err := s.init(ctx, opts); err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = client.Disconnect(dctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context, opts Options) error {
+	var hello struct {
+		SetName string `bson:"setName"`
+		Msg     string `bson:"msg"`
+	}
+	err := s.db.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello)
+	if err != nil {
+		return fail(err, "hello")
+	}
+	s.txn = !opts.DisableTransactions && (hello.SetName != "" || hello.Msg == "isdbgrid")
+	for _, typ := range resources.Types {
+		if err := s.ensure(ctx, typ); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	currentIndexes = []mongo.IndexModel{
+		{Keys: bson.D{{Key: "k", Value: 1}, {Key: "lu", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("k_lu_id")},
+		{Keys: bson.D{{Key: "lu", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("lu_id")},
+	}
+	historyIndexes = []mongo.IndexModel{
+		{Keys: bson.D{{Key: "id", Value: 1}, {Key: "v", Value: -1}}, Options: options.Index().SetName("id_v")},
+		{Keys: bson.D{{Key: "lu", Value: -1}, {Key: "id", Value: -1}, {Key: "v", Value: -1}}, Options: options.Index().SetName("lu_id_v")},
+	}
+)
+
+// ensure creates the indexes of typ's collections once per Store (createIndexes is idempotent,
+// so concurrent or repeated calls by several servers are harmless).
+func (s *Store) ensure(ctx context.Context, typ string) error {
+	if _, ok := s.ensured.Load(typ); ok {
+		return nil
+	}
+	// One index per command: FerretDB v1.24 panics on a createIndexes naming several indexes
+	// that all exist already (a slice index bug in validateIndexesForCreation).
+	for _, ix := range currentIndexes {
+		if _, err := s.db.Collection(typ).Indexes().CreateOne(ctx, ix); err != nil {
+			return fail(err, "create indexes")
+		}
+	}
+	for _, ix := range historyIndexes {
+		if _, err := s.db.Collection(typ+historySuffix).Indexes().CreateOne(ctx, ix); err != nil {
+			return fail(err, "create indexes")
+		}
+	}
+	s.ensured.Store(typ, struct{}{})
+	return nil
+}
+
+var typePattern = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
+
+// colls returns the current and history collections of typ. Writes create the indexes of a type
+// not in resources.Types on first use; reads never create anything (a missing collection reads
+// as empty).
+func (s *Store) colls(ctx context.Context, typ string, write bool) (cur, hist *mongo.Collection, err error) {
+	if !typePattern.MatchString(typ) {
+		return nil, nil, resources.Errorf(resources.KindBadRequest, "invalid resource type %q", typ)
+	}
+	if write {
+		if err := s.ensure(ctx, typ); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s.db.Collection(typ), s.db.Collection(typ + historySuffix), nil
+}
+
+// doc is a current document or a history entry.
+type doc struct {
+	ID   string        `bson:"_id"`
+	RID  string        `bson:"id,omitempty"` // history only: the resource id
+	V    int64         `bson:"v"`
+	LU   int64         `bson:"lu"`
+	Del  bool          `bson:"del"`
+	JSON string        `bson:"json,omitempty"`
+	K    []string      `bson:"k"`
+	W    string        `bson:"w,omitempty"`
+	At   bson.DateTime `bson:"at,omitempty"` // history only
+}
+
+func histID(id string, v int64) string { return id + "/" + strconv.FormatInt(v, 10) }
+
+func (d *doc) resource(typ string) *resources.Resource {
+	r := &resources.Resource{
+		Type:        typ,
+		ID:          d.ID,
+		VersionID:   d.V,
+		LastUpdated: time.UnixMicro(d.LU).UTC(),
+		Deleted:     d.Del,
+	}
+	if d.RID != "" {
+		r.ID = d.RID
+	}
+	if !d.Del {
+		r.JSON = []byte(d.JSON)
+	}
+	return r
+}
+
+func (d *doc) current() *doc {
+	c := *d
+	c.ID, c.RID, c.At = d.RID, "", 0
+	return &c
+}
+
+// readProjection leaves out the keys, which reads do not return.
+var readProjection = bson.D{{Key: "k", Value: 0}}
+
+func gone(r *resources.Resource) error {
+	return resources.Errorf(resources.KindGone, "%s/%s was deleted", r.Type, r.ID)
+}
+
+// Read implements resources.Store.
+func (s *Store) Read(ctx context.Context, typ, id string) (*resources.Resource, error) {
+	cur, _, err := s.colls(ctx, typ, false)
+	if err != nil {
+		return nil, err
+	}
+	var d doc
+	err = cur.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(readProjection)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, resources.Errorf(resources.KindNotFound, "%s/%s is not known", typ, id)
+	}
+	if err != nil {
+		return nil, fail(err, "read")
+	}
+	r := d.resource(typ)
+	if r.Deleted {
+		return r, gone(r)
+	}
+	return r, nil
+}
+
+// VRead implements resources.Store.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*resources.Resource, error) {
+	_, hist, err := s.colls(ctx, typ, false)
+	if err != nil {
+		return nil, err
+	}
+	var d doc
+	err = hist.FindOne(ctx, bson.D{{Key: "_id", Value: histID(id, version)}}, options.FindOne().SetProjection(readProjection)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, resources.Errorf(resources.KindNotFound, "%s/%s has no version %d", typ, id, version)
+	}
+	if err != nil {
+		return nil, fail(err, "vread")
+	}
+	r := d.resource(typ)
+	if r.Deleted {
+		return r, gone(r)
+	}
+	return r, nil
+}
+
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func conflict(r *resources.Resource) error {
+	return resources.Errorf(resources.KindConflict, "%s/%s: version %d was not the next version (another write came first)", r.Type, r.ID, r.VersionID)
+}
+
+// Put implements resources.Store. See the package comment for the protocol.
+func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
+	if r.VersionID < 1 || r.ID == "" {
+		return resources.Errorf(resources.KindInternal, "mongostore: Put of %s/%s with version %d", r.Type, r.ID, r.VersionID)
+	}
+	cur, hist, err := s.colls(ctx, r.Type, true)
+	if err != nil {
+		return err
+	}
+	h := &doc{
+		ID:  histID(r.ID, r.VersionID),
+		RID: r.ID,
+		V:   r.VersionID,
+		LU:  r.LastUpdated.UnixMicro(),
+		Del: r.Deleted,
+		K:   []string{},
+		W:   newToken(),
+		At:  bson.NewDateTimeFromTime(time.Now()),
+	}
+	if !r.Deleted {
+		h.JSON = string(r.JSON)
+		if r.Keys.Eq != nil {
+			h.K = r.Keys.Eq
+		}
+	}
+	if s.txn {
+		return s.putTxn(ctx, r, cur, hist, h)
+	}
+	return s.put(ctx, r, cur, hist, h)
+}
+
+// putTxn writes both documents in one transaction (replica sets, sharded clusters).
+func (s *Store) putTxn(ctx context.Context, r *resources.Resource, cur, hist *mongo.Collection, h *doc) error {
+	sess, err := s.client.StartSession()
+	if err != nil {
+		return fail(err, "start session")
+	}
+	defer sess.EndSession(context.WithoutCancel(ctx))
+	_, err = sess.WithTransaction(ctx, func(ctx context.Context) (any, error) {
+		if _, err := hist.InsertOne(ctx, h); err != nil {
+			if mongo.IsDuplicateKeyError(err) {
+				return nil, conflict(r)
+			}
+			return nil, err
+		}
+		ok, err := apply(ctx, cur, h)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, conflict(r)
+		}
+		return nil, nil
+	})
+	return fail(err, "put")
+}
+
+// put is the transaction-free write path.
+func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo.Collection, h *doc) error {
+	if _, err := hist.InsertOne(ctx, h); err != nil {
+		if !mongo.IsDuplicateKeyError(err) {
+			return fail(err, "put history")
+		}
+		// Version v is owned by another writer, unless the driver retried our own insert
+		// after a network error. If the owner died before applying it, repair (roll
+		// forward) so the resource does not stay wedged.
+		mine, err := s.rollForward(ctx, cur, hist, h)
+		if err != nil {
+			return err
+		}
+		if !mine {
+			return conflict(r)
+		}
+	}
+	ok, err := apply(ctx, cur, h)
+	if err != nil {
+		// The replace may or may not have happened; the history entry stays (it is the
+		// commit record and will be rolled forward if needed).
+		return fail(err, "put")
+	}
+	if ok {
+		return nil
+	}
+	// The current document was not at v-1. Someone may have rolled our version forward.
+	var c doc
+	err = cur.FindOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}, {Key: "w", Value: 1}})).Decode(&c)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return fail(err, "put")
+	}
+	if err == nil && (c.V > h.V || c.V == h.V && c.W == h.W) {
+		return nil
+	}
+	if _, err := hist.DeleteOne(ctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "w", Value: h.W}}); err != nil {
+		return fail(err, "put rollback")
+	}
+	return conflict(r)
+}
+
+// apply moves the current document to the version in history entry h: an insert for version 1,
+// otherwise a replace filtered on the previous version. It reports false when the current
+// document was not at the previous version.
+func apply(ctx context.Context, cur *mongo.Collection, h *doc) (bool, error) {
+	c := h.current()
+	if c.V == 1 {
+		_, err := cur.InsertOne(ctx, c)
+		if mongo.IsDuplicateKeyError(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	res, err := cur.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.ID}, {Key: "v", Value: c.V - 1}}, c)
+	if err != nil {
+		return false, err
+	}
+	return res.MatchedCount == 1, nil
+}
+
+// rollForward is called when the history entry of mine's version exists already. It reports
+// whether that entry is mine (same write token: a retried insert). Otherwise, when the entry was
+// never applied to the current document and is older than rollForwardAfter, it applies it.
+func (s *Store) rollForward(ctx context.Context, cur, hist *mongo.Collection, mine *doc) (bool, error) {
+	var h doc
+	err := hist.FindOne(ctx, bson.D{{Key: "_id", Value: mine.ID}}).Decode(&h)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil // rolled back meanwhile
+	}
+	if err != nil {
+		return false, fail(err, "put")
+	}
+	if h.W == mine.W {
+		return true, nil
+	}
+	if time.Since(h.At.Time()) < rollForwardAfter {
+		return false, nil // its writer is probably still at work
+	}
+	var c doc
+	err = cur.FindOne(ctx, bson.D{{Key: "_id", Value: h.RID}}, options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}})).Decode(&c)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		if h.V != 1 {
+			return false, nil
+		}
+	case err != nil:
+		return false, fail(err, "put")
+	case c.V != h.V-1:
+		return false, nil
+	}
+	if _, err := apply(ctx, cur, &h); err != nil {
+		return false, fail(err, "put repair")
+	}
+	return false, nil
+}
+
+// fail maps a driver error to a *resources.Error: unreachable database, network failures and
+// timeouts are KindUnavailable, anything else is internal. *resources.Error values pass through.
+func fail(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	var re *resources.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	if unavailable(err) {
+		e := resources.Wrap(resources.KindUnavailable, err, "database unavailable")
+		e.RetryAfter = 1
+		return e
+	}
+	return resources.Wrap(resources.KindInternal, err, fmt.Sprintf("database error (%s)", op))
+}
+
+func unavailable(err error) bool {
+	var sse topology.ServerSelectionError
+	var ce topology.ConnectionError
+	return mongo.IsTimeout(err) || mongo.IsNetworkError(err) ||
+		errors.As(err, &sse) || errors.As(err, &ce) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// Ping implements resources.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	return fail(s.client.Ping(ctx, nil), "ping")
+}
+
+// Close implements resources.Store.
+func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.client.Disconnect(ctx); err != nil && !errors.Is(err, mongo.ErrClientDisconnected) {
+		return fail(err, "close")
+	}
+	return nil
+}
