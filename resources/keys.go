@@ -2,8 +2,14 @@ package resources
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
+	"unicode"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Keys are the search values of one resource version, extracted once at write time and
@@ -11,6 +17,32 @@ import (
 type Keys struct {
 	// Eq are equality keys (see TokenKey, RefKey, ...), sorted and unique.
 	Eq []string
+	// Strings are normalized string values for prefix and contains searches.
+	Strings []StringKey
+	// Dates are the instants each date value covers, at its precision.
+	Dates []DateKey
+	// Numbers are number and quantity values.
+	Numbers []NumberKey
+}
+
+// StringKey is one string value of a parameter, normalized (NormalizeString).
+type StringKey struct {
+	Param string
+	Value string
+}
+
+// DateKey is the range [Lo, Hi) of unix microseconds a date, dateTime, instant or Period
+// value covers ("2024-05" covers the whole month; an open Period end is unbounded).
+type DateKey struct {
+	Param  string
+	Lo, Hi int64
+}
+
+// NumberKey is one numeric value. Quantities are indexed under their parameter and, with
+// their unit, under param␟system␟code and param␟␟code (see QuantityParam).
+type NumberKey struct {
+	Param string
+	V     float64
 }
 
 // ExtractKeys computes the search keys of a resource given as decoded JSON (objects as
@@ -20,21 +52,221 @@ func ExtractKeys(typ string, doc map[string]any) Keys { return ExtractKeysAt(typ
 // ExtractKeysAt is ExtractKeys on a server whose FHIR base is base: absolute references to
 // it are indexed as the local references they are.
 func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
-	var eq []string
+	var k Keys
 	prefix := ""
 	if base != "" {
 		prefix = strings.TrimSuffix(base, "/") + "/"
 	}
 	for _, p := range Params(typ) {
+		before := k.count()
 		for _, path := range p.Paths {
 			walk(doc, strings.Split(path, "."), func(v any) {
-				eq = appendValueKeys(eq, p, v, prefix)
+				k.add(p, v, prefix)
 			})
 		}
+		if k.count() > before {
+			k.Eq = append(k.Eq, MissingKey(p.Name))
+		}
 	}
-	slices.Sort(eq)
-	return Keys{Eq: slices.Compact(eq)}
+	for _, c := range compositeParams[typ] {
+		k.Eq = appendComposite(k.Eq, c, doc)
+	}
+	slices.Sort(k.Eq)
+	k.Eq = slices.Compact(k.Eq)
+	slices.SortFunc(k.Strings, func(a, b StringKey) int { return strings.Compare(a.Param+keySep+a.Value, b.Param+keySep+b.Value) })
+	k.Strings = slices.Compact(k.Strings)
+	return k
 }
+
+func (k *Keys) count() int { return len(k.Eq) + len(k.Strings) + len(k.Dates) + len(k.Numbers) }
+
+func (k *Keys) add(p Param, v any, base string) {
+	switch p.Type {
+	case ParamToken:
+		k.Eq = appendTokenKeys(k.Eq, p.Name, v)
+		k.addText(p.Name+":text", v)
+		if p.Name == "identifier" {
+			k.Eq = appendOfType(k.Eq, v)
+		}
+	case ParamReference:
+		k.Eq = appendRefKeys(k.Eq, p, v, base)
+		if m, ok := v.(map[string]any); ok {
+			if id, ok := m["identifier"].(map[string]any); ok {
+				k.Eq = appendTokenKeys(k.Eq, p.Name+":identifier", id)
+			}
+		}
+	case ParamURI:
+		if s, ok := v.(string); ok && s != "" {
+			k.Eq = append(k.Eq, RefURLKey(p.Name, s))
+		}
+	case ParamString:
+		for _, s := range stringParts(v) {
+			k.Strings = append(k.Strings, StringKey{Param: p.Name, Value: NormalizeString(s)})
+			k.Eq = append(k.Eq, TokenKey(p.Name+":exact", "", s))
+		}
+	case ParamDate:
+		if lo, hi, ok := dateValueRange(v); ok {
+			k.Dates = append(k.Dates, DateKey{Param: p.Name, Lo: lo, Hi: hi})
+		}
+	case ParamNumber:
+		if n, ok := number(v); ok {
+			k.Numbers = append(k.Numbers, NumberKey{Param: p.Name, V: n})
+		}
+	case ParamQuantity:
+		m, _ := v.(map[string]any)
+		if n, ok := number(m["value"]); ok {
+			k.Numbers = append(k.Numbers, NumberKey{Param: p.Name, V: n})
+			system, _ := m["system"].(string)
+			code, _ := m["code"].(string)
+			if code == "" {
+				code, _ = m["unit"].(string)
+			}
+			if code != "" {
+				k.Numbers = append(k.Numbers, NumberKey{Param: QuantityParam(p.Name, system, code), V: n},
+					NumberKey{Param: QuantityParam(p.Name, "", code), V: n})
+			}
+		}
+	}
+}
+
+// QuantityParam is the number parameter under which quantities with a unit are indexed:
+// quantity=5.4|http://unitsofmeasure.org|mg searches param␟system␟code, and 5.4||mg searches
+// param␟␟code (any system).
+func QuantityParam(param, system, code string) string {
+	if system == "" {
+		return param + keySep + keyAny + keySep + code
+	}
+	return param + keySep + system + keySep + code
+}
+
+// addText indexes the display texts of a CodeableConcept or Coding for :text searches.
+func (k *Keys) addText(param string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	add := func(s any) {
+		if str, ok := s.(string); ok && str != "" {
+			k.Strings = append(k.Strings, StringKey{Param: param, Value: NormalizeString(str)})
+		}
+	}
+	add(m["text"])
+	add(m["display"])
+	if codings, ok := m["coding"].([]any); ok {
+		for _, c := range codings {
+			if cm, ok := c.(map[string]any); ok {
+				add(cm["display"])
+			}
+		}
+	}
+}
+
+// appendOfType indexes Identifier.type codings with the value for identifier:of-type.
+func appendOfType(keys []string, v any) []string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return keys
+	}
+	value, _ := m["value"].(string)
+	typ, _ := m["type"].(map[string]any)
+	codings, _ := typ["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		system, _ := cm["system"].(string)
+		code, _ := cm["code"].(string)
+		if code != "" && value != "" {
+			keys = append(keys, OfTypeKey(system, code, value))
+		}
+	}
+	return keys
+}
+
+// OfTypeKey matches identifier:of-type=system|code|value.
+func OfTypeKey(system, code, value string) string {
+	return "identifier:of-type" + keySep + system + keySep + code + keySep + value
+}
+
+// stringParts returns the searchable strings of a string, HumanName or Address value.
+func stringParts(v any) []string {
+	switch t := v.(type) {
+	case string:
+		return []string{t}
+	case map[string]any:
+		var out []string
+		for _, f := range []string{"text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"} {
+			switch x := t[f].(type) {
+			case string:
+				out = append(out, x)
+			case []any:
+				for _, e := range x {
+					if s, ok := e.(string); ok {
+						out = append(out, s)
+					}
+				}
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+// dateValueRange gives the microsecond range of a date/dateTime/instant string or a Period.
+func dateValueRange(v any) (lo, hi int64, ok bool) {
+	switch t := v.(type) {
+	case string:
+		from, to, err := ParseDateRange(t)
+		if err != nil {
+			return 0, 0, false
+		}
+		return from.UnixMicro(), to.UnixMicro(), true
+	case map[string]any: // Period
+		lo, hi = math.MinInt64, math.MaxInt64
+		start, _ := t["start"].(string)
+		end, _ := t["end"].(string)
+		if start == "" && end == "" {
+			return 0, 0, false
+		}
+		if start != "" {
+			from, _, err := ParseDateRange(start)
+			if err != nil {
+				return 0, 0, false
+			}
+			lo = from.UnixMicro()
+		}
+		if end != "" {
+			_, to, err := ParseDateRange(end)
+			if err != nil {
+				return 0, 0, false
+			}
+			hi = to.UnixMicro()
+		}
+		return lo, hi, true
+	}
+	return 0, 0, false
+}
+
+// NormalizeString folds case and strips accents, so "José" is found by "jose" (FHIR string
+// search is case- and accent-insensitive).
+func NormalizeString(s string) string {
+	// A transform chain keeps state, so each call builds its own.
+	out, _, err := transform.String(transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC), s)
+	if err != nil {
+		out = s
+	}
+	return strings.ToLower(out)
+}
+
 
 // walk calls fn for every value at path below v, descending into arrays at every step.
 func walk(v any, path []string, fn func(any)) {
@@ -56,20 +288,6 @@ func walk(v any, path []string, fn func(any)) {
 			fn(v)
 		}
 	}
-}
-
-func appendValueKeys(keys []string, p Param, v any, base string) []string {
-	switch p.Type {
-	case ParamToken:
-		return appendTokenKeys(keys, p.Name, v)
-	case ParamReference:
-		return appendRefKeys(keys, p, v, base)
-	case ParamURI:
-		if s, ok := v.(string); ok && s != "" {
-			keys = append(keys, RefURLKey(p.Name, s))
-		}
-	}
-	return keys
 }
 
 func appendToken(keys []string, param, system, code string) []string {
@@ -174,4 +392,31 @@ func isTypeName(s string) bool {
 		}
 	}
 	return true
+}
+
+// appendComposite indexes a token$token composite: every pairing of the two parts' token
+// keys taken from the same element.
+func appendComposite(keys []string, c composite, doc map[string]any) []string {
+	var elems []any
+	if c.Element == "" {
+		elems = []any{doc}
+	} else {
+		walk(doc, []string{c.Element}, func(v any) { elems = append(elems, v) })
+	}
+	for _, e := range elems {
+		var first, second []string
+		walk(e, strings.Split(c.First, "."), func(v any) { first = appendTokenKeys(first, "", v) })
+		walk(e, strings.Split(c.Second, "."), func(v any) { second = appendTokenKeys(second, "", v) })
+		for _, a := range first {
+			for _, b := range second {
+				keys = append(keys, CompositeKey(c.Name, a, b))
+			}
+		}
+	}
+	return keys
+}
+
+// CompositeKey joins the token keys (built for the empty parameter) of a composite's parts.
+func CompositeKey(param, first, second string) string {
+	return param + first + "$" + second
 }

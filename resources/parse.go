@@ -3,6 +3,7 @@ package resources
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -138,16 +139,22 @@ type unsupported struct{ why string }
 func (u *unsupported) Error() string { return u.why }
 
 func parseClause(typ, name, value, base string) (Clause, error) {
+	if strings.HasPrefix(name, "_has:") {
+		return parseHas(name, value)
+	}
+	if head, rest, chained := strings.Cut(name, "."); chained {
+		return parseChain(typ, head, rest, value)
+	}
 	name, modifier, hasModifier := strings.Cut(name, ":")
 	switch name {
 	case "_id":
 		if hasModifier {
-			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported"}
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on _id"}
 		}
 		return Clause{IDs: splitOr(value)}, nil
 	case "_lastUpdated":
 		if hasModifier {
-			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported"}
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on _lastUpdated"}
 		}
 		var ranges []DateRange
 		for _, v := range splitOr(value) {
@@ -163,21 +170,294 @@ func parseClause(typ, name, value, base string) (Clause, error) {
 	if !ok {
 		return Clause{}, &unsupported{fmt.Sprintf("%s has no search parameter %s on this server", typ, name)}
 	}
-	if hasModifier {
-		return Clause{}, &unsupported{"modifier :" + modifier + " is not supported"}
+	if modifier == "missing" {
+		switch value {
+		case "true":
+			return Clause{NoKey: []string{MissingKey(name)}}, nil
+		case "false":
+			return Clause{AnyKey: []string{MissingKey(name)}}, nil
+		}
+		return Clause{}, Errorf(KindBadRequest, "%s:missing takes true or false", name)
 	}
-	var keys []string
-	for _, v := range splitOr(value) {
-		switch p.Type {
-		case ParamToken:
-			keys = append(keys, tokenQueryKey(name, v))
-		case ParamReference:
-			keys = append(keys, refQueryKey(name, v, base))
-		case ParamURI:
+	values := splitOr(value)
+	switch p.Type {
+	case ParamToken:
+		return parseToken(name, modifier, hasModifier, values)
+	case ParamReference:
+		return parseReference(p, modifier, hasModifier, values, base)
+	case ParamURI:
+		if hasModifier {
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on uri parameters"}
+		}
+		var keys []string
+		for _, v := range values {
 			keys = append(keys, RefURLKey(name, v))
 		}
+		return Clause{AnyKey: keys}, nil
+	case ParamString:
+		return parseString(name, modifier, hasModifier, values)
+	case ParamDate:
+		if hasModifier {
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on date parameters"}
+		}
+		var ms []ValueMatch
+		for _, v := range values {
+			m, err := DateMatch(name, v)
+			if err != nil {
+				return Clause{}, Errorf(KindBadRequest, "%s: %v", name, err)
+			}
+			ms = append(ms, m)
+		}
+		return Clause{Dates: ms}, nil
+	case ParamNumber, ParamQuantity:
+		if hasModifier {
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on " + string(p.Type) + " parameters"}
+		}
+		var ms []ValueMatch
+		for _, v := range values {
+			m, err := numberMatch(name, v, p.Type == ParamQuantity)
+			if err != nil {
+				return Clause{}, Errorf(KindBadRequest, "%s: %v", name, err)
+			}
+			ms = append(ms, m)
+		}
+		return Clause{Numbers: ms}, nil
+	case ParamComposite:
+		if hasModifier {
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on composite parameters"}
+		}
+		var keys []string
+		for _, v := range values {
+			first, second, ok := strings.Cut(v, "$")
+			if !ok {
+				return Clause{}, Errorf(KindBadRequest, "%s takes two parts joined by $", name)
+			}
+			keys = append(keys, CompositeKey(name, tokenQueryKey("", first), tokenQueryKey("", second)))
+		}
+		return Clause{AnyKey: keys}, nil
+	}
+	return Clause{}, &unsupported{"parameter type " + string(p.Type) + " is not supported"}
+}
+
+func parseChain(typ, head, rest, value string) (Clause, error) {
+	name, modifier, _ := strings.Cut(head, ":")
+	p, ok := LookupParam(typ, name)
+	if !ok || p.Type != ParamReference {
+		return Clause{}, &unsupported{fmt.Sprintf("%s is not a reference parameter of %s, so it cannot be chained", name, typ)}
+	}
+	types := p.Targets
+	if modifier != "" {
+		if !Supported(modifier) || (len(p.Targets) > 0 && !slices.Contains(p.Targets, modifier)) {
+			return Clause{}, Errorf(KindBadRequest, "%s cannot refer to %q", name, modifier)
+		}
+		types = []string{modifier}
+	}
+	if len(types) == 0 {
+		// Follow every stored type that has the inner parameter.
+		inner, _, _ := strings.Cut(rest, ".")
+		inner, _, _ = strings.Cut(inner, ":")
+		for _, t := range Types {
+			if _, ok := LookupParam(t, inner); ok || inner == "_id" || inner == "_lastUpdated" {
+				types = append(types, t)
+			}
+		}
+	}
+	if len(types) == 0 {
+		return Clause{}, &unsupported{fmt.Sprintf("no resource type %s refers to has a parameter %s", name, rest)}
+	}
+	return Clause{Chain: &Chain{Param: name, Types: types, Name: rest, Value: value}}, nil
+}
+
+func parseHas(name, value string) (Clause, error) {
+	parts := strings.SplitN(name, ":", 4)
+	if len(parts) != 4 || parts[3] == "" {
+		return Clause{}, Errorf(KindBadRequest, "_has takes the form _has:Type:reference-parameter:parameter=value")
+	}
+	typ, param := parts[1], parts[2]
+	if !Supported(typ) {
+		return Clause{}, &unsupported{fmt.Sprintf("_has names %q, which this server does not store", typ)}
+	}
+	if p, ok := LookupParam(typ, param); !ok || p.Type != ParamReference {
+		return Clause{}, &unsupported{fmt.Sprintf("%s is not a reference parameter of %s", param, typ)}
+	}
+	return Clause{Has: &Has{Type: typ, Param: param, Name: parts[3], Value: value}}, nil
+}
+
+func parseToken(name, modifier string, hasModifier bool, values []string) (Clause, error) {
+	var keys []string
+	switch {
+	case !hasModifier, modifier == "not":
+		for _, v := range values {
+			keys = append(keys, tokenQueryKey(name, v))
+		}
+		if modifier == "not" {
+			return Clause{NoKey: keys}, nil
+		}
+		return Clause{AnyKey: keys}, nil
+	case modifier == "text":
+		var ms []StringMatch
+		for _, v := range values {
+			ms = append(ms, StringMatch{Param: name + ":text", Value: NormalizeString(v)})
+		}
+		return Clause{Strings: ms}, nil
+	case modifier == "of-type" && name == "identifier":
+		for _, v := range values {
+			parts := strings.SplitN(v, "|", 3)
+			if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+				return Clause{}, Errorf(KindBadRequest, "identifier:of-type takes system|code|value")
+			}
+			keys = append(keys, OfTypeKey(parts[0], parts[1], parts[2]))
+		}
+		return Clause{AnyKey: keys}, nil
+	}
+	return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on token parameters"}
+}
+
+func parseReference(p Param, modifier string, hasModifier bool, values []string, base string) (Clause, error) {
+	var keys []string
+	switch {
+	case !hasModifier:
+		for _, v := range values {
+			keys = append(keys, refQueryKey(p.Name, v, base))
+		}
+	case modifier == "identifier":
+		for _, v := range values {
+			keys = append(keys, tokenQueryKey(p.Name+":identifier", v))
+		}
+	case Supported(modifier):
+		if len(p.Targets) > 0 && !slices.Contains(p.Targets, modifier) {
+			return Clause{}, Errorf(KindBadRequest, "%s does not refer to %s", p.Name, modifier)
+		}
+		for _, v := range values {
+			if !ValidID(v) {
+				return Clause{}, Errorf(KindBadRequest, "%s:%s takes a resource id", p.Name, modifier)
+			}
+			keys = append(keys, RefKey(p.Name, modifier, v))
+		}
+	default:
+		return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on reference parameters"}
 	}
 	return Clause{AnyKey: keys}, nil
+}
+
+func parseString(name, modifier string, hasModifier bool, values []string) (Clause, error) {
+	switch {
+	case !hasModifier, modifier == "contains":
+		var ms []StringMatch
+		for _, v := range values {
+			ms = append(ms, StringMatch{Param: name, Value: NormalizeString(unescape(v)), Contains: modifier == "contains"})
+		}
+		return Clause{Strings: ms}, nil
+	case modifier == "exact":
+		var keys []string
+		for _, v := range values {
+			keys = append(keys, TokenKey(name+":exact", "", unescape(v)))
+		}
+		return Clause{AnyKey: keys}, nil
+	}
+	return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on string parameters"}
+}
+
+// splitPrefix separates a comparison prefix (eq ne gt lt ge le sa eb ap) from a value.
+func splitPrefix(v string) (prefix, rest string) {
+	if len(v) >= 2 {
+		switch v[:2] {
+		case "eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap":
+			return v[:2], v[2:]
+		}
+	}
+	return "eq", v
+}
+
+// DateMatch turns a date search value into bounds on the target's range [lo, hi), following
+// https://hl7.org/fhir/R4/search.html#prefix with the search value's range [from, to):
+// eq: the target lies within; ne: it does not; gt: it extends after; lt: it extends before;
+// ge: it extends to or after the start (it is not wholly before); le: it starts before the
+// end (it is not wholly after); sa: it starts at or after the end; eb: it ends at or before
+// the start; ap: it overlaps the value widened by 10% of its distance from now (at least a day).
+func DateMatch(param, v string) (ValueMatch, error) {
+	prefix, rest := splitPrefix(v)
+	from, to, err := ParseDateRange(rest)
+	if err != nil {
+		return ValueMatch{}, err
+	}
+	f, t := from.UnixMicro(), to.UnixMicro()
+	b := func(onHi bool, op BoundOp, us int64) Bound { return Bound{OnHi: onHi, Op: op, Micros: us} }
+	within := []Bound{b(false, OpGE, f), b(true, OpLE, t)}
+	m := ValueMatch{Param: param}
+	switch prefix {
+	case "eq":
+		m.Any = [][]Bound{within}
+	case "ne":
+		m.Any = [][]Bound{{b(false, OpLT, f)}, {b(true, OpGT, t)}}
+	case "gt":
+		m.Any = [][]Bound{{b(true, OpGT, t)}}
+	case "lt":
+		m.Any = [][]Bound{{b(false, OpLT, f)}}
+	case "ge":
+		m.Any = [][]Bound{{b(true, OpGT, f)}}
+	case "le":
+		m.Any = [][]Bound{{b(false, OpLT, t)}}
+	case "sa":
+		m.Any = [][]Bound{{b(false, OpGE, t)}}
+	case "eb":
+		m.Any = [][]Bound{{b(true, OpLE, f)}}
+	case "ap":
+		gap := time.Since(from)
+		if gap < 0 {
+			gap = -gap
+		}
+		widen := max(gap/10, 24*time.Hour).Microseconds()
+		m.Any = [][]Bound{{b(false, OpLT, t+widen), b(true, OpGT, f-widen)}}
+	}
+	return m, nil
+}
+
+// numberMatch turns a number or quantity search value into bounds. A value's precision gives
+// its range for eq/ne/ap ("100" is [99.5, 100.5)); gt/lt/ge/le/sa/eb compare with the value.
+func numberMatch(param, v string, quantity bool) (ValueMatch, error) {
+	prefix, rest := splitPrefix(v)
+	if quantity {
+		parts := strings.SplitN(rest, "|", 3)
+		rest = parts[0]
+		if len(parts) == 3 && parts[2] != "" {
+			param = QuantityParam(param, parts[1], parts[2])
+		} else if len(parts) == 2 || (len(parts) == 3 && parts[1] != "") {
+			return ValueMatch{}, fmt.Errorf("a quantity is number|system|code or number||code")
+		}
+	}
+	n, err := strconv.ParseFloat(rest, 64)
+	if err != nil || math.IsInf(n, 0) || math.IsNaN(n) {
+		return ValueMatch{}, fmt.Errorf("%q is not a number", rest)
+	}
+	half := 0.5
+	if dot := strings.IndexByte(rest, '.'); dot >= 0 {
+		digits := len(rest) - dot - 1
+		if e := strings.IndexAny(rest, "eE"); e >= 0 {
+			digits = e - dot - 1
+		}
+		half = 0.5 * math.Pow(10, -float64(digits))
+	}
+	b := func(op BoundOp, x float64) Bound { return Bound{Op: op, Num: x} }
+	m := ValueMatch{Param: param}
+	switch prefix {
+	case "eq":
+		m.Any = [][]Bound{{b(OpGE, n-half), b(OpLT, n+half)}}
+	case "ne":
+		m.Any = [][]Bound{{b(OpLT, n-half)}, {b(OpGE, n+half)}}
+	case "gt", "sa":
+		m.Any = [][]Bound{{b(OpGT, n)}}
+	case "lt", "eb":
+		m.Any = [][]Bound{{b(OpLT, n)}}
+	case "ge":
+		m.Any = [][]Bound{{b(OpGE, n)}}
+	case "le":
+		m.Any = [][]Bound{{b(OpLE, n)}}
+	case "ap":
+		d := math.Max(math.Abs(n)*0.1, half)
+		m.Any = [][]Bound{{b(OpGE, n-d), b(OpLE, n+d)}}
+	}
+	return m, nil
 }
 
 // splitOr splits a value on unescaped commas and removes FHIR search escapes (\, \| \$ \\).

@@ -21,9 +21,124 @@ type Query struct {
 // Clause is one condition. Exactly one of its fields is set; the values inside a field are
 // alternatives (OR).
 type Clause struct {
-	AnyKey      []string    // the resource carries at least one of these equality keys
-	IDs         []string    // the resource id is one of these
-	LastUpdated []DateRange // meta.lastUpdated falls in at least one range
+	AnyKey      []string      // the resource carries at least one of these equality keys
+	NoKey       []string      // the resource carries none of these equality keys (:not, :missing=true)
+	IDs         []string      // the resource id is one of these
+	LastUpdated []DateRange   // meta.lastUpdated falls in at least one range
+	Strings     []StringMatch // some string value matches
+	Dates       []ValueMatch  // some date value (Keys.Dates) satisfies the bounds
+	Numbers     []ValueMatch  // some number value (Keys.Numbers) satisfies the bounds
+
+	// Chain and Has are resolved by the Service into AnyKey or IDs clauses before a query
+	// reaches a store; stores never see them.
+	Chain *Chain
+	Has   *Has
+}
+
+// Chain is a chained parameter: param[:Type].name=value selects resources whose reference
+// param points at a resource of one of Types matching name=value (name may chain again).
+type Chain struct {
+	Param string
+	Types []string
+	Name  string
+	Value string
+}
+
+// Has is reverse chaining: _has:Type:param:name=value selects resources that some Type
+// resource matching name=value refers to through its reference parameter param.
+type Has struct {
+	Type  string
+	Param string
+	Name  string
+	Value string
+}
+
+// StringMatch matches a Keys.Strings value of Param that starts with Value (or contains it,
+// with Contains). Value is normalized like the stored values (see NormalizeString).
+type StringMatch struct {
+	Param    string
+	Value    string
+	Contains bool
+}
+
+// ValueMatch matches when one value of Param satisfies at least one alternative of Any, each
+// a conjunction of bounds on that same value. Dates compare the value's range [Lo, Hi) in
+// microseconds; numbers compare the value V.
+type ValueMatch struct {
+	Param string
+	Any   [][]Bound
+}
+
+// Bound is one comparison: value.Lo (or value.Hi when OnHi) Op operand. Dates use Micros,
+// numbers Num.
+type Bound struct {
+	OnHi   bool
+	Op     BoundOp
+	Micros int64
+	Num    float64
+}
+
+// BoundOp is a comparison operator of a Bound.
+type BoundOp string
+
+const (
+	OpGE BoundOp = ">="
+	OpGT BoundOp = ">"
+	OpLE BoundOp = "<="
+	OpLT BoundOp = "<"
+)
+
+// Holds reports whether x op operand (shared by every store's in-memory checks and tests).
+func (op BoundOp) Holds(x, operand float64) bool {
+	switch op {
+	case OpGE:
+		return x >= operand
+	case OpGT:
+		return x > operand
+	case OpLE:
+		return x <= operand
+	case OpLT:
+		return x < operand
+	}
+	return false
+}
+
+// MatchDate reports whether the date key satisfies m (for stores that check in memory).
+func (m ValueMatch) MatchDate(k DateKey) bool {
+	if k.Param != m.Param {
+		return false
+	}
+	return m.any(func(b Bound) bool {
+		v := k.Lo
+		if b.OnHi {
+			v = k.Hi
+		}
+		return b.Op.Holds(float64(v), float64(b.Micros))
+	})
+}
+
+// MatchNumber reports whether the number key satisfies m.
+func (m ValueMatch) MatchNumber(k NumberKey) bool {
+	if k.Param != m.Param {
+		return false
+	}
+	return m.any(func(b Bound) bool { return b.Op.Holds(k.V, b.Num) })
+}
+
+func (m ValueMatch) any(holds func(Bound) bool) bool {
+	for _, conj := range m.Any {
+		ok := true
+		for _, b := range conj {
+			if !holds(b) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // DateRange is [From, To) with zero meaning unbounded; Not selects the complement.
@@ -83,6 +198,12 @@ func RefIDKey(param, id string) string {
 // RefURLKey matches a reference to a resource elsewhere (absolute URL) or a canonical.
 func RefURLKey(param, url string) string {
 	return param + keySep + url
+}
+
+// MissingKey is carried by every resource that has at least one value for param; :missing
+// searches test for it.
+func MissingKey(param string) string {
+	return param + keySep + "\x1d"
 }
 
 // KeyParam returns the parameter name a key belongs to.

@@ -91,6 +91,9 @@ func TestExtractKeys(t *testing.T) {
 		resources.TokenKey("code", "http://hl7.org/fhir/CodeSystem/task-code", "fulfill"), resources.TokenCodeKey("code", "fulfill"), resources.TokenSystemKey("code", "http://hl7.org/fhir/CodeSystem/task-code"),
 		resources.TokenKey("_tag", "urn:t", "x"), resources.TokenCodeKey("_tag", "x"), resources.TokenSystemKey("_tag", "urn:t"),
 	}
+	for _, p := range []string{"status", "identifier", "patient", "subject", "owner", "code", "_tag"} {
+		want = append(want, resources.MissingKey(p))
+	}
 	slices.Sort(want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("keys (-want +got):\n%s", diff)

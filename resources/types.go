@@ -37,6 +37,11 @@ const (
 	ParamToken     ParamType = "token"
 	ParamReference ParamType = "reference"
 	ParamURI       ParamType = "uri"
+	ParamString    ParamType = "string"
+	ParamDate      ParamType = "date"
+	ParamNumber    ParamType = "number"
+	ParamQuantity  ParamType = "quantity"
+	ParamComposite ParamType = "composite"
 )
 
 // Param defines one search parameter of a type: where its values are in the resource and,
@@ -55,20 +60,21 @@ func (p Param) Definition(typ string) string {
 	case "_id", "_lastUpdated", "_tag", "_profile", "_security":
 		return "http://hl7.org/fhir/SearchParameter/Resource" + p.Name
 	}
-	switch p.Name {
-	case "identifier", "patient":
-		if slices.Contains(clinicalCommon, typ) {
-			return "http://hl7.org/fhir/SearchParameter/clinical-" + p.Name
-		}
+	if slices.Contains(clinicalCommon[p.Name], typ) {
+		return "http://hl7.org/fhir/SearchParameter/clinical-" + p.Name
 	}
 	return "http://hl7.org/fhir/SearchParameter/" + typ + "-" + p.Name
 }
 
-// clinicalCommon are the types whose identifier/patient parameters the spec defines once as
-// clinical-identifier / clinical-patient.
-var clinicalCommon = []string{
-	"Condition", "DocumentReference", "Encounter", "Goal", "Observation", "Procedure",
-	"ServiceRequest",
+// clinicalCommon are the parameters R4 defines once for several types (clinical-patient, ...),
+// with the types among ours that use the shared definition.
+var clinicalCommon = map[string][]string{
+	"identifier": {"Condition", "DocumentReference", "Encounter", "Goal", "Observation", "Procedure", "ServiceRequest"},
+	"patient":    {"Condition", "Consent", "DocumentReference", "Encounter", "Goal", "Observation", "Procedure", "ServiceRequest"},
+	"code":       {"Condition", "Observation", "Procedure", "ServiceRequest"},
+	"date":       {"Consent", "Encounter", "Observation", "Procedure"},
+	"encounter":  {"Observation", "Procedure", "ServiceRequest"},
+	"type":       {"DocumentReference", "Encounter"},
 }
 
 func tok(name string, paths ...string) Param {
@@ -260,21 +266,145 @@ var typeParams = map[string][]Param{
 	},
 }
 
+func str(name string, paths ...string) Param { return Param{Name: name, Type: ParamString, Paths: paths} }
+func date(name string, paths ...string) Param { return Param{Name: name, Type: ParamDate, Paths: paths} }
+func qty(name string, paths ...string) Param  { return Param{Name: name, Type: ParamQuantity, Paths: paths} }
+func num(name string, paths ...string) Param  { return Param{Name: name, Type: ParamNumber, Paths: paths} }
+func uri(name string, paths ...string) Param  { return Param{Name: name, Type: ParamURI, Paths: paths} }
+
+var nameParts = []string{"name"}
+
+// valueParams are the string, date, number and quantity parameters R4 defines for these types
+// (choice elements are listed by their concrete JSON names).
+var valueParams = map[string][]Param{
+	"Patient": {
+		str("name", "name"), str("family", "name.family"), str("given", "name.given"),
+		str("address", "address"), str("address-city", "address.city"), str("address-state", "address.state"),
+		str("address-postalcode", "address.postalCode"), str("address-country", "address.country"),
+		tok("address-use", "address.use"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+		tok("language", "communication.language"), date("birthdate", "birthDate"),
+		date("death-date", "deceasedDateTime"), tok("deceased", "deceasedBoolean"),
+		str("phonetic", "name"),
+	},
+	"ServiceRequest": {
+		date("authored", "authoredOn"), date("occurrence", "occurrenceDateTime", "occurrencePeriod"),
+		uri("instantiates-canonical", "instantiatesCanonical"), uri("instantiates-uri", "instantiatesUri"),
+		ref("supporting-info", anyTarget, "supportingInfo"), ref("reason-reference", anyTarget, "reasonReference"), tok("reason-code", "reasonCode"),
+	},
+	"Task": {
+		date("authored-on", "authoredOn"), date("modified", "lastModified"), date("period", "executionPeriod"),
+		ref("output-reference", anyTarget, "output.valueReference"),
+	},
+	"Consent": {
+		date("date", "dateTime"), date("period", "provision.period"), uri("policy-uri", "policy.uri"),
+	},
+	"Claim":         {date("created", "created"), tok("priority", "priority")},
+	"ClaimResponse": {date("created", "created"), date("payment-date", "payment.date"), str("disposition", "disposition")},
+	"Coverage":      {date("period", "period"), str("dependent", "dependent")},
+	"Organization": {
+		str("name", "name", "alias"), str("address", "address"), str("address-city", "address.city"),
+		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"), str("phonetic", "name"),
+	},
+	"Practitioner": {
+		str("name", "name"), str("family", "name.family"), str("given", "name.given"), str("address", "address"),
+		str("address-city", "address.city"), str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
+		tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+	},
+	"PractitionerRole": {date("date", "period"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom")},
+	"Location": {
+		str("name", "name", "alias"), str("address", "address"), str("address-city", "address.city"),
+		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
+	},
+	"HealthcareService": {str("name", "name")},
+	"Encounter": {
+		date("date", "period"), qty("length", "length"), date("location-period", "location.period"),
+	},
+	"Observation": {
+		date("date", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+		qty("value-quantity", "valueQuantity"), date("value-date", "valueDateTime", "valuePeriod"),
+		str("value-string", "valueString"), qty("component-value-quantity", "component.valueQuantity"),
+		qty("combo-value-quantity", "valueQuantity", "component.valueQuantity"),
+	},
+	"Condition": {
+		date("onset-date", "onsetDateTime", "onsetPeriod"), date("abatement-date", "abatementDateTime", "abatementPeriod"),
+		date("recorded-date", "recordedDate"), str("onset-info", "onsetString"), str("abatement-string", "abatementString"),
+	},
+	"Procedure": {date("date", "performedDateTime", "performedPeriod")},
+	"Goal":      {date("start-date", "startDate"), date("target-date", "target.dueDate")},
+	"Questionnaire": {
+		str("name", "name"), str("title", "title"), str("publisher", "publisher"), str("description", "description"),
+		date("date", "date"), date("effective", "effectivePeriod"),
+	},
+	"QuestionnaireResponse": {date("authored", "authored")},
+	"Group":                 {num("quantity", "quantity")},
+	"RelatedPerson": {
+		str("name", "name"), str("address", "address"), str("address-city", "address.city"),
+		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
+		date("birthdate", "birthDate"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+	},
+	"DocumentReference": {
+		date("date", "date"), date("period", "context.period"), str("description", "description"),
+	},
+	"Device": {
+		str("manufacturer", "manufacturer"), str("model", "modelNumber"), str("device-name", "deviceName.name"),
+		tok("udi-di", "udiCarrier.deviceIdentifier"), str("udi-carrier", "udiCarrier.carrierHRF"),
+	},
+}
+
+// Composite parameters (token$token) defined by R4 for these types: the pair must come from
+// the same element (the root, or one entry of a repeating element).
+type composite struct {
+	Name          string
+	Element       string // repeating element holding both parts; "" for the resource itself
+	First, Second string // paths below Element
+}
+
+var compositeParams = map[string][]composite{
+	"Observation": {
+		{"code-value-concept", "", "code", "valueCodeableConcept"},
+		{"component-code-value-concept", "component", "code", "valueCodeableConcept"},
+		{"combo-code-value-concept", "", "code", "valueCodeableConcept"},
+		{"combo-code-value-concept", "component", "code", "valueCodeableConcept"},
+	},
+	"Group": {{"characteristic-value", "characteristic", "code", "valueCodeableConcept"}},
+}
+
 // Params returns the indexed parameters of typ (type-specific, then the common ones).
 func Params(typ string) []Param {
-	return append(slices.Clone(typeParams[typ]), commonParams...)
+	return paramsByType[typ]
+}
+
+var paramsByType = func() map[string][]Param {
+	m := map[string][]Param{}
+	for _, typ := range Types {
+		ps := append(slices.Clone(typeParams[typ]), valueParams[typ]...)
+		ps = append(ps, commonParams...)
+		m[typ] = ps
+	}
+	return m
+}()
+
+// CompositeNames lists the composite parameters of typ, once each.
+func CompositeNames(typ string) []string {
+	var out []string
+	for _, c := range compositeParams[typ] {
+		if !slices.Contains(out, c.Name) {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 // LookupParam finds the parameter name of typ.
 func LookupParam(typ, name string) (Param, bool) {
-	for _, p := range typeParams[typ] {
+	for _, p := range paramsByType[typ] {
 		if p.Name == name {
 			return p, true
 		}
 	}
-	for _, p := range commonParams {
-		if p.Name == name {
-			return p, true
+	for _, c := range compositeParams[typ] {
+		if c.Name == name {
+			return Param{Name: name, Type: ParamComposite}, true
 		}
 	}
 	return Param{}, false

@@ -42,7 +42,9 @@ type Store struct {
 	w, r *sql.DB
 	// Statements prepared once: parsing SQL on every call cost more than running it.
 	selVersion, upsertRes, insHist, delKeys, insKey *sql.Stmt
-	readCur, readVer                                *sql.Stmt
+	delStrings, insString, delDates, insDate         *sql.Stmt
+	delNumbers, insNumber                            *sql.Stmt
+	readCur, readVer                                 *sql.Stmt
 }
 
 var _ resources.Store = (*Store)(nil)
@@ -80,6 +82,37 @@ CREATE TABLE IF NOT EXISTS search_keys (
 	PRIMARY KEY (type, key, lu, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS search_keys_resource ON search_keys (type, id);
+
+-- String, date and number values: one row per value, so that a prefix range, or several
+-- bounds on one date, are tested on the same value.
+CREATE TABLE IF NOT EXISTS search_strings (
+	type  TEXT NOT NULL,
+	param TEXT NOT NULL,
+	value TEXT NOT NULL, -- normalized: lower case, no accents
+	id    TEXT NOT NULL,
+	PRIMARY KEY (type, param, value, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS search_strings_resource ON search_strings (type, id, param);
+
+CREATE TABLE IF NOT EXISTS search_dates (
+	type  TEXT    NOT NULL,
+	param TEXT    NOT NULL,
+	lo    INTEGER NOT NULL, -- unix microseconds, inclusive
+	hi    INTEGER NOT NULL, -- unix microseconds, exclusive
+	id    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS search_dates_lo ON search_dates (type, param, lo);
+CREATE INDEX IF NOT EXISTS search_dates_hi ON search_dates (type, param, hi);
+CREATE INDEX IF NOT EXISTS search_dates_resource ON search_dates (type, id, param);
+
+CREATE TABLE IF NOT EXISTS search_numbers (
+	type  TEXT NOT NULL,
+	param TEXT NOT NULL,
+	v     REAL NOT NULL,
+	id    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS search_numbers_v ON search_numbers (type, param, v);
+CREATE INDEX IF NOT EXISTS search_numbers_resource ON search_numbers (type, id, param);
 `
 
 // Open opens (creating if needed) the database in dir.
@@ -128,6 +161,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		{w, &s.insHist, `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`},
 		{w, &s.delKeys, `DELETE FROM search_keys WHERE type = ? AND id = ?`},
 		{w, &s.insKey, `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES (?, ?, ?, ?)`},
+		{w, &s.delStrings, `DELETE FROM search_strings WHERE type = ? AND id = ?`},
+		{w, &s.insString, `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES (?, ?, ?, ?)`},
+		{w, &s.delDates, `DELETE FROM search_dates WHERE type = ? AND id = ?`},
+		{w, &s.insDate, `INSERT INTO search_dates (type, param, lo, hi, id) VALUES (?, ?, ?, ?, ?)`},
+		{w, &s.delNumbers, `DELETE FROM search_numbers WHERE type = ? AND id = ?`},
+		{w, &s.insNumber, `INSERT INTO search_numbers (type, param, v, id) VALUES (?, ?, ?, ?)`},
 		{r, &s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
 		{r, &s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
 	} {
@@ -141,7 +180,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 
 // Close closes both pools.
 func (s *Store) Close() error {
-	for _, st := range []*sql.Stmt{s.selVersion, s.upsertRes, s.insHist, s.delKeys, s.insKey, s.readCur, s.readVer} {
+	for _, st := range []*sql.Stmt{s.selVersion, s.upsertRes, s.insHist, s.delKeys, s.insKey, s.readCur, s.readVer,
+		s.delStrings, s.insString, s.delDates, s.insDate, s.delNumbers, s.insNumber} {
 		if st != nil {
 			st.Close()
 		}
@@ -251,8 +291,10 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 		return err
 	}
 	if current > 0 {
-		if _, err := tx.StmtContext(ctx, s.delKeys).ExecContext(ctx, r.Type, r.ID); err != nil {
-			return err
+		for _, del := range []*sql.Stmt{s.delKeys, s.delStrings, s.delDates, s.delNumbers} {
+			if _, err := tx.StmtContext(ctx, del).ExecContext(ctx, r.Type, r.ID); err != nil {
+				return err
+			}
 		}
 	}
 	if r.Deleted {
@@ -262,6 +304,30 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 	for _, k := range r.Keys.Eq {
 		if _, err := ins.ExecContext(ctx, r.Type, k, lu, r.ID); err != nil {
 			return err
+		}
+	}
+	if len(r.Keys.Strings) > 0 {
+		ins := tx.StmtContext(ctx, s.insString)
+		for _, k := range r.Keys.Strings {
+			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Value, r.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if len(r.Keys.Dates) > 0 {
+		ins := tx.StmtContext(ctx, s.insDate)
+		for _, k := range r.Keys.Dates {
+			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Lo, k.Hi, r.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if len(r.Keys.Numbers) > 0 {
+		ins := tx.StmtContext(ctx, s.insNumber)
+		for _, k := range r.Keys.Numbers {
+			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.V, r.ID); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -337,6 +403,38 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 			for _, v := range c.IDs {
 				args = append(args, v)
 			}
+		case len(c.NoKey) > 0:
+			where = append(where, "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN ("+placeholders(len(c.NoKey))+"))")
+			for _, k := range c.NoKey {
+				args = append(args, k)
+			}
+		case len(c.Strings) > 0:
+			var ors []string
+			for _, m := range c.Strings {
+				if m.Contains {
+					ors = append(ors, "EXISTS (SELECT 1 FROM search_strings s WHERE s.type = r.type AND s.id = r.id AND s.param = ? AND instr(s.value, ?) > 0)")
+					args = append(args, m.Param, m.Value)
+				} else {
+					// A prefix is a range of the index: [prefix, prefix + the highest code point).
+					ors = append(ors, "EXISTS (SELECT 1 FROM search_strings s WHERE s.type = r.type AND s.id = r.id AND s.param = ? AND s.value >= ? AND s.value < ?)")
+					args = append(args, m.Param, m.Value, m.Value+"\U0010FFFF")
+				}
+			}
+			where = append(where, "("+strings.Join(ors, " OR ")+")")
+		case len(c.Dates) > 0:
+			cond, a := valueMatchSQL("search_dates", "d", c.Dates, func(b resources.Bound) (string, any) {
+				col := "d.lo"
+				if b.OnHi {
+					col = "d.hi"
+				}
+				return col, b.Micros
+			})
+			where = append(where, cond)
+			args = append(args, a...)
+		case len(c.Numbers) > 0:
+			cond, a := valueMatchSQL("search_numbers", "n", c.Numbers, func(b resources.Bound) (string, any) { return "n.v", b.Num })
+			where = append(where, cond)
+			args = append(args, a...)
 		case len(c.LastUpdated) > 0:
 			var ors []string
 			for _, dr := range c.LastUpdated {
@@ -393,6 +491,32 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID}
 	}
 	return page, nil
+}
+
+// valueMatchSQL tests each alternative's bounds on one row of a value table, so that all the
+// bounds of an alternative hold for the same value.
+func valueMatchSQL(table, alias string, ms []resources.ValueMatch, operand func(resources.Bound) (string, any)) (string, []any) {
+	var ors []string
+	var args []any
+	for _, m := range ms {
+		args = append(args, m.Param)
+		var alts []string
+		for _, conj := range m.Any {
+			ands := []string{"1"}
+			for _, b := range conj {
+				col, v := operand(b)
+				ands = append(ands, col+" "+string(b.Op)+" ?")
+				args = append(args, v)
+			}
+			alts = append(alts, "("+strings.Join(ands, " AND ")+")")
+		}
+		if len(alts) == 0 {
+			alts = []string{"0"}
+		}
+		ors = append(ors, fmt.Sprintf("EXISTS (SELECT 1 FROM %s %s WHERE %s.type = r.type AND %s.id = r.id AND %s.param = ? AND (%s))",
+			table, alias, alias, alias, alias, strings.Join(alts, " OR ")))
+	}
+	return "(" + strings.Join(ors, " OR ") + ")", args
 }
 
 func rangeSQL(col string, dr resources.DateRange) (string, []any) {
