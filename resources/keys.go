@@ -267,7 +267,6 @@ func NormalizeString(s string) string {
 	return strings.ToLower(out)
 }
 
-
 // walk calls fn for every value at path below v, descending into arrays at every step.
 func walk(v any, path []string, fn func(any)) {
 	switch t := v.(type) {

@@ -266,11 +266,19 @@ var typeParams = map[string][]Param{
 	},
 }
 
-func str(name string, paths ...string) Param { return Param{Name: name, Type: ParamString, Paths: paths} }
-func date(name string, paths ...string) Param { return Param{Name: name, Type: ParamDate, Paths: paths} }
-func qty(name string, paths ...string) Param  { return Param{Name: name, Type: ParamQuantity, Paths: paths} }
-func num(name string, paths ...string) Param  { return Param{Name: name, Type: ParamNumber, Paths: paths} }
-func uri(name string, paths ...string) Param  { return Param{Name: name, Type: ParamURI, Paths: paths} }
+func str(name string, paths ...string) Param {
+	return Param{Name: name, Type: ParamString, Paths: paths}
+}
+func date(name string, paths ...string) Param {
+	return Param{Name: name, Type: ParamDate, Paths: paths}
+}
+func qty(name string, paths ...string) Param {
+	return Param{Name: name, Type: ParamQuantity, Paths: paths}
+}
+func num(name string, paths ...string) Param {
+	return Param{Name: name, Type: ParamNumber, Paths: paths}
+}
+func uri(name string, paths ...string) Param { return Param{Name: name, Type: ParamURI, Paths: paths} }
 
 var nameParts = []string{"name"}
 

@@ -42,9 +42,9 @@ type Store struct {
 	w, r *sql.DB
 	// Statements prepared once: parsing SQL on every call cost more than running it.
 	selVersion, upsertRes, insHist, delKeys, insKey *sql.Stmt
-	delStrings, insString, delDates, insDate         *sql.Stmt
-	delNumbers, insNumber                            *sql.Stmt
-	readCur, readVer                                 *sql.Stmt
+	delStrings, insString, delDates, insDate        *sql.Stmt
+	delNumbers, insNumber                           *sql.Stmt
+	readCur, readVer                                *sql.Stmt
 }
 
 var _ resources.Store = (*Store)(nil)
