@@ -26,6 +26,20 @@ type SearchRequest struct {
 	Ignored []Issue
 	// CountOnly is set by _summary=count or _count=0: only the total is wanted.
 	CountOnly bool
+	// Includes are the _include and _revinclude requests.
+	Includes []Include
+	// Elements, when set, restricts each match to these top-level elements (_elements).
+	Elements []string
+}
+
+// Include is one _include (Source:Param[:Target]) or _revinclude request; Param "*" follows
+// every reference parameter of Source.
+type Include struct {
+	Rev     bool
+	Source  string
+	Param   string
+	Target  string
+	Iterate bool
 }
 
 // Parameters that control the result rather than select resources.
@@ -62,6 +76,14 @@ func ParseSearch(typ string, params url.Values, base string, strict bool) (*Sear
 		if resultParams[name] {
 			if err := sr.parseResultParam(name, values[len(values)-1], ignore); err != nil {
 				return nil, err
+			}
+			continue
+		}
+		if base, _, _ := strings.Cut(name, ":"); base == "_include" || base == "_revinclude" || base == "_elements" {
+			for _, v := range values {
+				if err := sr.parseInclude(typ, name, v, ignore); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}
@@ -130,6 +152,52 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 		}
 		sr.Query.After = c
 	}
+	return nil
+}
+
+func (sr *SearchRequest) parseInclude(typ, name, value string, ignore func(string, string) error) error {
+	if name == "_elements" {
+		for _, e := range strings.Split(value, ",") {
+			if e = strings.TrimSpace(e); e != "" && !slices.Contains(sr.Elements, e) {
+				sr.Elements = append(sr.Elements, e)
+			}
+		}
+		sr.Applied.Add(name, value)
+		return nil
+	}
+	base, modifier, _ := strings.Cut(name, ":")
+	inc := Include{Rev: base == "_revinclude", Iterate: modifier == "iterate"}
+	if modifier != "" && modifier != "iterate" {
+		return ignore(name, "only the :iterate modifier is supported")
+	}
+	if value == "*" {
+		inc.Source, inc.Param = typ, "*"
+	} else {
+		parts := strings.Split(value, ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			return ignore(name, "use Type:parameter or Type:parameter:TargetType")
+		}
+		inc.Source, inc.Param = parts[0], parts[1]
+		if len(parts) == 3 {
+			inc.Target = parts[2]
+			if !Supported(inc.Target) {
+				return ignore(name, fmt.Sprintf("%s is not stored here", inc.Target))
+			}
+		}
+	}
+	if !Supported(inc.Source) {
+		return ignore(name, fmt.Sprintf("%s is not stored here", inc.Source))
+	}
+	if !inc.Rev && !inc.Iterate && inc.Source != typ {
+		return ignore(name, fmt.Sprintf("_include must start with the searched type %s (or use :iterate)", typ))
+	}
+	if inc.Param != "*" {
+		if p, ok := LookupParam(inc.Source, inc.Param); !ok || p.Type != ParamReference {
+			return ignore(name, fmt.Sprintf("%s is not a reference parameter of %s", inc.Param, inc.Source))
+		}
+	}
+	sr.Includes = append(sr.Includes, inc)
+	sr.Applied.Add(name, value)
 	return nil
 }
 

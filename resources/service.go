@@ -307,12 +307,18 @@ func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource
 	return s.Store.VRead(ctx, typ, id, v)
 }
 
-// Search runs a parsed search.
+// Search runs a parsed search: chained and _has parameters are resolved first, and the page
+// gets its _include and _revinclude resources.
 func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) {
 	if !Supported(sr.Query.Type) {
 		return nil, Errorf(KindNotFound, "resource type %q is not supported", sr.Query.Type)
 	}
 	q := sr.Query
+	clauses, err := s.resolve(ctx, q.Type, q.Clauses, 0)
+	if err != nil {
+		return nil, err
+	}
+	q.Clauses = clauses
 	if sr.CountOnly {
 		q.Total = true
 		q.Count = 1
@@ -323,6 +329,10 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 	}
 	if sr.CountOnly {
 		page.Resources, page.Next = nil, nil
+		return page, nil
+	}
+	if err := s.include(ctx, sr, page); err != nil {
+		return nil, err
 	}
 	return page, nil
 }

@@ -64,6 +64,8 @@ type Store interface {
 // Page is one page of search or history results.
 type Page struct {
 	Resources []*Resource
+	// Included are resources added by _include and _revinclude (set by the Service).
+	Included []*Resource
 	// Total is the number of matches over all pages, or -1 when not computed.
 	Total int64
 	// Next is the keyset cursor for the following page; nil on the last page.

@@ -109,7 +109,16 @@ func (s *Server) searchBundle(typ string, sr *resources.SearchRequest, page *res
 	}
 	b := newBundle("searchset", page.Total, links)
 	for _, r := range page.Resources {
-		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", r.JSON, "search", json.RawMessage(`{"mode":"match"}`))
+		body := r.JSON
+		if len(sr.Elements) > 0 {
+			if sub, err := resources.Subset(r.JSON, sr.Elements); err == nil {
+				body = sub
+			}
+		}
+		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", body, "search", json.RawMessage(`{"mode":"match"}`))
+	}
+	for _, r := range page.Included {
+		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", r.JSON, "search", json.RawMessage(`{"mode":"include"}`))
 	}
 	if len(sr.Ignored) > 0 {
 		b.entry("resource", outcomeJSON(sr.Ignored), "search", json.RawMessage(`{"mode":"outcome"}`))

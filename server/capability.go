@@ -65,6 +65,10 @@ func (s *Server) capabilityStatement() []byte {
 			for _, p := range resources.Params(typ) {
 				r.SearchParam = append(r.SearchParam, capSearchParam{Name: p.Name, Definition: p.Definition(typ), Type: string(p.Type)})
 			}
+			for _, name := range resources.CompositeNames(typ) {
+				p := resources.Param{Name: name}
+				r.SearchParam = append(r.SearchParam, capSearchParam{Name: name, Definition: p.Definition(typ), Type: "composite"})
+			}
 			rs = append(rs, r)
 		}
 		cs := map[string]any{
@@ -88,6 +92,10 @@ func (s *Server) capabilityStatement() []byte {
 					{Name: "_sort", Type: "string", Documentation: "_lastUpdated or -_lastUpdated; ties broken by id"},
 					{Name: "_total", Type: "token", Documentation: "none, estimate or accurate (default)"},
 					{Name: "_summary", Type: "token", Documentation: "count"},
+					{Name: "_include", Type: "special", Documentation: "Type:param[:Target] or *; :iterate follows up to 3 rounds"},
+					{Name: "_revinclude", Type: "special", Documentation: "Type:param[:Target]; :iterate supported"},
+					{Name: "_elements", Type: "special", Documentation: "top-level elements; results are tagged SUBSETTED"},
+					{Name: "_has", Type: "special", Documentation: "_has:Type:reference:parameter=value, one level"},
 				},
 			}},
 		}

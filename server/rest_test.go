@@ -373,22 +373,27 @@ func TestMetadata_ListsEveryTypeAndInteraction(t *testing.T) {
 			t.Fatalf("%d resource types listed, want 23", len(types))
 		}
 		task := types["Task"]
-		params := map[string]bool{}
+		params := map[string]string{}
 		for _, p := range task["searchParam"].([]any) {
-			params[p.(map[string]any)["name"].(string)] = true
+			params[p.(map[string]any)["name"].(string)] = p.(map[string]any)["type"].(string)
 		}
 		for _, want := range []string{"_id", "_lastUpdated", "identifier", "patient", "status", "owner", "requester"} {
-			if !params[want] {
+			if params[want] == "" {
 				t.Errorf("Task search parameter %s not listed", want)
 			}
 		}
-		// What is listed works: each listed search parameter is accepted in strict mode.
-		for name := range params {
-			value := "x"
-			if name == "_lastUpdated" {
-				value = "2024"
+		// What is listed works: each listed search parameter of every type is accepted in
+		// strict mode with a value of its type.
+		sample := map[string]string{"date": "2024", "number": "1", "quantity": "1", "composite": "a$b"}
+		for typ, res := range types {
+			for _, p := range res["searchParam"].([]any) {
+				m := p.(map[string]any)
+				value := sample[m["type"].(string)]
+				if value == "" {
+					value = "x"
+				}
+				wantStatus(t, s.Do("GET", "/fhir/"+typ+"?"+m["name"].(string)+"="+value, nil, "Prefer", "handling=strict"), http.StatusOK)
 			}
-			wantStatus(t, s.Do("GET", "/fhir/Task?"+name+"="+value, nil, "Prefer", "handling=strict"), http.StatusOK)
 		}
 	})
 }

@@ -1,0 +1,291 @@
+package resources
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+)
+
+// Limits on the work one search may cause beyond its page.
+const (
+	// MaxResolved bounds the resources a chained parameter or _has may match: the ids become
+	// part of the outer query.
+	MaxResolved = 1000
+	// MaxIncluded bounds the resources _include and _revinclude add to one page.
+	MaxIncluded = 1000
+	// maxChainDepth is how many levels of chaining are followed (patient.organization.name).
+	maxChainDepth = 2
+	// maxIterate is how many rounds :iterate follows.
+	maxIterate = 3
+)
+
+// resolve replaces chained and _has clauses by the key or id clauses they stand for, by
+// running the inner searches first.
+func (s *Service) resolve(ctx context.Context, typ string, clauses []Clause, depth int) ([]Clause, error) {
+	out := make([]Clause, 0, len(clauses))
+	for _, c := range clauses {
+		switch {
+		case c.Chain != nil:
+			rc, err := s.resolveChain(ctx, c.Chain, depth)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rc)
+		case c.Has != nil:
+			rc, err := s.resolveHas(ctx, typ, c.Has, depth)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rc)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) resolveChain(ctx context.Context, ch *Chain, depth int) (Clause, error) {
+	if depth >= maxChainDepth {
+		return Clause{}, Errorf(KindBadRequest, "chained parameters are followed %d levels deep at most", maxChainDepth)
+	}
+	var keys []string
+	understood := false
+	for _, target := range ch.Types {
+		inner, err := parseClause(target, ch.Name, ch.Value, s.Base)
+		if _, ok := err.(*unsupported); ok {
+			continue
+		}
+		if err != nil {
+			return Clause{}, err
+		}
+		understood = true
+		matches, err := s.matchAll(ctx, target, inner, depth+1)
+		if err != nil {
+			return Clause{}, err
+		}
+		for _, r := range matches {
+			keys = append(keys, RefKey(ch.Param, target, r.ID))
+		}
+	}
+	if !understood {
+		return Clause{}, Errorf(KindBadRequest, "%s.%s: no target type of %s has that parameter", ch.Param, ch.Name, ch.Param)
+	}
+	return Clause{AnyKey: keys}, nil // no keys: matches nothing
+}
+
+func (s *Service) resolveHas(ctx context.Context, typ string, h *Has, depth int) (Clause, error) {
+	if depth >= maxChainDepth {
+		return Clause{}, Errorf(KindBadRequest, "_has is followed %d levels deep at most", maxChainDepth)
+	}
+	inner, err := parseClause(h.Type, h.Name, h.Value, s.Base)
+	if u, ok := err.(*unsupported); ok {
+		return Clause{}, Errorf(KindBadRequest, "_has:%s:%s:%s: %s", h.Type, h.Param, h.Name, u.why)
+	}
+	if err != nil {
+		return Clause{}, err
+	}
+	matches, err := s.matchAll(ctx, h.Type, inner, depth+1)
+	if err != nil {
+		return Clause{}, err
+	}
+	var ids []string
+	for _, r := range matches {
+		for _, ref := range s.references(r, h.Param) {
+			if rt, id, _ := strings.Cut(ref, "/"); rt == typ && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return Clause{IDs: ids}, nil // no ids: matches nothing
+}
+
+// matchAll returns every resource of typ matching the clause, up to MaxResolved.
+func (s *Service) matchAll(ctx context.Context, typ string, c Clause, depth int) ([]*Resource, error) {
+	clauses, err := s.resolve(ctx, typ, []Clause{c}, depth)
+	if err != nil {
+		return nil, err
+	}
+	q := &Query{Type: typ, Clauses: clauses, Count: MaxResolved + 1}
+	page, err := s.Store.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Resources) > MaxResolved {
+		return nil, Errorf(KindBadRequest, "an inner search on %s matches more than %d resources; narrow it", typ, MaxResolved)
+	}
+	return page.Resources, nil
+}
+
+// references returns the local references ("Type/id") a resource makes through a reference
+// parameter ("*" for all of them), as the search keys index them.
+func (s *Service) references(r *Resource, param string) []string {
+	dec := json.NewDecoder(bytes.NewReader(r.JSON))
+	dec.UseNumber()
+	var doc map[string]any
+	if dec.Decode(&doc) != nil {
+		return nil
+	}
+	var refs []string
+	for _, p := range Params(r.Type) {
+		if p.Type != ParamReference || (param != "*" && p.Name != param) {
+			continue
+		}
+		keys := &Keys{}
+		for _, path := range p.Paths {
+			walk(doc, strings.Split(path, "."), func(v any) { keys.Eq = appendRefKeys(keys.Eq, p, v, s.basePrefix()) })
+		}
+		for _, k := range keys.Eq {
+			ref := strings.TrimPrefix(k, p.Name+keySep)
+			if strings.HasPrefix(ref, keyAny) {
+				continue // the id-only key
+			}
+			if _, _, ok := SplitLocalRef(ref); ok && !slices.Contains(refs, ref) {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return refs
+}
+
+func (s *Service) basePrefix() string {
+	if s.Base == "" {
+		return ""
+	}
+	return strings.TrimSuffix(s.Base, "/") + "/"
+}
+
+// include adds the _include and _revinclude resources of a page.
+func (s *Service) include(ctx context.Context, sr *SearchRequest, page *Page) error {
+	if len(sr.Includes) == 0 || len(page.Resources) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, r := range page.Resources {
+		seen[r.Type+"/"+r.ID] = true
+	}
+	round := page.Resources
+	for iteration := 0; iteration <= maxIterate && len(round) > 0; iteration++ {
+		var added []*Resource
+		for _, inc := range sr.Includes {
+			if iteration > 0 && !inc.Iterate {
+				continue
+			}
+			var found []*Resource
+			var err error
+			if inc.Rev {
+				found, err = s.revIncluded(ctx, inc, round)
+			} else {
+				found, err = s.included(ctx, inc, round)
+			}
+			if err != nil {
+				return err
+			}
+			for _, r := range found {
+				if key := r.Type + "/" + r.ID; !seen[key] {
+					seen[key] = true
+					added = append(added, r)
+				}
+			}
+		}
+		if len(page.Included)+len(added) > MaxIncluded {
+			return Errorf(KindBadRequest, "_include and _revinclude would add more than %d resources to a page; use a smaller _count", MaxIncluded)
+		}
+		page.Included = append(page.Included, added...)
+		round = added
+	}
+	return nil
+}
+
+// included reads the resources that resources of inc.Source refer to through inc.Param.
+func (s *Service) included(ctx context.Context, inc Include, from []*Resource) ([]*Resource, error) {
+	byType := map[string][]string{}
+	for _, r := range from {
+		if r.Type != inc.Source {
+			continue
+		}
+		for _, ref := range s.references(r, inc.Param) {
+			typ, id, _ := strings.Cut(ref, "/")
+			if (inc.Target == "" || inc.Target == typ) && Supported(typ) && !slices.Contains(byType[typ], id) {
+				byType[typ] = append(byType[typ], id)
+			}
+		}
+	}
+	var out []*Resource
+	for _, typ := range sortedKeys(byType) {
+		page, err := s.Store.Search(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: byType[typ]}}, Count: len(byType[typ])})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Resources...)
+	}
+	return out, nil
+}
+
+// revIncluded finds resources of inc.Source that refer to the given ones through inc.Param.
+func (s *Service) revIncluded(ctx context.Context, inc Include, to []*Resource) ([]*Resource, error) {
+	params := []string{inc.Param}
+	if inc.Param == "*" {
+		params = nil
+		for _, p := range Params(inc.Source) {
+			if p.Type == ParamReference {
+				params = append(params, p.Name)
+			}
+		}
+	}
+	var keys []string
+	for _, r := range to {
+		if inc.Target != "" && r.Type != inc.Target {
+			continue
+		}
+		for _, p := range params {
+			keys = append(keys, RefKey(p, r.Type, r.ID))
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	page, err := s.Store.Search(ctx, &Query{Type: inc.Source, Clauses: []Clause{{AnyKey: keys}}, Count: MaxIncluded + 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Resources) > MaxIncluded {
+		return nil, Errorf(KindBadRequest, "_revinclude=%s:%s matches more than %d resources; use a smaller _count", inc.Source, inc.Param, MaxIncluded)
+	}
+	return page.Resources, nil
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Subset keeps only the named top-level elements of a resource (plus resourceType, id and
+// meta) and tags it SUBSETTED, as _elements asks.
+func Subset(raw []byte, elements []string) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	for k := range doc {
+		if k != "resourceType" && k != "id" && k != "meta" && !slices.Contains(elements, k) {
+			delete(doc, k)
+		}
+	}
+	meta, _ := doc["meta"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	tags, _ := meta["tag"].([]any)
+	meta["tag"] = append(tags, map[string]any{
+		"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"})
+	doc["meta"] = meta
+	return EncodeResource(doc)
+}
