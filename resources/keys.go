@@ -65,7 +65,9 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 			})
 		}
 		if k.count() > before {
-			k.Eq = append(k.Eq, MissingKey(p.Name))
+			k.Eq = append(k.Eq, PresentKey(p.Name))
+		} else {
+			k.Eq = append(k.Eq, AbsentKey(p.Name))
 		}
 	}
 	for _, c := range compositeParams[typ] {

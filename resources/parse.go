@@ -26,6 +26,8 @@ type SearchRequest struct {
 	Ignored []Issue
 	// CountOnly is set by _summary=count or _count=0: only the total is wanted.
 	CountOnly bool
+	// NoTotal is set by _total=none: not even a free total is reported.
+	NoTotal bool
 	// Includes are the _include and _revinclude requests.
 	Includes []Include
 	// Elements, when set, restricts each match to these top-level elements (_elements).
@@ -55,7 +57,7 @@ var resultParams = map[string]bool{
 // are errors in both modes: ignoring them would widen the result silently.
 func ParseSearch(typ string, params url.Values, base string, strict bool) (*SearchRequest, error) {
 	sr := &SearchRequest{
-		Query:   Query{Type: typ, Count: DefaultCount, Total: true},
+		Query:   Query{Type: typ, Count: DefaultCount},
 		Applied: url.Values{},
 	}
 	ignore := func(name, why string) error {
@@ -133,7 +135,7 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 	case "_total":
 		switch value {
 		case "none":
-			sr.Query.Total = false
+			sr.Query.Total, sr.NoTotal = false, true
 		case "accurate", "estimate":
 			sr.Query.Total = true
 		default:
@@ -241,9 +243,9 @@ func parseClause(typ, name, value, base string) (Clause, error) {
 	if modifier == "missing" {
 		switch value {
 		case "true":
-			return Clause{NoKey: []string{MissingKey(name)}}, nil
+			return Clause{AnyKey: []string{AbsentKey(name)}}, nil
 		case "false":
-			return Clause{AnyKey: []string{MissingKey(name)}}, nil
+			return Clause{AnyKey: []string{PresentKey(name)}}, nil
 		}
 		return Clause{}, Errorf(KindBadRequest, "%s:missing takes true or false", name)
 	}

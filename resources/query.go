@@ -200,10 +200,16 @@ func RefURLKey(param, url string) string {
 	return param + keySep + url
 }
 
-// MissingKey is carried by every resource that has at least one value for param; :missing
-// searches test for it.
-func MissingKey(param string) string {
+// PresentKey is carried by every resource that has at least one value for param, AbsentKey
+// by every resource that has none: param:missing=false and =true look them up, so both are
+// plain indexed equality searches.
+func PresentKey(param string) string {
 	return param + keySep + "\x1d"
+}
+
+// AbsentKey: see PresentKey.
+func AbsentKey(param string) string {
+	return param + keySep + "\x1c"
 }
 
 // KeyParam returns the parameter name a key belongs to.

@@ -331,6 +331,11 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 		page.Resources, page.Next = nil, nil
 		return page, nil
 	}
+	// Counting every match costs a second scan, so Bundle.total is computed only when asked
+	// (_total=accurate) or when it is free: a first page that holds every match.
+	if page.Total < 0 && !sr.NoTotal && q.After == nil && page.Next == nil {
+		page.Total = int64(len(page.Resources))
+	}
 	if err := s.include(ctx, sr, page); err != nil {
 		return nil, err
 	}

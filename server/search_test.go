@@ -164,7 +164,7 @@ func TestSearch_CountAndNextLinks(t *testing.T) {
 			want = append(want, res["id"].(string))
 		}
 		var got []string
-		next := s.Base + "/Task?owner=Organization/cbo-a&_count=3"
+		next := s.Base + "/Task?owner=Organization/cbo-a&_count=3&_total=accurate"
 		pages := 0
 		for next != "" {
 			pages++
@@ -188,9 +188,13 @@ func TestSearch_CountAndNextLinks(t *testing.T) {
 		if total != "10" {
 			t.Fatalf("_summary=count total %s, want 10", total)
 		}
-		r := s.Do("GET", "/fhir/Task?_total=none&_count=1", nil)
+		r := s.Do("GET", "/fhir/Task?_total=none", nil)
 		if _, has := r.JSON(t)["total"]; has {
 			t.Fatal("_total=none still reports a total")
+		}
+		r = s.Do("GET", "/fhir/Task?_count=2", nil)
+		if _, has := r.JSON(t)["total"]; has {
+			t.Fatal("a partial page reports a total nobody asked for")
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -371,6 +372,49 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 
 // search compiles q to SQL. Every value is a bound parameter.
 func search(ctx context.Context, db querier, q *resources.Query) (*resources.Page, error) {
+	c := compileSearch(q)
+	page := &resources.Page{Total: -1}
+	if q.Total {
+		var n int64
+		if err := db.QueryRowContext(ctx, c.count, c.countArgs...).Scan(&n); err != nil {
+			return nil, err
+		}
+		page.Total = n
+	}
+	limit := max(q.Count, 1)
+	rows, err := db.QueryContext(ctx, c.page, c.pageArgs...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := &resources.Resource{Type: q.Type}
+		var us int64
+		if err := rows.Scan(&r.ID, &r.VersionID, &us, &r.JSON); err != nil {
+			return nil, err
+		}
+		r.LastUpdated = fromMicros(us)
+		page.Resources = append(page.Resources, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Resources) > limit {
+		page.Resources = page.Resources[:limit]
+		last := page.Resources[limit-1]
+		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID}
+	}
+	return page, nil
+}
+
+// compiled is a search as SQL: the count of all matches and one page (Count+1 rows, so the
+// caller knows whether a next page exists).
+type compiled struct {
+	count, page         string
+	countArgs, pageArgs []any
+}
+
+func compileSearch(q *resources.Query) compiled {
 	var (
 		from  = "resources r"
 		where = []string{"r.type = ?", "r.deleted = 0"}
@@ -448,14 +492,9 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 			where = append(where, "0")
 		}
 	}
-	page := &resources.Page{Total: -1}
-	if q.Total {
-		var n int64
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+from+" WHERE "+strings.Join(where, " AND "), args...).Scan(&n); err != nil {
-			return nil, err
-		}
-		page.Total = n
-	}
+	var out compiled
+	out.count = "SELECT count(*) FROM " + from + " WHERE " + strings.Join(where, " AND ")
+	out.countArgs = slices.Clone(args)
 	dir, cmp := "ASC", ">"
 	if q.Sort == resources.SortLastUpdatedDesc {
 		dir, cmp = "DESC", "<"
@@ -465,32 +504,10 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 		where = append(where, fmt.Sprintf("(%s %s ? OR (%s = ? AND %s %s ?))", lu, cmp, lu, id, cmp))
 		args = append(args, at, at, q.After.ID)
 	}
-	limit := max(q.Count, 1)
-	stmt := fmt.Sprintf("SELECT r.id, r.version, r.lu, r.json FROM %s WHERE %s ORDER BY %s %s, %s %s LIMIT %d",
-		from, strings.Join(where, " AND "), lu, dir, id, dir, limit+1)
-	rows, err := db.QueryContext(ctx, stmt, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		r := &resources.Resource{Type: q.Type}
-		var us int64
-		if err := rows.Scan(&r.ID, &r.VersionID, &us, &r.JSON); err != nil {
-			return nil, err
-		}
-		r.LastUpdated = fromMicros(us)
-		page.Resources = append(page.Resources, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(page.Resources) > limit {
-		page.Resources = page.Resources[:limit]
-		last := page.Resources[limit-1]
-		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID}
-	}
-	return page, nil
+	out.page = fmt.Sprintf("SELECT r.id, r.version, r.lu, r.json FROM %s WHERE %s ORDER BY %s %s, %s %s LIMIT %d",
+		from, strings.Join(where, " AND "), lu, dir, id, dir, max(q.Count, 1)+1)
+	out.pageArgs = args
+	return out
 }
 
 // valueMatchSQL tests each alternative's bounds on one row of a value table, so that all the
@@ -593,4 +610,17 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID, Version: last.VersionID}
 	}
 	return page, nil
+}
+
+// PutAll writes several versions in one transaction: all of them or none. Each must be the
+// next version of its resource, as for Put.
+func (s *Store) PutAll(ctx context.Context, rs []*resources.Resource) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rs {
+			if err := s.put(ctx, tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

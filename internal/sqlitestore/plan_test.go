@@ -1,0 +1,63 @@
+package sqlitestore
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// TestQueryPlans_PollingUsesIndexes checks with EXPLAIN QUERY PLAN that the SDOHCC polling
+// searches are answered from indexes, never by scanning a table.
+func TestQueryPlans_PollingUsesIndexes(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, q := range []string{
+		"owner=Organization/cbo-a&_lastUpdated=gt2025-01-01T00:00:00Z&_sort=_lastUpdated",
+		"owner:missing=true&status=requested",
+		"patient=Patient/p1&status=requested,accepted",
+		"identifier=urn:referral|R-1",
+	} {
+		values, _ := url.ParseQuery(q)
+		sr, err := resources.ParseSearch("Task", values, "", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr.Query.Total = true
+		c := compileSearch(&sr.Query)
+		for _, stmt := range []struct {
+			sql  string
+			args []any
+		}{{c.page, c.pageArgs}, {c.count, c.countArgs}} {
+			rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+stmt.sql, stmt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, notused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			t.Logf("Task?%s: %q", q, plan)
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN") {
+					t.Errorf("Task?%s: table scan in plan %q", q, plan)
+				}
+			}
+			if strings.Contains(stmt.sql, "ORDER BY") && strings.Contains(strings.Join(plan, ";"), "TEMP B-TREE") {
+				t.Errorf("Task?%s: sorts instead of reading in index order: %q", q, plan)
+			}
+		}
+	}
+}
