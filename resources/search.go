@@ -3,7 +3,9 @@ package resources
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -288,4 +290,171 @@ func Subset(raw []byte, elements []string) ([]byte, error) {
 		"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"})
 	doc["meta"] = meta
 	return EncodeResource(doc)
+}
+
+// SystemSearch is a search across types (GET /fhir?_type=...): the same parameters are
+// parsed for each type and the per-type pages are merged in (lastUpdated, type, id) order.
+type SystemSearch struct {
+	Types    []string
+	PerType  []*SearchRequest
+	Applied  url.Values
+	Ignored  []Issue
+	Count    int
+	After    *Cursor // ID holds "Type/id"
+	Sort     Sort
+	Elements []string
+}
+
+// ParseSystemSearch parses a system-wide search. _type lists the types (all stored types
+// when absent); every other parameter must be understood by each listed type in strict mode.
+func ParseSystemSearch(params url.Values, base string, strict bool) (*SystemSearch, error) {
+	ss := &SystemSearch{Applied: url.Values{}}
+	if v := params.Get("_type"); v != "" {
+		for _, t := range strings.Split(v, ",") {
+			if !Supported(t) {
+				return nil, Errorf(KindBadRequest, "_type names %q, which this server does not store", t)
+			}
+			if !slices.Contains(ss.Types, t) {
+				ss.Types = append(ss.Types, t)
+			}
+		}
+		ss.Applied.Set("_type", strings.Join(ss.Types, ","))
+	} else {
+		ss.Types = Types
+	}
+	rest := url.Values{}
+	for k, v := range params {
+		if k != "_type" && k != "_cursor" {
+			rest[k] = v
+		}
+	}
+	seen := map[string]bool{}
+	for _, t := range ss.Types {
+		sr, err := ParseSearch(t, rest, base, strict)
+		if err != nil {
+			return nil, err
+		}
+		if len(sr.Includes) > 0 {
+			return nil, Errorf(KindBadRequest, "_include and _revinclude are not supported in system-wide searches")
+		}
+		for k, v := range sr.Applied {
+			ss.Applied[k] = v
+		}
+		for _, is := range sr.Ignored {
+			if !seen[is.Diagnostics] {
+				seen[is.Diagnostics] = true
+				ss.Ignored = append(ss.Ignored, is)
+			}
+		}
+		ss.Count, ss.Sort, ss.Elements = sr.Query.Count, sr.Query.Sort, sr.Elements
+		ss.PerType = append(ss.PerType, sr)
+	}
+	if v := params.Get("_cursor"); v != "" {
+		c, err := DecodeSystemCursor(v)
+		if err != nil {
+			return nil, err
+		}
+		ss.After = c
+	}
+	return ss, nil
+}
+
+// Search runs a system-wide search.
+func (s *Service) SearchSystem(ctx context.Context, ss *SystemSearch) (*Page, error) {
+	first := ss.PerType[0] // result parameters are the same for every type
+	countAll := first.Query.Total || first.CountOnly
+	var all []*Resource
+	var total int64
+	for i, t := range ss.Types {
+		q := ss.PerType[i].Query
+		clauses, err := s.resolve(ctx, t, q.Clauses, 0)
+		if err != nil {
+			return nil, err
+		}
+		q.Clauses, q.Total = clauses, countAll
+		q.After = typeCursor(ss.After, t, ss.Sort)
+		q.Count = ss.Count + 1
+		p, err := s.Store.Search(ctx, &q)
+		if err != nil {
+			return nil, err
+		}
+		total += p.Total
+		all = append(all, p.Resources...)
+	}
+	page := &Page{Total: -1}
+	if first.CountOnly {
+		page.Total = total
+		return page, nil
+	}
+	order := func(a, b *Resource) int {
+		if c := a.LastUpdated.Compare(b.LastUpdated); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Type+"/"+a.ID, b.Type+"/"+b.ID)
+	}
+	slices.SortFunc(all, func(a, b *Resource) int {
+		if ss.Sort == SortLastUpdatedDesc {
+			return order(b, a)
+		}
+		return order(a, b)
+	})
+	if len(all) > ss.Count {
+		all = all[:ss.Count]
+		last := all[len(all)-1]
+		page.Next = &Cursor{LastUpdated: last.LastUpdated, ID: last.Type + "/" + last.ID}
+	}
+	page.Resources = all
+	switch {
+	case countAll:
+		page.Total = total
+	case !first.NoTotal && ss.After == nil && page.Next == nil:
+		page.Total = int64(len(all))
+	}
+	return page, nil
+}
+
+// typeCursor turns a system cursor (lastUpdated, "Type/id") into the cursor for one type,
+// ordering types by name within one instant.
+func typeCursor(c *Cursor, typ string, sort Sort) *Cursor {
+	if c == nil {
+		return nil
+	}
+	ct, cid, _ := strings.Cut(c.ID, "/")
+	after := typ > ct
+	if sort == SortLastUpdatedDesc {
+		after = typ < ct
+	}
+	switch {
+	case typ == ct:
+		return &Cursor{LastUpdated: c.LastUpdated, ID: cid}
+	case after: // every resource of typ at this instant comes after the cursor
+		if sort == SortLastUpdatedDesc {
+			return &Cursor{LastUpdated: c.LastUpdated, ID: "\x7f"}
+		}
+		return &Cursor{LastUpdated: c.LastUpdated, ID: ""}
+	default: // none of typ at this instant does
+		if sort == SortLastUpdatedDesc {
+			return &Cursor{LastUpdated: c.LastUpdated, ID: ""}
+		}
+		return &Cursor{LastUpdated: c.LastUpdated, ID: "\x7f"}
+	}
+}
+
+// DecodeSystemCursor reads the cursor of a system-wide search, whose id is "Type/id".
+func DecodeSystemCursor(s string) (*Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, Errorf(KindBadRequest, "_cursor is not a cursor this server issued")
+	}
+	parts := strings.SplitN(string(raw), "|", 3)
+	if len(parts) == 3 {
+		if t, id, ok := strings.Cut(parts[2], "/"); ok && Supported(t) && ValidID(id) {
+			c, err := DecodeCursor(base64.RawURLEncoding.EncodeToString([]byte(parts[0] + "|" + parts[1] + "|" + id)))
+			if err == nil {
+				c.ID = t + "/" + id
+				return c, nil
+			}
+		}
+	}
+	return nil, Errorf(KindBadRequest, "_cursor is not a cursor this server issued")
 }

@@ -94,24 +94,25 @@ func writeString(buf *bytes.Buffer, s string) {
 }
 
 func (s *Server) searchBundle(typ string, sr *resources.SearchRequest, page *resources.Page) []byte {
-	self := s.cfg.BaseURL + "/" + typ
-	if q := sr.Applied.Encode(); q != "" {
-		self += "?" + q
-	}
-	links := [][2]string{{"self", self}}
+	return s.searchsetBundle(s.cfg.BaseURL+"/"+typ, sr.Applied, sr.Ignored, sr.Elements, page)
+}
+
+// searchsetBundle writes a searchset; path is the search URL without its query.
+func (s *Server) searchsetBundle(path string, applied url.Values, ignored []resources.Issue, elements []string, page *resources.Page) []byte {
+	links := [][2]string{{"self", withQuery(path, applied)}}
 	if page.Next != nil {
 		next := url.Values{}
-		for k, v := range sr.Applied {
+		for k, v := range applied {
 			next[k] = v
 		}
 		next.Set("_cursor", resources.EncodeCursor(page.Next))
-		links = append(links, [2]string{"next", s.cfg.BaseURL + "/" + typ + "?" + next.Encode()})
+		links = append(links, [2]string{"next", withQuery(path, next)})
 	}
 	b := newBundle("searchset", page.Total, links)
 	for _, r := range page.Resources {
 		body := r.JSON
-		if len(sr.Elements) > 0 {
-			if sub, err := resources.Subset(r.JSON, sr.Elements); err == nil {
+		if len(elements) > 0 {
+			if sub, err := resources.Subset(r.JSON, elements); err == nil {
 				body = sub
 			}
 		}
@@ -120,8 +121,8 @@ func (s *Server) searchBundle(typ string, sr *resources.SearchRequest, page *res
 	for _, r := range page.Included {
 		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", r.JSON, "search", json.RawMessage(`{"mode":"include"}`))
 	}
-	if len(sr.Ignored) > 0 {
-		b.entry("resource", outcomeJSON(sr.Ignored), "search", json.RawMessage(`{"mode":"outcome"}`))
+	if len(ignored) > 0 {
+		b.entry("resource", outcomeJSON(ignored), "search", json.RawMessage(`{"mode":"outcome"}`))
 	}
 	return b.bytes()
 }

@@ -85,8 +85,9 @@ func (s *Server) capabilityStatement() []byte {
 			"fhirVersion": "4.0.1",
 			"format":      []string{"application/fhir+json", "json"},
 			"rest": []map[string]any{{
-				"mode":     "server",
-				"resource": rs,
+				"mode":        "server",
+				"resource":    rs,
+				"interaction": []capInteraction{{"search-system"}},
 				"searchParam": []capSearchParam{
 					{Name: "_count", Type: "number", Documentation: "page size, at most 1000 (default 20); 0 returns only the total"},
 					{Name: "_sort", Type: "string", Documentation: "_lastUpdated or -_lastUpdated; ties broken by id"},

@@ -145,6 +145,19 @@ func (s *Server) runSearch(c echo.Context, params url.Values) error {
 	return c.Blob(http.StatusOK, fhirJSON, s.searchBundle(typ, sr, page))
 }
 
+// systemSearch is GET /fhir?_type=A,B&...: one search over several types.
+func (s *Server) systemSearch(c echo.Context) error {
+	ss, err := resources.ParseSystemSearch(c.QueryParams(), s.cfg.BaseURL, preferStrict(c))
+	if err != nil {
+		return err
+	}
+	page, err := s.svc.SearchSystem(c.Request().Context(), ss)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, fhirJSON, s.searchsetBundle(s.cfg.BaseURL, ss.Applied, ss.Ignored, ss.Elements, page))
+}
+
 func (s *Server) typeHistory(c echo.Context) error {
 	typ, err := supportedType(c)
 	if err != nil {

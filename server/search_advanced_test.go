@@ -174,3 +174,41 @@ func TestSearch_Elements(t *testing.T) {
 		}
 	})
 }
+
+func TestSearch_SystemWide(t *testing.T) {
+	fhirtest.ForEachStore(t, func(t *testing.T, h storetest.Harness) {
+		s := start(t, h)
+		referralNetwork(t, s)
+		got, _ := searchNames(t, s, "?_type=Patient,Claim&_id=ana,ben,c-1,t-1")
+		if want := []string{"Claim/c-1", "Patient/ana", "Patient/ben"}; !slices.Equal(got, want) {
+			t.Fatalf("_type=Patient,Claim: %v, want %v", got, want)
+		}
+		// Paging through every resource, two at a time, in lastUpdated order.
+		var all []string
+		next := s.Base + "?_count=2&_total=accurate"
+		for next != "" {
+			r := s.Do("GET", next, nil)
+			wantStatus(t, r, http.StatusOK)
+			b := r.JSON(t)
+			if fmt.Sprint(b["total"]) != "13" {
+				t.Fatalf("total %v, want 13", b["total"])
+			}
+			entries, _ := b["entry"].([]any)
+			for _, e := range entries {
+				res := e.(map[string]any)["resource"].(map[string]any)
+				all = append(all, res["resourceType"].(string)+"/"+res["id"].(string))
+			}
+			next = ""
+			for _, l := range b["link"].([]any) {
+				if m := l.(map[string]any); m["relation"] == "next" {
+					next = m["url"].(string)
+				}
+			}
+		}
+		if len(all) != 13 || all[0] != "Organization/plan-1" || all[12] != "Claim/c-1" {
+			t.Fatalf("system paging gave %v", all)
+		}
+		wantOutcome(t, s.Do("GET", "/fhir?_type=Spaceship", nil), http.StatusBadRequest, "")
+		wantOutcome(t, s.Do("GET", "/fhir?_type=Patient,Task&owner=x", nil, "Prefer", "handling=strict"), http.StatusBadRequest, "")
+	})
+}

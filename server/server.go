@@ -76,6 +76,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f := e.Group("/fhir")
 	n := s.negotiate
 	f.GET("/metadata", s.capabilities, n)
+	f.GET("", s.systemSearch, n)
+	f.GET("/", s.systemSearch, n)
 	f.GET("/:type", s.search, n)
 	f.POST("/:type/_search", s.searchPost, n)
 	f.POST("/:type", s.create, n)
@@ -154,6 +156,8 @@ func interactionOf(c echo.Context) string {
 	switch c.Path() {
 	case "/fhir/metadata":
 		return "capabilities"
+	case "/fhir", "/fhir/":
+		return "search-system"
 	case "/fhir/:type":
 		if method == http.MethodPost {
 			return "create"
