@@ -2,6 +2,7 @@ package resources
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -23,6 +24,37 @@ type Keys struct {
 	Dates []DateKey
 	// Numbers are number and quantity values.
 	Numbers []NumberKey
+	// Sort holds, per parameter with values, the values _sort orders by.
+	Sort []SortKey
+}
+
+// SortKey is what _sort=param (Asc: the lowest value) and _sort=-param (Desc: the highest)
+// compare, encoded so that byte order is value order (see SortValue*).
+type SortKey struct {
+	Param     string
+	Asc, Desc string
+}
+
+// Sentinels for resources without a value: they sort last in both directions.
+const (
+	SortMissingAsc  = "\U0010FFFF"
+	SortMissingDesc = ""
+)
+
+// SortValueInt encodes an integer (dates in microseconds) in order-preserving hex.
+func SortValueInt(v int64) string {
+	return fmt.Sprintf("%016x", uint64(v)^(1<<63))
+}
+
+// SortValueFloat encodes a float64 in order-preserving hex.
+func SortValueFloat(f float64) string {
+	bits := math.Float64bits(f)
+	if bits&(1<<63) != 0 {
+		bits = ^bits
+	} else {
+		bits |= 1 << 63
+	}
+	return fmt.Sprintf("%016x", bits)
 }
 
 // StringKey is one string value of a parameter, normalized (NormalizeString).
@@ -59,6 +91,7 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 	}
 	for _, p := range Params(typ) {
 		before := k.count()
+		eq, str, dates, nums := len(k.Eq), len(k.Strings), len(k.Dates), len(k.Numbers)
 		for _, path := range p.Paths {
 			walk(doc, strings.Split(path, "."), func(v any) {
 				k.add(p, v, prefix)
@@ -66,6 +99,7 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 		}
 		if k.count() > before {
 			k.Eq = append(k.Eq, PresentKey(p.Name))
+			k.addSort(p, k.Eq[eq:], k.Strings[str:], k.Dates[dates:], k.Numbers[nums:])
 		} else {
 			k.Eq = append(k.Eq, AbsentKey(p.Name))
 		}
@@ -78,6 +112,60 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 	slices.SortFunc(k.Strings, func(a, b StringKey) int { return strings.Compare(a.Param+keySep+a.Value, b.Param+keySep+b.Value) })
 	k.Strings = slices.Compact(k.Strings)
 	return k
+}
+
+// addSort records the lowest and highest sortable value of a parameter from the keys just
+// extracted for it.
+func (k *Keys) addSort(p Param, eq []string, strs []StringKey, dates []DateKey, nums []NumberKey) {
+	var vals []string
+	var lo, hi string
+	switch p.Type {
+	case ParamString:
+		for _, s := range strs {
+			if s.Param == p.Name {
+				vals = append(vals, s.Value)
+			}
+		}
+	case ParamToken:
+		codePrefix := p.Name + keySep + keyAny + keySep
+		for _, e := range eq {
+			if code, ok := strings.CutPrefix(e, codePrefix); ok {
+				vals = append(vals, code)
+			}
+		}
+	case ParamReference, ParamURI:
+		for _, e := range eq {
+			if v, ok := strings.CutPrefix(e, p.Name+keySep); ok && !strings.HasPrefix(v, keyAny) && !strings.HasPrefix(v, "\x1c") && !strings.HasPrefix(v, "\x1d") {
+				vals = append(vals, v)
+			}
+		}
+	case ParamDate:
+		for _, d := range dates {
+			if lo == "" || SortValueInt(d.Lo) < lo {
+				lo = SortValueInt(d.Lo)
+			}
+			if SortValueInt(d.Hi) > hi {
+				hi = SortValueInt(d.Hi)
+			}
+		}
+	case ParamNumber, ParamQuantity:
+		for _, n := range nums {
+			if n.Param == p.Name {
+				vals = append(vals, SortValueFloat(n.V))
+			}
+		}
+	}
+	for _, v := range vals {
+		if lo == "" || v < lo {
+			lo = v
+		}
+		if v > hi {
+			hi = v
+		}
+	}
+	if lo != "" || hi != "" {
+		k.Sort = append(k.Sort, SortKey{Param: p.Name, Asc: lo, Desc: hi})
+	}
 }
 
 func (k *Keys) count() int { return len(k.Eq) + len(k.Strings) + len(k.Dates) + len(k.Numbers) }

@@ -2,6 +2,7 @@ package resources
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/url"
@@ -123,13 +124,25 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 			sr.Applied.Set("_count", strconv.Itoa(sr.Query.Count))
 		}
 	case "_sort":
-		switch value {
-		case "_lastUpdated":
-			sr.Query.Sort = SortLastUpdatedAsc
-		case "-_lastUpdated":
-			sr.Query.Sort = SortLastUpdatedDesc
-		default:
-			return ignore(name, "only _lastUpdated and -_lastUpdated are supported")
+		fields := strings.Split(value, ",")
+		for i, f := range fields {
+			desc := strings.HasPrefix(f, "-")
+			name := strings.TrimPrefix(f, "-")
+			if name == "_lastUpdated" {
+				if i != len(fields)-1 {
+					return ignore(name, "_lastUpdated must be the last _sort key (it breaks ties)")
+				}
+				sr.Query.Sort = SortLastUpdatedAsc
+				if desc {
+					sr.Query.Sort = SortLastUpdatedDesc
+				}
+				continue
+			}
+			if p, ok := LookupParam(sr.Query.Type, name); !ok || p.Type == ParamComposite {
+				sr.Query.SortBy = nil
+				return ignore("_sort", fmt.Sprintf("%s cannot sort by %q", sr.Query.Type, name))
+			}
+			sr.Query.SortBy = append(sr.Query.SortBy, SortField{Param: name, Desc: desc})
 		}
 		sr.Applied.Set("_sort", value)
 	case "_total":
@@ -673,6 +686,10 @@ func ParseDateRange(v string) (lo, hi time.Time, err error) {
 // EncodeCursor makes the opaque _cursor value for a next link.
 func EncodeCursor(c *Cursor) string {
 	raw := fmt.Sprintf("%d|%d|%s", c.LastUpdated.UnixMicro(), c.Version, c.ID)
+	if len(c.Values) > 0 {
+		vals, _ := json.Marshal(c.Values)
+		raw += "|" + string(vals)
+	}
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
@@ -683,8 +700,8 @@ func DecodeCursor(s string) (*Cursor, error) {
 	if err != nil {
 		return nil, bad
 	}
-	parts := strings.SplitN(string(raw), "|", 3)
-	if len(parts) != 3 {
+	parts := strings.SplitN(string(raw), "|", 4)
+	if len(parts) < 3 {
 		return nil, bad
 	}
 	us, err1 := strconv.ParseInt(parts[0], 10, 64)
@@ -692,5 +709,11 @@ func DecodeCursor(s string) (*Cursor, error) {
 	if err1 != nil || err2 != nil || !ValidID(parts[2]) {
 		return nil, bad
 	}
-	return &Cursor{LastUpdated: time.UnixMicro(us).UTC(), Version: v, ID: parts[2]}, nil
+	c := &Cursor{LastUpdated: time.UnixMicro(us).UTC(), Version: v, ID: parts[2]}
+	if len(parts) == 4 {
+		if err := json.Unmarshal([]byte(parts[3]), &c.Values); err != nil || len(c.Values) == 0 {
+			return nil, bad
+		}
+	}
+	return c, nil
 }

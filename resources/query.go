@@ -12,7 +12,10 @@ type Query struct {
 	Type    string
 	Clauses []Clause // all must hold (AND)
 	Sort    Sort
-	Count   int     // page size, > 0
+	// SortBy, when set, orders by these parameters first (then by lastUpdated in Sort's
+	// direction and id); After.Values then holds the last row's values for them.
+	SortBy []SortField
+	Count  int     // page size, > 0
 	After   *Cursor // resume strictly after this position
 	// Total asks for Page.Total to be computed.
 	Total bool
@@ -151,6 +154,13 @@ type DateRange struct {
 func (r DateRange) Contains(t time.Time) bool {
 	in := (r.From.IsZero() || !t.Before(r.From)) && (r.To.IsZero() || t.Before(r.To))
 	return in != r.Not
+}
+
+// SortField is one _sort parameter: by its lowest value ascending, or highest descending.
+// Resources without a value come last either way (SortKey sentinels).
+type SortField struct {
+	Param string
+	Desc  bool
 }
 
 // Sort orders results; every order ends with id as a tie-breaker, so pages are stable.

@@ -314,6 +314,9 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 		return nil, Errorf(KindNotFound, "resource type %q is not supported", sr.Query.Type)
 	}
 	q := sr.Query
+	if q.After != nil && len(q.After.Values) != len(q.SortBy) {
+		return nil, Errorf(KindBadRequest, "_cursor does not belong to this _sort")
+	}
 	clauses, err := s.resolve(ctx, q.Type, q.Clauses, 0)
 	if err != nil {
 		return nil, err

@@ -78,6 +78,8 @@ type Cursor struct {
 	LastUpdated time.Time
 	ID          string
 	Version     int64
+	// Values are the sort values of the last row when the query has SortBy.
+	Values []string
 }
 
 // HistoryQuery selects versions for the instance (Type and ID), type (Type) history.

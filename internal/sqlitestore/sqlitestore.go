@@ -44,7 +44,7 @@ type Store struct {
 	// Statements prepared once: parsing SQL on every call cost more than running it.
 	selVersion, upsertRes, insHist, delKeys, insKey *sql.Stmt
 	delStrings, insString, delDates, insDate        *sql.Stmt
-	delNumbers, insNumber                           *sql.Stmt
+	delNumbers, insNumber, delSorts, insSort        *sql.Stmt
 	readCur, readVer                                *sql.Stmt
 }
 
@@ -114,6 +114,16 @@ CREATE TABLE IF NOT EXISTS search_numbers (
 );
 CREATE INDEX IF NOT EXISTS search_numbers_v ON search_numbers (type, param, v);
 CREATE INDEX IF NOT EXISTS search_numbers_resource ON search_numbers (type, id, param);
+
+-- _sort values per parameter: the lowest (ascending) and highest (descending), order-preserving.
+CREATE TABLE IF NOT EXISTS sort_keys (
+	type       TEXT NOT NULL,
+	id         TEXT NOT NULL,
+	param      TEXT NOT NULL,
+	asc_value  TEXT NOT NULL,
+	desc_value TEXT NOT NULL,
+	PRIMARY KEY (type, id, param)
+) WITHOUT ROWID;
 `
 
 // Open opens (creating if needed) the database in dir.
@@ -168,6 +178,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		{w, &s.insDate, `INSERT INTO search_dates (type, param, lo, hi, id) VALUES (?, ?, ?, ?, ?)`},
 		{w, &s.delNumbers, `DELETE FROM search_numbers WHERE type = ? AND id = ?`},
 		{w, &s.insNumber, `INSERT INTO search_numbers (type, param, v, id) VALUES (?, ?, ?, ?)`},
+		{w, &s.delSorts, `DELETE FROM sort_keys WHERE type = ? AND id = ?`},
+		{w, &s.insSort, `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES (?, ?, ?, ?, ?)`},
 		{r, &s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
 		{r, &s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
 	} {
@@ -182,7 +194,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 // Close closes both pools.
 func (s *Store) Close() error {
 	for _, st := range []*sql.Stmt{s.selVersion, s.upsertRes, s.insHist, s.delKeys, s.insKey, s.readCur, s.readVer,
-		s.delStrings, s.insString, s.delDates, s.insDate, s.delNumbers, s.insNumber} {
+		s.delStrings, s.insString, s.delDates, s.insDate, s.delNumbers, s.insNumber, s.delSorts, s.insSort} {
 		if st != nil {
 			st.Close()
 		}
@@ -292,7 +304,7 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 		return err
 	}
 	if current > 0 {
-		for _, del := range []*sql.Stmt{s.delKeys, s.delStrings, s.delDates, s.delNumbers} {
+		for _, del := range []*sql.Stmt{s.delKeys, s.delStrings, s.delDates, s.delNumbers, s.delSorts} {
 			if _, err := tx.StmtContext(ctx, del).ExecContext(ctx, r.Type, r.ID); err != nil {
 				return err
 			}
@@ -319,6 +331,14 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 		ins := tx.StmtContext(ctx, s.insDate)
 		for _, k := range r.Keys.Dates {
 			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Lo, k.Hi, r.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if len(r.Keys.Sort) > 0 {
+		ins := tx.StmtContext(ctx, s.insSort)
+		for _, k := range r.Keys.Sort {
+			if _, err := ins.ExecContext(ctx, r.Type, r.ID, k.Param, k.Asc, k.Desc); err != nil {
 				return err
 			}
 		}
@@ -387,14 +407,21 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 		return nil, err
 	}
 	defer rows.Close()
+	var sortValues [][]string
 	for rows.Next() {
 		r := &resources.Resource{Type: q.Type}
 		var us int64
-		if err := rows.Scan(&r.ID, &r.VersionID, &us, &r.JSON); err != nil {
+		vals := make([]string, len(q.SortBy))
+		dest := []any{&r.ID, &r.VersionID, &us, &r.JSON}
+		for i := range vals {
+			dest = append(dest, &vals[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		r.LastUpdated = fromMicros(us)
 		page.Resources = append(page.Resources, r)
+		sortValues = append(sortValues, vals)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -403,6 +430,9 @@ func search(ctx context.Context, db querier, q *resources.Query) (*resources.Pag
 		page.Resources = page.Resources[:limit]
 		last := page.Resources[limit-1]
 		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID}
+		if len(q.SortBy) > 0 {
+			page.Next.Values = sortValues[limit-1]
+		}
 	}
 	return page, nil
 }
@@ -495,17 +525,55 @@ func compileSearch(q *resources.Query) compiled {
 	var out compiled
 	out.count = "SELECT count(*) FROM " + from + " WHERE " + strings.Join(where, " AND ")
 	out.countArgs = slices.Clone(args)
-	dir, cmp := "ASC", ">"
+	// Order: the _sort parameters (through sort_keys, missing values last), then lastUpdated
+	// and id. The keyset condition is the lexicographic "after" over that whole tuple.
+	type key struct{ expr, dir, cmp string }
+	lastDir, lastCmp := "ASC", ">"
 	if q.Sort == resources.SortLastUpdatedDesc {
-		dir, cmp = "DESC", "<"
+		lastDir, lastCmp = "DESC", "<"
 	}
-	if q.After != nil {
-		at := micros(q.After.LastUpdated)
-		where = append(where, fmt.Sprintf("(%s %s ? OR (%s = ? AND %s %s ?))", lu, cmp, lu, id, cmp))
-		args = append(args, at, at, q.After.ID)
+	var keys []key
+	var joinArgs []any
+	for i, f := range q.SortBy {
+		alias := fmt.Sprintf("o%d", i)
+		from += fmt.Sprintf(" LEFT JOIN sort_keys %s ON %s.type = r.type AND %s.id = r.id AND %s.param = ?", alias, alias, alias, alias)
+		joinArgs = append(joinArgs, f.Param)
+		if f.Desc {
+			keys = append(keys, key{fmt.Sprintf("COALESCE(%s.desc_value, '%s')", alias, resources.SortMissingDesc), "DESC", "<"})
+		} else {
+			keys = append(keys, key{fmt.Sprintf("COALESCE(%s.asc_value, '%s')", alias, resources.SortMissingAsc), "ASC", ">"})
+		}
 	}
-	out.page = fmt.Sprintf("SELECT r.id, r.version, r.lu, r.json FROM %s WHERE %s ORDER BY %s %s, %s %s LIMIT %d",
-		from, strings.Join(where, " AND "), lu, dir, id, dir, max(q.Count, 1)+1)
+	keys = append(keys, key{lu, lastDir, lastCmp}, key{id, lastDir, lastCmp})
+	args = append(joinArgs, args...)
+	if c := q.After; c != nil {
+		vals := make([]any, 0, len(keys))
+		for _, v := range c.Values {
+			vals = append(vals, v)
+		}
+		vals = append(vals, micros(c.LastUpdated), c.ID)
+		var ors []string
+		for i := range keys {
+			var ands []string
+			for j := 0; j < i; j++ {
+				ands = append(ands, keys[j].expr+" = ?")
+				args = append(args, vals[j])
+			}
+			ands = append(ands, keys[i].expr+" "+keys[i].cmp+" ?")
+			args = append(args, vals[i])
+			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		}
+		where = append(where, "("+strings.Join(ors, " OR ")+")")
+	}
+	var order, sortCols []string
+	for _, k := range keys {
+		order = append(order, k.expr+" "+k.dir)
+	}
+	for _, k := range keys[:len(q.SortBy)] {
+		sortCols = append(sortCols, ", "+k.expr)
+	}
+	out.page = fmt.Sprintf("SELECT r.id, r.version, r.lu, r.json%s FROM %s WHERE %s ORDER BY %s LIMIT %d",
+		strings.Join(sortCols, ""), from, strings.Join(where, " AND "), strings.Join(order, ", "), max(q.Count, 1)+1)
 	out.pageArgs = args
 	return out
 }
