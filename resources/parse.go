@@ -33,6 +33,8 @@ type SearchRequest struct {
 	Includes []Include
 	// Elements, when set, restricts each match to these top-level elements (_elements).
 	Elements []string
+	// DropText removes the narrative (_summary=data).
+	DropText bool
 }
 
 // Include is one _include (Source:Param[:Target]) or _revinclude request; Param "*" follows
@@ -156,10 +158,17 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 		}
 		sr.Applied.Set("_total", value)
 	case "_summary":
-		if value != "count" {
-			return ignore(name, "only _summary=count is supported")
+		switch value {
+		case "count":
+			sr.CountOnly = true
+		case "data":
+			sr.DropText = true
+			sr.Applied.Set(name, value)
+		case "false":
+			sr.Applied.Set(name, value)
+		default:
+			return ignore(name, "use count, data or false (true and text are not supported yet)")
 		}
-		sr.CountOnly = true
 	case "_cursor":
 		c, err := DecodeCursor(value)
 		if err != nil {

@@ -267,20 +267,27 @@ func sortedKeys(m map[string][]string) []string {
 	return keys
 }
 
-// Subset keeps only the named top-level elements of a resource (plus resourceType, id and
-// meta) and tags it SUBSETTED, as _elements asks.
-func Subset(raw []byte, elements []string) ([]byte, error) {
+// Shape applies _elements and _summary=data to one match; it returns raw when neither is set.
+func (sr *SearchRequest) Shape(raw []byte) []byte {
+	if len(sr.Elements) == 0 && !sr.DropText {
+		return raw
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
+	if dec.Decode(&doc) != nil {
+		return raw
 	}
 	for k := range doc {
-		if k != "resourceType" && k != "id" && k != "meta" && !slices.Contains(elements, k) {
+		switch {
+		case k == "resourceType" || k == "id" || k == "meta":
+		case sr.DropText && k == "text":
+			delete(doc, k)
+		case len(sr.Elements) > 0 && !slices.Contains(sr.Elements, k):
 			delete(doc, k)
 		}
 	}
+	// The result is marked as not the whole resource.
 	meta, _ := doc["meta"].(map[string]any)
 	if meta == nil {
 		meta = map[string]any{}
@@ -289,7 +296,11 @@ func Subset(raw []byte, elements []string) ([]byte, error) {
 	meta["tag"] = append(tags, map[string]any{
 		"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"})
 	doc["meta"] = meta
-	return EncodeResource(doc)
+	out, err := EncodeResource(doc)
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 // SystemSearch is a search across types (GET /fhir?_type=...): the same parameters are
@@ -302,7 +313,6 @@ type SystemSearch struct {
 	Count    int
 	After    *Cursor // ID holds "Type/id"
 	Sort     Sort
-	Elements []string
 }
 
 // ParseSystemSearch parses a system-wide search. _type lists the types (all stored types
@@ -346,7 +356,7 @@ func ParseSystemSearch(params url.Values, base string, strict bool) (*SystemSear
 				ss.Ignored = append(ss.Ignored, is)
 			}
 		}
-		ss.Count, ss.Sort, ss.Elements = sr.Query.Count, sr.Query.Sort, sr.Elements
+		ss.Count, ss.Sort = sr.Query.Count, sr.Query.Sort
 		ss.PerType = append(ss.PerType, sr)
 	}
 	if v := params.Get("_cursor"); v != "" {

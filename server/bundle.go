@@ -94,11 +94,12 @@ func writeString(buf *bytes.Buffer, s string) {
 }
 
 func (s *Server) searchBundle(typ string, sr *resources.SearchRequest, page *resources.Page) []byte {
-	return s.searchsetBundle(s.cfg.BaseURL+"/"+typ, sr.Applied, sr.Ignored, sr.Elements, page)
+	return s.searchsetBundle(s.cfg.BaseURL+"/"+typ, sr.Applied, sr.Ignored, sr.Shape, page)
 }
 
 // searchsetBundle writes a searchset; path is the search URL without its query.
-func (s *Server) searchsetBundle(path string, applied url.Values, ignored []resources.Issue, elements []string, page *resources.Page) []byte {
+// shape applies _elements and _summary to each match.
+func (s *Server) searchsetBundle(path string, applied url.Values, ignored []resources.Issue, shape func([]byte) []byte, page *resources.Page) []byte {
 	links := [][2]string{{"self", withQuery(path, applied)}}
 	if page.Next != nil {
 		next := url.Values{}
@@ -110,13 +111,7 @@ func (s *Server) searchsetBundle(path string, applied url.Values, ignored []reso
 	}
 	b := newBundle("searchset", page.Total, links)
 	for _, r := range page.Resources {
-		body := r.JSON
-		if len(elements) > 0 {
-			if sub, err := resources.Subset(r.JSON, elements); err == nil {
-				body = sub
-			}
-		}
-		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", body, "search", json.RawMessage(`{"mode":"match"}`))
+		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", shape(r.JSON), "search", json.RawMessage(`{"mode":"match"}`))
 	}
 	for _, r := range page.Included {
 		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", r.JSON, "search", json.RawMessage(`{"mode":"include"}`))

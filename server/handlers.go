@@ -155,7 +155,7 @@ func (s *Server) systemSearch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Blob(http.StatusOK, fhirJSON, s.searchsetBundle(s.cfg.BaseURL, ss.Applied, ss.Ignored, ss.Elements, page))
+	return c.Blob(http.StatusOK, fhirJSON, s.searchsetBundle(s.cfg.BaseURL, ss.Applied, ss.Ignored, ss.PerType[0].Shape, page))
 }
 
 func (s *Server) typeHistory(c echo.Context) error {

@@ -212,3 +212,17 @@ func TestSearch_SystemWide(t *testing.T) {
 		wantOutcome(t, s.Do("GET", "/fhir?_type=Patient,Task&owner=x", nil, "Prefer", "handling=strict"), http.StatusBadRequest, "")
 	})
 }
+
+func TestSearch_SummaryData_DropsNarrative(t *testing.T) {
+	fhirtest.ForEachStore(t, func(t *testing.T, h storetest.Harness) {
+		s := start(t, h)
+		wantStatus(t, s.Do("PUT", "/fhir/Organization/o1", []byte(`{"resourceType":"Organization","id":"o1","name":"A",
+			"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">A</div>"}}`)), http.StatusCreated)
+		r := s.Do("GET", "/fhir/Organization?_summary=data", nil)
+		res := r.JSON(t)["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+		if res["text"] != nil || res["name"] != "A" || !strings.Contains(fmt.Sprint(res["meta"]), "SUBSETTED") {
+			t.Fatalf("_summary=data: %v", res)
+		}
+		wantOutcome(t, s.Do("GET", "/fhir/Organization?_summary=true", nil, "Prefer", "handling=strict"), http.StatusBadRequest, "")
+	})
+}
