@@ -16,7 +16,7 @@ type Query struct {
 	// direction and id); After.Values then holds the last row's values for them.
 	SortBy []SortField
 	Count  int     // page size, > 0
-	After   *Cursor // resume strictly after this position
+	After  *Cursor // resume strictly after this position
 	// Total asks for Page.Total to be computed.
 	Total bool
 }

@@ -306,13 +306,13 @@ func (sr *SearchRequest) Shape(raw []byte) []byte {
 // SystemSearch is a search across types (GET /fhir?_type=...): the same parameters are
 // parsed for each type and the per-type pages are merged in (lastUpdated, type, id) order.
 type SystemSearch struct {
-	Types    []string
-	PerType  []*SearchRequest
-	Applied  url.Values
-	Ignored  []Issue
-	Count    int
-	After    *Cursor // ID holds "Type/id"
-	Sort     Sort
+	Types   []string
+	PerType []*SearchRequest
+	Applied url.Values
+	Ignored []Issue
+	Count   int
+	After   *Cursor // ID holds "Type/id"
+	Sort    Sort
 }
 
 // ParseSystemSearch parses a system-wide search. _type lists the types (all stored types
