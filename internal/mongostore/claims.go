@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -71,8 +72,21 @@ func condKey(typ string, cond *resources.Query) string {
 		switch {
 		case len(c.AnyKey) > 0:
 			enc = []any{"k", sortedUnique(c.AnyKey)}
+		case len(c.NoKey) > 0:
+			enc = []any{"nk", sortedUnique(c.NoKey)}
 		case len(c.IDs) > 0:
 			enc = []any{"i", sortedUnique(c.IDs)}
+		case len(c.Strings) > 0:
+			ms := make([]string, 0, len(c.Strings))
+			for _, m := range c.Strings {
+				b, _ := json.Marshal([]any{m.Param, m.Value, m.Contains})
+				ms = append(ms, string(b))
+			}
+			enc = []any{"s", sortedUnique(ms)}
+		case len(c.Dates) > 0:
+			enc = []any{"d", valueMatches(c.Dates)}
+		case len(c.Numbers) > 0:
+			enc = []any{"n", valueMatches(c.Numbers)}
 		case len(c.LastUpdated) > 0:
 			rs := make([]string, 0, len(c.LastUpdated))
 			for _, r := range c.LastUpdated {
@@ -88,6 +102,26 @@ func condKey(typ string, cond *resources.Query) string {
 	b, _ := json.Marshal(sortedUnique(parts))
 	sum := sha256.Sum256(b)
 	return typ + "|" + hex.EncodeToString(sum[:])
+}
+
+// valueMatches encodes value matches canonically (alternatives and bounds sorted). Invalid
+// UTF-8 in a parameter name is replaced by json.Marshal, which at worst makes two conditions share
+// a claim chain: a claim only serializes creates, the search decides.
+func valueMatches(ms []resources.ValueMatch) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		alts := make([]string, 0, len(m.Any))
+		for _, conj := range m.Any {
+			bs := make([]string, 0, len(conj))
+			for _, b := range conj {
+				bs = append(bs, strconv.FormatBool(b.OnHi)+string(b.Op)+strconv.FormatInt(b.Micros, 10)+"|"+strconv.FormatFloat(b.Num, 'g', -1, 64))
+			}
+			alts = append(alts, strings.Join(sortedUnique(bs), "&"))
+		}
+		b, _ := json.Marshal([]any{m.Param, sortedUnique(alts)})
+		out = append(out, string(b))
+	}
+	return sortedUnique(out)
 }
 
 func bound(t time.Time) string {

@@ -78,6 +78,7 @@ func TestOpen_CreatesIndexesIdempotently(t *testing.T) {
 		"Task":         {"_id_", "k_lu_id", "lu_id"},
 		"Task_history": {"_id_", "id_v", "lu_id_v"},
 		"Patient":      {"_id_", "k_lu_id", "lu_id"},
+		"Task_idx":     {"_id_", "p_hi", "p_lo_hi", "p_n", "p_s", "rid_v", "w"},
 	}
 	for coll, names := range want {
 		cur, err := s.db.Collection(coll).Indexes().List(testCtx(t))

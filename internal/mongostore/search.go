@@ -24,17 +24,23 @@ func ceilMicro(t time.Time) int64 {
 	return m
 }
 
-// compile turns the clauses of q into a filter on current documents. none reports that no
-// document can match (an empty alternative list), so no query is needed.
+// compile turns the clauses of q into a filter on current documents and the value clauses
+// (Strings, Dates, Numbers), which are answered through the index collection (see candidates).
+// none reports that no document can match (an empty alternative list), so no query is needed.
 //
-// Values from the request only ever appear as strings inside $in, or as integers: they cannot
-// become operators, field names or patterns.
-func compile(clauses []resources.Clause) (filter bson.D, none bool) {
+// Values from the request only ever appear as strings inside $in/$nin, as numbers, or quoted
+// inside a regular expression (values.go): they cannot become operators, field names or patterns.
+func compile(clauses []resources.Clause) (filter bson.D, values []*valueClause, none bool) {
 	var and bson.A
 	for _, c := range clauses {
 		switch {
 		case len(c.AnyKey) > 0:
 			and = append(and, bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: strs(c.AnyKey)}}}})
+		case len(c.NoKey) > 0:
+			// On an array field, $nin matches when no element equals any listed value.
+			and = append(and, bson.D{{Key: "k", Value: bson.D{{Key: "$nin", Value: strs(c.NoKey)}}}})
+		case len(c.Strings) > 0 || len(c.Dates) > 0 || len(c.Numbers) > 0:
+			values = append(values, compileValue(c))
 		case len(c.IDs) > 0:
 			and = append(and, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: strs(c.IDs)}}}})
 		case len(c.LastUpdated) > 0:
@@ -43,7 +49,7 @@ func compile(clauses []resources.Clause) (filter bson.D, none bool) {
 				continue
 			}
 			if len(or) == 0 {
-				return nil, true
+				return nil, nil, true
 			}
 			if len(or) == 1 {
 				and = append(and, or[0])
@@ -51,14 +57,14 @@ func compile(clauses []resources.Clause) (filter bson.D, none bool) {
 				and = append(and, bson.D{{Key: "$or", Value: or}})
 			}
 		default: // no alternatives: the clause is false
-			return nil, true
+			return nil, nil, true
 		}
 	}
 	filter = bson.D{{Key: "del", Value: false}}
 	if len(and) > 0 {
 		filter = append(filter, bson.E{Key: "$and", Value: and})
 	}
-	return filter, false
+	return filter, values, false
 }
 
 func strs(v []string) bson.A {
@@ -120,12 +126,30 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		return nil, err
 	}
 	page := &resources.Page{Total: -1}
-	filter, none := compile(q.Clauses)
+	filter, values, none := compile(q.Clauses)
+	scan := false
+	if !none && len(values) > 0 {
+		var ids, ws bson.A
+		ids, ws, scan, none, err = s.candidates(ctx, s.idx(q.Type), values)
+		if err != nil {
+			return nil, fail(err, "search index")
+		}
+		if !none && !scan {
+			// w names one version of one resource, so this is exact even while the
+			// resource is being updated: an index document of another version never matches
+			// the current document. The _id condition lets MongoDB use the _id index.
+			filter = and(filter, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+			filter = and(filter, bson.D{{Key: "w", Value: bson.D{{Key: "$in", Value: ws}}}})
+		}
+	}
 	if none {
 		if q.Total {
 			page.Total = 0
 		}
 		return page, nil
+	}
+	if scan {
+		return s.scan(ctx, cur, q, filter, values, page)
 	}
 	if q.Total {
 		n, err := cur.CountDocuments(ctx, filter)
@@ -135,6 +159,21 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		page.Total = n
 	}
 	count := max(q.Count, 1) // the contract says Count > 0; the SQLite store also reads 0 as 1
+	filter, sort := keyset(q, filter)
+	opts := options.Find().
+		SetSort(sort).
+		SetLimit(int64(count) + 1).
+		SetProjection(readProjection)
+	docs, err := find(ctx, cur, filter, opts, count+1)
+	if err != nil {
+		return nil, fail(err, "search")
+	}
+	fillPage(page, docs, q.Type, count)
+	return page, nil
+}
+
+// keyset adds q's resume position to filter and returns the sort order on (lu, _id).
+func keyset(q *resources.Query, filter bson.D) (bson.D, bson.D) {
 	dir, cmp := 1, "$gt"
 	if q.Sort == resources.SortLastUpdatedDesc {
 		dir, cmp = -1, "$lt"
@@ -146,12 +185,66 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 			bson.D{{Key: "lu", Value: lu}, {Key: "_id", Value: bson.D{{Key: cmp, Value: c.ID}}}},
 		}}})
 	}
-	opts := options.Find().
-		SetSort(bson.D{{Key: "lu", Value: dir}, {Key: "_id", Value: dir}}).
-		SetLimit(int64(count) + 1).
-		SetProjection(readProjection)
-	docs, err := find(ctx, cur, filter, opts, count+1)
+	return filter, bson.D{{Key: "lu", Value: dir}, {Key: "_id", Value: dir}}
+}
+
+// scanProjection reads what a page needs plus the value keys.
+var scanProjection = bson.D{{Key: "k", Value: 0}}
+
+// scan answers a search whose value clauses are all broad: it walks the current documents
+// matching filter in page order and checks the value clauses in memory on each document's value
+// keys (the same ones its index documents hold), until the page is full. Paging and Total are
+// as exact as with an index plan; the cost is the number of documents walked.
+func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Query, filter bson.D, values []*valueClause, page *resources.Page) (*resources.Page, error) {
+	matches := func(d *doc) bool {
+		for _, vc := range values {
+			if !vc.match(d.X) {
+				return false
+			}
+		}
+		return true
+	}
+	if q.Total {
+		cursor, err := cur.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "x", Value: 1}}))
+		if err != nil {
+			return nil, fail(err, "search count")
+		}
+		n := int64(0)
+		for cursor.Next(ctx) {
+			var d doc
+			if err := cursor.Decode(&d); err != nil {
+				cursor.Close(context.WithoutCancel(ctx))
+				return nil, fail(err, "search count")
+			}
+			if matches(&d) {
+				n++
+			}
+		}
+		err = cursor.Err()
+		cursor.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, fail(err, "search count")
+		}
+		page.Total = n
+	}
+	count := max(q.Count, 1)
+	filter, sort := keyset(q, filter)
+	cursor, err := cur.Find(ctx, filter, options.Find().SetSort(sort).SetProjection(scanProjection))
 	if err != nil {
+		return nil, fail(err, "search")
+	}
+	defer cursor.Close(context.WithoutCancel(ctx))
+	var docs []doc
+	for len(docs) <= count && cursor.Next(ctx) {
+		var d doc
+		if err := cursor.Decode(&d); err != nil {
+			return nil, fail(err, "search")
+		}
+		if matches(&d) {
+			docs = append(docs, d)
+		}
+	}
+	if err := cursor.Err(); err != nil {
 		return nil, fail(err, "search")
 	}
 	fillPage(page, docs, q.Type, count)

@@ -8,15 +8,18 @@
 //
 // Per resource type T (T is a FHIR type name, so it never contains "_"):
 //
-//	T          current versions  {_id: id, v, lu, del, json, k, w}
-//	T_history  every version     {_id: "id/v", id, v, lu, del, json, k, w, at}
+//	T          current versions  {_id: id, v, lu, del, json, k, x, w}
+//	T_history  every version     {_id: "id/v", id, v, lu, del, json, k, x, w, at}
+//	T_idx      one per value     {_id: "w/n", rid, v, w, p, s | lo, hi | n}  (value searches)
 //	conditional_claims           {_id: key|gen, key, g, id, at, rel, w}  (see claims.go)
 //
 // v is the version (int64); lu is meta.lastUpdated in Unix microseconds (BSON dates only hold
 // milliseconds, and keyset paging compares exact values); del marks a tombstone (always present);
 // json is the resource as served, kept verbatim as a string (absent on tombstones); k are the
-// equality search keys (Keys.Eq; empty on tombstones); w is a random token naming the Put that
-// wrote the version; at is the wall-clock time the history entry was written.
+// equality search keys (Keys.Eq; empty on tombstones); x are the value keys (Keys.Strings, Dates,
+// Numbers as {s: [{p, v}], d: [{p, lo, hi}], n: [{p, v}]}; absent on tombstones); w is a random
+// token naming the Put that wrote the version, so it names one version of one resource; at is the
+// wall-clock time the history entry was written.
 //
 // # Writes without transactions
 //
@@ -49,6 +52,63 @@
 //
 // When the deployment supports transactions (hello reports a replica set name, or "isdbgrid" for
 // mongos) both writes run in one transaction and none of the above windows exist.
+//
+// # Value searches
+//
+// Equality keys are answered by the multikey index on k ($in for AnyKey, $nin for NoKey: on an
+// array, $nin matches when no element equals any listed value). String prefix/contains, date and
+// number clauses need more: the bounds of one alternative must hold for ONE value (a resource
+// with periods in January and March is not "within February" although one period starts after
+// and one ends before it). On MongoDB that calls for $elemMatch on an array of subdocuments,
+// which FerretDB answers wrongly (no match at all), and even on MongoDB a multikey index can
+// bound only one side of such a range. So each value is one small document in the side
+// collection T_idx, with p = kind + parameter ("s␟name", "d␟birthdate", "n␟value-quantity", the
+// kind keeping "has any value" alternatives apart) and the value in s, lo/hi or n. One
+// alternative of a clause is one conjunction on one index document, so it is exact by
+// construction, and every one is a range on a compound index:
+//
+//	p_s {p, s}          string prefix: /^quoted/ (an index range); contains: /quoted/ (scans p's keys)
+//	p_lo_hi {p, lo, hi}  date bounds on lo, or on both
+//	p_hi {p, hi}        date bounds on hi only
+//	p_n {p, n}          number bounds
+//	rid_v {rid, v}      clean-up of older versions
+//	w {w}               roll-back of a version; intersecting clauses
+//
+// Request values reach these filters only as numbers, as strings compared for equality, or in a
+// regular expression built by regexp.QuoteMeta (plus \x00 for NUL, which BSON patterns cannot hold).
+//
+// A search with value clauses first evaluates them on T_idx and gets, per clause, the set of
+// write tokens w (and resource ids) of the index documents that match; the sets are intersected,
+// and the search on T adds {_id: {$in: ids}, w: {$in: tokens}}, keeping the keyset paging on
+// (lu, _id) and an exact Total (CountDocuments). Joining on w rather than on the id is what makes
+// the result exact while versions change: an index document of any other version (an older one
+// not yet cleaned up, a newer one written ahead, one of a rolled-back Put) has another w and
+// cannot select the current document. A clause matching more than probeLimit index documents is
+// not listed: it is intersected inside T_idx with a narrower clause ({w: {$in: narrow set}} plus
+// the clause, on the w index), or, when every value clause is that broad, the search walks the
+// current documents matching the other clauses in page order and checks the value clauses in
+// memory on their x (the same values, same semantics), until the page is full; Total then walks
+// them all. So $in lists stay below probeLimit and paging and totals stay exact in every plan.
+//
+// Writes: after its history entry (which carries x, so a roll-forward can redo everything), a Put
+// inserts the index documents of its version (_id "w/n": a retry or a roll-forward rewriting them
+// only meets duplicate keys), then moves the current document to the version, then deletes the
+// resource's index documents of versions up to its own with another w. A tombstone writes none.
+// Because the new version's documents exist before the current document names them, a
+// committed version is always fully indexed; leftovers of a crash are only garbage (never a
+// wrong match) and the next Put of the resource removes them. The one visible effect of the
+// non-atomic write is on concurrent searches: a search that reads T_idx before a Put and T after
+// it misses that resource (it found the old w, the document has the new one), like a read that
+// ran just before the write; it never returns a resource for values it does not hold. A Put that
+// fails after its history insert leaves the resource at its previous version, indexed as such,
+// until the version is rolled forward (with its index documents). On the transaction path all
+// these writes are in the one transaction.
+//
+// Exactness notes: dates compare as exact int64 microseconds (resources.ValueMatch.MatchDate
+// compares float64, which differs only beyond 2^53 µs, i.e. after the year 2255, by less than
+// a millisecond); numbers compare as float64 like MatchNumber; a string clause whose value is not
+// valid UTF-8 matches nothing (stored values always are, and neither MongoDB's PCRE nor Go's regexp
+// accepts such a pattern).
 package mongostore
 
 import (
@@ -162,6 +222,14 @@ var (
 		{Keys: bson.D{{Key: "k", Value: 1}, {Key: "lu", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("k_lu_id")},
 		{Keys: bson.D{{Key: "lu", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("lu_id")},
 	}
+	idxIndexes = []mongo.IndexModel{
+		{Keys: bson.D{{Key: "p", Value: 1}, {Key: "s", Value: 1}}, Options: options.Index().SetName("p_s")},
+		{Keys: bson.D{{Key: "p", Value: 1}, {Key: "lo", Value: 1}, {Key: "hi", Value: 1}}, Options: options.Index().SetName("p_lo_hi")},
+		{Keys: bson.D{{Key: "p", Value: 1}, {Key: "hi", Value: 1}}, Options: options.Index().SetName("p_hi")},
+		{Keys: bson.D{{Key: "p", Value: 1}, {Key: "n", Value: 1}}, Options: options.Index().SetName("p_n")},
+		{Keys: bson.D{{Key: "rid", Value: 1}, {Key: "v", Value: 1}}, Options: options.Index().SetName("rid_v")},
+		{Keys: bson.D{{Key: "w", Value: 1}}, Options: options.Index().SetName("w")},
+	}
 	historyIndexes = []mongo.IndexModel{
 		{Keys: bson.D{{Key: "id", Value: 1}, {Key: "v", Value: -1}}, Options: options.Index().SetName("id_v")},
 		{Keys: bson.D{{Key: "lu", Value: -1}, {Key: "id", Value: -1}, {Key: "v", Value: -1}}, Options: options.Index().SetName("lu_id_v")},
@@ -186,6 +254,11 @@ func (s *Store) ensure(ctx context.Context, typ string) error {
 			return fail(err, "create indexes")
 		}
 	}
+	for _, ix := range idxIndexes {
+		if _, err := s.idx(typ).Indexes().CreateOne(ctx, ix); err != nil {
+			return fail(err, "create indexes")
+		}
+	}
 	s.ensured.Store(typ, struct{}{})
 	return nil
 }
@@ -207,6 +280,10 @@ func (s *Store) colls(ctx context.Context, typ string, write bool) (cur, hist *m
 	return s.db.Collection(typ), s.db.Collection(typ + historySuffix), nil
 }
 
+// idx returns the value index collection of typ (see "Value searches" in the package comment).
+// Callers have validated typ (colls).
+func (s *Store) idx(typ string) *mongo.Collection { return s.db.Collection(typ + idxSuffix) }
+
 // doc is a current document or a history entry.
 type doc struct {
 	ID   string        `bson:"_id"`
@@ -216,6 +293,7 @@ type doc struct {
 	Del  bool          `bson:"del"`
 	JSON string        `bson:"json,omitempty"`
 	K    []string      `bson:"k"`
+	X    *valueKeys    `bson:"x,omitempty"` // value keys (absent on tombstones and when none)
 	W    string        `bson:"w,omitempty"`
 	At   bson.DateTime `bson:"at,omitempty"` // history only
 }
@@ -246,7 +324,7 @@ func (d *doc) current() *doc {
 }
 
 // readProjection leaves out the keys, which reads do not return.
-var readProjection = bson.D{{Key: "k", Value: 0}}
+var readProjection = bson.D{{Key: "k", Value: 0}, {Key: "x", Value: 0}}
 
 func gone(r *resources.Resource) error {
 	return resources.Errorf(resources.KindGone, "%s/%s was deleted", r.Type, r.ID)
@@ -328,6 +406,7 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 		if r.Keys.Eq != nil {
 			h.K = r.Keys.Eq
 		}
+		h.X = newValueKeys(&r.Keys)
 	}
 	if s.txn {
 		return s.putTxn(ctx, r, cur, hist, h)
@@ -337,6 +416,7 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 
 // putTxn writes both documents in one transaction (replica sets, sharded clusters).
 func (s *Store) putTxn(ctx context.Context, r *resources.Resource, cur, hist *mongo.Collection, h *doc) error {
+	idx := s.idx(r.Type)
 	sess, err := s.client.StartSession()
 	if err != nil {
 		return fail(err, "start session")
@@ -349,6 +429,9 @@ func (s *Store) putTxn(ctx context.Context, r *resources.Resource, cur, hist *mo
 			}
 			return nil, err
 		}
+		if err := writeIdx(ctx, idx, h, true); err != nil {
+			return nil, err
+		}
 		ok, err := apply(ctx, cur, h)
 		if err != nil {
 			return nil, err
@@ -356,13 +439,14 @@ func (s *Store) putTxn(ctx context.Context, r *resources.Resource, cur, hist *mo
 		if !ok {
 			return nil, conflict(r)
 		}
-		return nil, nil
+		return nil, cleanIdx(ctx, idx, h)
 	})
 	return fail(err, "put")
 }
 
 // put is the transaction-free write path.
 func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo.Collection, h *doc) error {
+	idx := s.idx(r.Type)
 	if _, err := hist.InsertOne(ctx, h); err != nil {
 		if !mongo.IsDuplicateKeyError(err) {
 			return fail(err, "put history")
@@ -370,13 +454,18 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 		// Version v is owned by another writer, unless the driver retried our own insert
 		// after a network error. If the owner died before applying it, repair (roll
 		// forward) so the resource does not stay wedged.
-		mine, err := s.rollForward(ctx, cur, hist, h)
+		mine, err := s.rollForward(ctx, cur, hist, idx, h)
 		if err != nil {
 			return err
 		}
 		if !mine {
 			return conflict(r)
 		}
+	}
+	// The index documents of version v go in before the current document names v (see
+	// "Value searches" in the package comment).
+	if err := writeIdx(ctx, idx, h, false); err != nil {
+		return fail(err, "put index")
 	}
 	ok, err := apply(ctx, cur, h)
 	if err != nil {
@@ -385,6 +474,9 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 		return fail(err, "put")
 	}
 	if ok {
+		// Older versions' index documents can no longer match (their w is not the current
+		// one); a failure here only leaves garbage that the next Put removes.
+		_ = cleanIdx(ctx, idx, h)
 		return nil
 	}
 	// The current document was not at v-1. Someone may have rolled our version forward.
@@ -397,6 +489,9 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 		return nil
 	}
 	if _, err := hist.DeleteOne(ctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "w", Value: h.W}}); err != nil {
+		return fail(err, "put rollback")
+	}
+	if _, err := idx.DeleteMany(ctx, bson.D{{Key: "w", Value: h.W}}); err != nil {
 		return fail(err, "put rollback")
 	}
 	return conflict(r)
@@ -424,7 +519,7 @@ func apply(ctx context.Context, cur *mongo.Collection, h *doc) (bool, error) {
 // rollForward is called when the history entry of mine's version exists already. It reports
 // whether that entry is mine (same write token: a retried insert). Otherwise, when the entry was
 // never applied to the current document and is older than rollForwardAfter, it applies it.
-func (s *Store) rollForward(ctx context.Context, cur, hist *mongo.Collection, mine *doc) (bool, error) {
+func (s *Store) rollForward(ctx context.Context, cur, hist, idx *mongo.Collection, mine *doc) (bool, error) {
 	var h doc
 	err := hist.FindOne(ctx, bson.D{{Key: "_id", Value: mine.ID}}).Decode(&h)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -451,8 +546,15 @@ func (s *Store) rollForward(ctx context.Context, cur, hist *mongo.Collection, mi
 	case c.V != h.V-1:
 		return false, nil
 	}
-	if _, err := apply(ctx, cur, &h); err != nil {
+	if err := writeIdx(ctx, idx, &h, false); err != nil {
 		return false, fail(err, "put repair")
+	}
+	ok, err := apply(ctx, cur, &h)
+	if err != nil {
+		return false, fail(err, "put repair")
+	}
+	if ok {
+		_ = cleanIdx(ctx, idx, &h)
 	}
 	return false, nil
 }
