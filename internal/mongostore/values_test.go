@@ -617,3 +617,33 @@ func TestValueSearch_ConcurrentUpdates(t *testing.T) {
 		}
 	}
 }
+
+// TestCondKey_ValueClauses: conditional-create keys tell value conditions apart and do not
+// depend on the order of alternatives.
+func TestCondKey_ValueClauses(t *testing.T) {
+	date := func(us ...int64) resources.Clause {
+		var alts [][]resources.Bound
+		for _, u := range us {
+			alts = append(alts, []resources.Bound{{Op: resources.OpGE, Micros: u}, {OnHi: true, Op: resources.OpLE, Micros: u + 10}})
+		}
+		return resources.Clause{Dates: []resources.ValueMatch{{Param: "d", Any: alts}}}
+	}
+	key := func(cs ...resources.Clause) string { return condKey("Task", &resources.Query{Type: "Task", Clauses: cs}) }
+	distinct := []string{
+		key(date(1)), key(date(2)),
+		key(resources.Clause{Numbers: []resources.ValueMatch{{Param: "d", Any: [][]resources.Bound{{{Op: resources.OpGE, Num: 1}}}}}}),
+		key(resources.Clause{Strings: []resources.StringMatch{{Param: "s", Value: "a"}}}),
+		key(resources.Clause{Strings: []resources.StringMatch{{Param: "s", Value: "a", Contains: true}}}),
+		key(resources.Clause{NoKey: []string{"a"}}), key(resources.Clause{AnyKey: []string{"a"}}),
+	}
+	for i := range distinct {
+		for j := range i {
+			if distinct[i] == distinct[j] {
+				t.Errorf("conditions %d and %d share a key", j, i)
+			}
+		}
+	}
+	if key(date(1, 2)) != key(date(2, 1)) {
+		t.Error("the key depends on the order of alternatives")
+	}
+}
