@@ -628,7 +628,9 @@ func TestCondKey_ValueClauses(t *testing.T) {
 		}
 		return resources.Clause{Dates: []resources.ValueMatch{{Param: "d", Any: alts}}}
 	}
-	key := func(cs ...resources.Clause) string { return condKey("Task", &resources.Query{Type: "Task", Clauses: cs}) }
+	key := func(cs ...resources.Clause) string {
+		return condKey("Task", &resources.Query{Type: "Task", Clauses: cs})
+	}
 	distinct := []string{
 		key(date(1)), key(date(2)),
 		key(resources.Clause{Numbers: []resources.ValueMatch{{Param: "d", Any: [][]resources.Bound{{{Op: resources.OpGE, Num: 1}}}}}}),
