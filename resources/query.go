@@ -116,7 +116,17 @@ func (m ValueMatch) MatchDate(k DateKey) bool {
 		if b.OnHi {
 			v = k.Hi
 		}
-		return b.Op.Holds(float64(v), float64(b.Micros))
+		switch b.Op {
+		case OpGE:
+			return v >= b.Micros
+		case OpGT:
+			return v > b.Micros
+		case OpLE:
+			return v <= b.Micros
+		case OpLT:
+			return v < b.Micros
+		}
+		return false
 	})
 }
 
