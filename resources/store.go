@@ -2,6 +2,7 @@ package resources
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -60,6 +61,34 @@ type Store interface {
 	// Close releases connections and files.
 	Close() error
 }
+
+// Transactor is implemented by stores that can write several resources atomically.
+type Transactor interface {
+	// Apply performs the writes of a transaction atomically: all of them or none, and no
+	// reader ever sees some of them without the others (nor any of a failed Apply). Each
+	// write follows Put's version rule; a write with IfNoneMatch also requires that no
+	// current resource of its type matches that condition (a conditional create). When a
+	// rule fails, Apply returns an *ApplyError naming the write (KindConflict for a version
+	// or condition race: the caller may re-plan and retry).
+	Apply(ctx context.Context, writes []*Write) error
+}
+
+// Write is one write of a transaction.
+type Write struct {
+	Resource *Resource
+	// IfNoneMatch, when set, makes the write a conditional create: it fails with
+	// KindConflict if a resource of the type matches at commit time.
+	IfNoneMatch *Query
+}
+
+// ApplyError says which write of an Apply failed and why.
+type ApplyError struct {
+	Index int // into the writes
+	Err   error
+}
+
+func (e *ApplyError) Error() string { return "write " + strconv.Itoa(e.Index) + ": " + e.Err.Error() }
+func (e *ApplyError) Unwrap() error { return e.Err }
 
 // Page is one page of search or history results.
 type Page struct {

@@ -680,15 +680,36 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 	return page, nil
 }
 
-// PutAll writes several versions in one transaction: all of them or none. Each must be the
-// next version of its resource, as for Put.
-func (s *Store) PutAll(ctx context.Context, rs []*resources.Resource) error {
+// Apply implements resources.Store: one SQLite transaction holds every write, so the
+// version checks, the conditions and the writes cannot interleave with another writer.
+func (s *Store) Apply(ctx context.Context, writes []*resources.Write) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, r := range rs {
-			if err := s.put(ctx, tx, r); err != nil {
-				return err
+		for i, w := range writes {
+			if w.IfNoneMatch != nil {
+				q := *w.IfNoneMatch
+				q.Type, q.Count, q.After, q.Total = w.Resource.Type, 1, nil, false
+				page, err := search(ctx, tx, &q)
+				if err != nil {
+					return &resources.ApplyError{Index: i, Err: mapErr(err)}
+				}
+				if len(page.Resources) > 0 {
+					return &resources.ApplyError{Index: i, Err: resources.Errorf(resources.KindConflict,
+						"a %s matching the condition was stored meanwhile", w.Resource.Type)}
+				}
+			}
+			if err := s.put(ctx, tx, w.Resource); err != nil {
+				return &resources.ApplyError{Index: i, Err: mapErr(err)}
 			}
 		}
 		return nil
 	})
+}
+
+// PutAll writes several versions in one transaction (bulk loading).
+func (s *Store) PutAll(ctx context.Context, rs []*resources.Resource) error {
+	writes := make([]*resources.Write, len(rs))
+	for i, r := range rs {
+		writes[i] = &resources.Write{Resource: r}
+	}
+	return s.Apply(ctx, writes)
 }
