@@ -25,6 +25,9 @@ type Service struct {
 	Validate Validator
 	// Base is the absolute FHIR base URL (for treating absolute references as local).
 	Base string
+	// RequiredReferences lists, per type, the reference elements that must resolve to a
+	// stored resource on every write (see DefaultRequiredReferences); nil checks none.
+	RequiredReferences map[string][]string
 
 	clockMu sync.Mutex
 	last    time.Time
@@ -149,6 +152,9 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err != nil {
 		return nil, false, err
 	}
+	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
+		return nil, false, err
+	}
 	r, err := p.stamp(typ, NewID(), 1, s.now(), s.Base)
 	if err != nil {
 		return nil, false, err
@@ -209,6 +215,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 	if bodyID != id {
 		return nil, false, Errorf(KindBadRequest, "the resource id %q does not match the URL id %q", bodyID, id)
 	}
+	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
+		return nil, false, err
+	}
 	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
 		current, err := s.currentVersion(ctx, typ, id)
 		if err != nil {
@@ -252,8 +261,10 @@ func (s *Service) currentVersion(ctx context.Context, typ, id string) (int64, er
 }
 
 // Delete writes a tombstone version. Deleting a deleted resource changes nothing and returns
-// its tombstone; deleting one that never existed is KindNotFound.
-func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64) (*Resource, error) {
+// its tombstone; deleting one that never existed is KindNotFound. A resource that others
+// still refer to is not deleted (KindConflict naming them) unless cascade is set: then the
+// referrers are deleted with it, atomically, following their own referrers in turn.
+func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cascade bool) (*Resource, error) {
 	if !Supported(typ) {
 		return nil, Errorf(KindNotFound, "resource type %q is not supported", typ)
 	}
@@ -269,7 +280,25 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64) (*R
 			return nil, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current.VersionID)
 		}
 		r := &Resource{Type: typ, ID: id, VersionID: current.VersionID + 1, LastUpdated: s.now(), Deleted: true}
-		err = s.Store.Put(ctx, r)
+		doomed := pending{typ + "/" + id: false}
+		writes := []*Write{{Resource: r}}
+		refs, err := s.referrers(ctx, typ, id, doomed, maxReferrersListed)
+		if err != nil {
+			return nil, err
+		}
+		if len(refs) > 0 && !cascade {
+			return nil, refusedDelete(typ, id, refs)
+		}
+		if len(refs) > 0 {
+			if writes, err = s.cascade(ctx, refs, doomed, writes); err != nil {
+				return nil, err
+			}
+		}
+		if len(writes) == 1 {
+			err = s.Store.Put(ctx, r)
+		} else {
+			err = s.apply(ctx, writes)
+		}
 		switch {
 		case err == nil:
 			return r, nil
@@ -282,6 +311,42 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64) (*R
 		}
 	}
 	return nil, Errorf(KindConflict, "%s/%s is being updated by others; try again", typ, id)
+}
+
+// maxCascade bounds how many resources one cascading delete may remove.
+const maxCascade = 100
+
+// cascade adds tombstones for the referrers, and for their referrers in turn.
+func (s *Service) cascade(ctx context.Context, refs []*Resource, doomed pending, writes []*Write) ([]*Write, error) {
+	queue := refs
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		key := r.Type + "/" + r.ID
+		if _, done := doomed[key]; done {
+			continue
+		}
+		if len(doomed) >= maxCascade {
+			return nil, Errorf(KindConflict, "a cascading delete would remove more than %d resources", maxCascade)
+		}
+		doomed[key] = false
+		writes = append(writes, &Write{Resource: &Resource{Type: r.Type, ID: r.ID, VersionID: r.VersionID + 1, LastUpdated: s.now(), Deleted: true}})
+		more, err := s.referrers(ctx, r.Type, r.ID, doomed, maxCascade)
+		if err != nil {
+			return nil, err
+		}
+		queue = append(queue, more...)
+	}
+	return writes, nil
+}
+
+// apply writes atomically through the store's Transactor.
+func (s *Service) apply(ctx context.Context, writes []*Write) error {
+	tx, ok := s.Store.(Transactor)
+	if !ok {
+		return Errorf(KindMethodNotAllowed, "this store cannot write several resources atomically")
+	}
+	return tx.Apply(ctx, writes)
 }
 
 // Read returns the current version (KindGone with the tombstone after a delete).

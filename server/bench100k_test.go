@@ -93,7 +93,7 @@ func loadBig(b *testing.B) {
 		}
 		flush()
 		if big.err == nil {
-			big.srv = fhirtest.Start(b, store, fhirtest.Options{})
+			big.srv = fhirtest.Start(b, store, fhirtest.Options{AnyReferences: true})
 		}
 	})
 	if big.err != nil {

@@ -38,7 +38,7 @@ func FuzzCreate(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	store, _ := fhirtest.SQLite.OpenFresh(f)
-	s := fhirtest.Start(f, store, fhirtest.Options{})
+	s := fhirtest.Start(f, store, fhirtest.Options{AnyReferences: true}) // reach the store with the examples
 	f.Fuzz(func(t *testing.T, body []byte) {
 		typ := "Patient"
 		var probe struct{ ResourceType string }

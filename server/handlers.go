@@ -66,7 +66,8 @@ func (s *Server) delete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.svc.Delete(c.Request().Context(), typ, c.Param("id"), ifMatch)
+	cascade := c.QueryParam("_cascade") == "delete"
+	res, err := s.svc.Delete(c.Request().Context(), typ, c.Param("id"), ifMatch, cascade)
 	if err != nil {
 		return err
 	}

@@ -114,3 +114,15 @@ func (t *timedStore) Ping(ctx context.Context) error {
 	t.m.observeStore("ping", start, err)
 	return err
 }
+
+// Apply passes transactions through to stores that support them, timed like the rest.
+func (t *timedStore) Apply(ctx context.Context, writes []*resources.Write) error {
+	tx, ok := t.Store.(resources.Transactor)
+	if !ok {
+		return resources.Errorf(resources.KindMethodNotAllowed, "this store cannot write several resources atomically")
+	}
+	start := time.Now()
+	err := tx.Apply(ctx, writes)
+	t.m.observeStore("apply", start, err)
+	return err
+}

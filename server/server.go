@@ -31,6 +31,8 @@ type Config struct {
 	StoreName string
 	// Version is reported in the CapabilityStatement.
 	Version string
+	// RequiredReferences are the references that must resolve on write (nil: none).
+	RequiredReferences map[string][]string
 }
 
 // Server wires the service into an Echo instance.
@@ -56,7 +58,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	timed := &timedStore{Store: store, m: m}
 	s := &Server{
 		cfg:     cfg,
-		svc:     &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL},
+		svc:     &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences},
 		store:   timed,
 		log:     logger,
 		metrics: m,

@@ -77,6 +77,7 @@ type serveConfig struct {
 	maxBodyBytes int64
 	logLevel     string
 	shutdownWait time.Duration
+	anyRefs      bool
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -90,6 +91,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 10<<20, "largest accepted request body in bytes (CALAIMFHIR_MAX_BODY_BYTES)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (CALAIMFHIR_LOG_LEVEL)")
 	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM (CALAIMFHIR_SHUTDOWN_TIMEOUT)")
+	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -139,11 +141,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	required := resources.DefaultRequiredReferences
+	if cfg.anyRefs {
+		required = nil
+	}
 	srv := server.New(server.Config{
-		BaseURL:      cfg.baseURL,
-		MaxBodyBytes: cfg.maxBodyBytes,
-		StoreName:    storeName,
-		Version:      version,
+		BaseURL:            cfg.baseURL,
+		MaxBodyBytes:       cfg.maxBodyBytes,
+		StoreName:          storeName,
+		Version:            version,
+		RequiredReferences: required,
 	}, store, r4.Validate, logger, reg)
 
 	httpServer := &http.Server{

@@ -41,6 +41,9 @@ func (s *Server) LogText() string {
 // Options adjust the server under test.
 type Options struct {
 	MaxBodyBytes int64
+	// AnyReferences turns off the required-reference checks (resources.DefaultRequiredReferences),
+	// for fixtures such as the official examples that refer to resources not in the set.
+	AnyReferences bool
 }
 
 // Start serves store over HTTP until the test ends.
@@ -51,7 +54,11 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s := &Server{t: t, logs: logs}
 	s.HTTP = httptest.NewUnstartedServer(nil)
 	base := "http://" + s.HTTP.Listener.Addr().String() + "/fhir"
-	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test"},
+	required := resources.DefaultRequiredReferences
+	if opts.AnyReferences {
+		required = nil
+	}
+	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test", RequiredReferences: required},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
