@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,6 +29,11 @@ type Service struct {
 	// RequiredReferences lists, per type, the reference elements that must resolve to a
 	// stored resource on every write (see DefaultRequiredReferences); nil checks none.
 	RequiredReferences map[string][]string
+	// MaxBundleEntries bounds Bundle size (DefaultMaxBundleEntries when 0).
+	MaxBundleEntries int
+	// MultipleConditionalDelete lets DELETE Type?query delete every match (up to
+	// MaxResolved) instead of answering 412 when there are several.
+	MultipleConditionalDelete bool
 
 	clockMu sync.Mutex
 	last    time.Time
@@ -183,6 +189,8 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 // parameter must be understood and at least one must select: a condition that silently
 // dropped a parameter would match (and act on) the wrong resources.
 func (s *Service) ParseCondition(typ, query string) (*Query, error) {
+	// Some clients write the whole search ("Patient?identifier=..."), not just its query.
+	query = strings.TrimPrefix(query, typ+"?")
 	values, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, Wrap(KindBadRequest, err, "the condition is not a valid query string")

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -172,4 +173,36 @@ func withQuery(path string, q url.Values) string {
 		return path
 	}
 	return path + "?" + q.Encode()
+}
+
+// bundleResponse renders a batch-response or transaction-response.
+func (s *Server) bundleResponse(res *resources.BundleResult) []byte {
+	b := newBundle(res.Type, -1, nil)
+	for _, e := range res.Entries {
+		response := map[string]any{"status": strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)}
+		if e.Location != "" {
+			response["location"] = s.cfg.BaseURL + "/" + e.Location
+		}
+		if e.ETag != "" {
+			response["etag"] = e.ETag
+		}
+		if !e.LastModified.IsZero() {
+			response["lastModified"] = resources.FormatInstant(e.LastModified)
+		}
+		if len(e.Outcome) > 0 {
+			response["outcome"] = json.RawMessage(outcomeJSON(e.Outcome))
+		}
+		if len(e.Resource) > 0 {
+			fields := []any{}
+			var probe struct{ ResourceType, ID string }
+			if json.Unmarshal(e.Resource, &probe) == nil && probe.ID != "" {
+				fields = append(fields, "fullUrl", s.cfg.BaseURL+"/"+probe.ResourceType+"/"+probe.ID)
+			}
+			fields = append(fields, "resource", e.Resource, "response", response)
+			b.entry(fields...)
+			continue
+		}
+		b.entry("response", response)
+	}
+	return b.bytes()
 }

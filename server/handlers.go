@@ -146,6 +146,61 @@ func (s *Server) runSearch(c echo.Context, params url.Values) error {
 	return c.Blob(http.StatusOK, fhirJSON, s.searchBundle(typ, sr, page))
 }
 
+// bundle is POST /fhir: a transaction or batch Bundle.
+func (s *Server) bundle(c echo.Context) error {
+	body, err := s.readResourceBody(c)
+	if err != nil {
+		return err
+	}
+	opts := resources.BundleOptions{SkipUnsupported: preferences(c)["handling"] == "lenient"}
+	res, err := s.svc.ProcessBundle(c.Request().Context(), body, opts)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, fhirJSON, s.bundleResponse(res))
+}
+
+// conditionalUpdate is PUT /fhir/Type?search.
+func (s *Server) conditionalUpdate(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	query := c.Request().URL.RawQuery
+	if query == "" {
+		return resources.Errorf(resources.KindMethodNotAllowed, "PUT needs an id (Type/id) or a search (Type?identifier=...)")
+	}
+	body, err := s.readResourceBody(c)
+	if err != nil {
+		return err
+	}
+	res, created, err := s.svc.ConditionalUpdate(c.Request().Context(), typ, query, body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return s.respondResource(c, status, res, created)
+}
+
+// conditionalDelete is DELETE /fhir/Type?search.
+func (s *Server) conditionalDelete(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	query := c.Request().URL.RawQuery
+	if query == "" {
+		return resources.Errorf(resources.KindMethodNotAllowed, "DELETE needs an id (Type/id) or a search (Type?identifier=...)")
+	}
+	if _, err := s.svc.ConditionalDelete(c.Request().Context(), typ, query); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
 // systemSearch is GET /fhir?_type=A,B&...: one search over several types.
 func (s *Server) systemSearch(c echo.Context) error {
 	ss, err := resources.ParseSystemSearch(c.QueryParams(), s.cfg.BaseURL, preferStrict(c))

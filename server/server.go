@@ -33,6 +33,10 @@ type Config struct {
 	Version string
 	// RequiredReferences are the references that must resolve on write (nil: none).
 	RequiredReferences map[string][]string
+	// MaxBundleEntries bounds Bundles (default resources.DefaultMaxBundleEntries).
+	MaxBundleEntries int
+	// MultipleConditionalDelete lets DELETE Type?query delete every match.
+	MultipleConditionalDelete bool
 }
 
 // Server wires the service into an Echo instance.
@@ -58,7 +62,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	timed := &timedStore{Store: store, m: m}
 	s := &Server{
 		cfg:     cfg,
-		svc:     &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences},
+		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
+			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete},
 		store:   timed,
 		log:     logger,
 		metrics: m,
@@ -80,6 +85,10 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.GET("/metadata", s.capabilities, n)
 	f.GET("", s.systemSearch, n)
 	f.GET("/", s.systemSearch, n)
+	f.POST("", s.bundle, n)
+	f.POST("/", s.bundle, n)
+	f.PUT("/:type", s.conditionalUpdate, n)
+	f.DELETE("/:type", s.conditionalDelete, n)
 	f.GET("/:type", s.search, n)
 	f.POST("/:type/_search", s.searchPost, n)
 	f.POST("/:type", s.create, n)
@@ -159,10 +168,18 @@ func interactionOf(c echo.Context) string {
 	case "/fhir/metadata":
 		return "capabilities"
 	case "/fhir", "/fhir/":
+		if method == http.MethodPost {
+			return "transaction"
+		}
 		return "search-system"
 	case "/fhir/:type":
-		if method == http.MethodPost {
+		switch method {
+		case http.MethodPost:
 			return "create"
+		case http.MethodPut:
+			return "update"
+		case http.MethodDelete:
+			return "delete"
 		}
 		return "search-type"
 	case "/fhir/:type/_search":
