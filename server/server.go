@@ -61,7 +61,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	m := newMetrics(reg, cfg.StoreName)
 	timed := &timedStore{Store: store, m: m}
 	s := &Server{
-		cfg:     cfg,
+		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
 			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete},
 		store:   timed,
