@@ -119,9 +119,14 @@ func and(filter bson.D, cond bson.D) bson.D {
 	return append(out, bson.E{Key: "$and", Value: bson.A{cond}})
 }
 
-// Search implements resources.Store: keyset paging on (lu, _id).
+// Search implements resources.Store: keyset paging on (lu, _id), or on (SortBy values..., lu,
+// _id) when q has SortBy.
 func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page, error) {
 	cur, _, err := s.colls(ctx, q.Type, false)
+	if err != nil {
+		return nil, err
+	}
+	ord, err := pageOrder(q)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +154,7 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		return page, nil
 	}
 	if scan {
-		return s.scan(ctx, cur, q, filter, values, page)
+		return s.scan(ctx, cur, q, ord, filter, values, page)
 	}
 	if q.Total {
 		n, err := cur.CountDocuments(ctx, filter)
@@ -159,43 +164,57 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		page.Total = n
 	}
 	count := max(q.Count, 1) // the contract says Count > 0; the SQLite store also reads 0 as 1
-	filter, sort := keyset(q, filter)
+	filter, err = keyset(q, ord, filter)
+	if err != nil {
+		return nil, err
+	}
+	proj := readProjection
+	if len(q.SortBy) > 0 {
+		proj = sortProjection
+	}
 	opts := options.Find().
-		SetSort(sort).
+		SetSort(ord.spec()).
 		SetLimit(int64(count) + 1).
-		SetProjection(readProjection)
+		SetProjection(proj)
 	docs, err := find(ctx, cur, filter, opts, count+1)
 	if err != nil {
 		return nil, fail(err, "search")
 	}
-	fillPage(page, docs, q.Type, count)
+	fillSearchPage(page, docs, q, ord, count)
 	return page, nil
 }
 
-// keyset adds q's resume position to filter and returns the sort order on (lu, _id).
-func keyset(q *resources.Query, filter bson.D) (bson.D, bson.D) {
-	dir, cmp := 1, "$gt"
-	if q.Sort == resources.SortLastUpdatedDesc {
-		dir, cmp = -1, "$lt"
+// keyset adds q's resume position (strictly after q.After in ord) to filter.
+func keyset(q *resources.Query, ord *order, filter bson.D) (bson.D, error) {
+	if q.After == nil {
+		return filter, nil
 	}
-	if c := q.After; c != nil {
-		lu := micro(c.LastUpdated)
-		filter = and(filter, bson.D{{Key: "$or", Value: bson.A{
-			bson.D{{Key: "lu", Value: bson.D{{Key: cmp, Value: lu}}}},
-			bson.D{{Key: "lu", Value: lu}, {Key: "_id", Value: bson.D{{Key: cmp, Value: c.ID}}}},
-		}}})
+	cond, all, err := ord.after(q.After, len(q.SortBy))
+	if err != nil || all {
+		return filter, err
 	}
-	return filter, bson.D{{Key: "lu", Value: dir}, {Key: "_id", Value: dir}}
+	return and(filter, cond), nil
 }
 
-// scanProjection reads what a page needs plus the value keys.
-var scanProjection = bson.D{{Key: "k", Value: 0}}
+var (
+	// sortProjection reads a page of a SortBy search: what Read returns plus the sort values
+	// (the next page's cursor carries the last row's).
+	sortProjection = bson.D{{Key: "k", Value: 0}, {Key: "x", Value: 0}}
+	// scanProjection reads what a page needs plus the value keys; scanSortProjection adds the
+	// sort values.
+	scanProjection     = bson.D{{Key: "k", Value: 0}, {Key: "o", Value: 0}}
+	scanSortProjection = bson.D{{Key: "k", Value: 0}}
+)
 
 // scan answers a search whose value clauses are all broad: it walks the current documents
 // matching filter in page order and checks the value clauses in memory on each document's value
 // keys (the same ones its index documents hold), until the page is full. Paging and Total are
 // as exact as with an index plan; the cost is the number of documents walked.
-func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Query, filter bson.D, values []*valueClause, page *resources.Page) (*resources.Page, error) {
+//
+// With SortBy the walk is in that order too; no index serves it, so the database sorts every
+// document matching filter before the walk starts (on MongoDB 6.0 and later a sort larger
+// than its memory limit spills to disk by default).
+func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Query, ord *order, filter bson.D, values []*valueClause, page *resources.Page) (*resources.Page, error) {
 	matches := func(d *doc) bool {
 		for _, vc := range values {
 			if !vc.match(d.X) {
@@ -228,8 +247,15 @@ func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Qu
 		page.Total = n
 	}
 	count := max(q.Count, 1)
-	filter, sort := keyset(q, filter)
-	cursor, err := cur.Find(ctx, filter, options.Find().SetSort(sort).SetProjection(scanProjection))
+	filter, err := keyset(q, ord, filter)
+	if err != nil {
+		return nil, err
+	}
+	proj := scanProjection
+	if len(q.SortBy) > 0 {
+		proj = scanSortProjection
+	}
+	cursor, err := cur.Find(ctx, filter, options.Find().SetSort(ord.spec()).SetProjection(proj))
 	if err != nil {
 		return nil, fail(err, "search")
 	}
@@ -247,7 +273,7 @@ func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Qu
 	if err := cursor.Err(); err != nil {
 		return nil, fail(err, "search")
 	}
-	fillPage(page, docs, q.Type, count)
+	fillSearchPage(page, docs, q, ord, count)
 	return page, nil
 }
 
@@ -280,6 +306,15 @@ func fillPage(page *resources.Page, docs []doc, typ string, count int) {
 	if more && len(docs) > 0 {
 		last := page.Resources[len(docs)-1]
 		page.Next = &resources.Cursor{LastUpdated: last.LastUpdated, ID: last.ID, Version: last.VersionID}
+	}
+}
+
+// fillSearchPage is fillPage for a search: with SortBy, the next cursor also carries the last
+// row's sort values.
+func fillSearchPage(page *resources.Page, docs []doc, q *resources.Query, ord *order, count int) {
+	fillPage(page, docs, q.Type, count)
+	if page.Next != nil {
+		page.Next.Values = ord.values(q, &docs[len(page.Resources)-1])
 	}
 }
 

@@ -8,8 +8,8 @@
 //
 // Per resource type T (T is a FHIR type name, so it never contains "_"):
 //
-//	T          current versions  {_id: id, v, lu, del, json, k, x, w}
-//	T_history  every version     {_id: "id/v", id, v, lu, del, json, k, x, w, at}
+//	T          current versions  {_id: id, v, lu, del, json, k, x, o, w}
+//	T_history  every version     {_id: "id/v", id, v, lu, del, json, k, x, o, w, at}
 //	T_idx      one per value     {_id: "w/n", rid, v, w, p, s | lo, hi | n}  (value searches)
 //	conditional_claims           {_id: key|gen, key, g, id, at, rel, w}  (see claims.go)
 //
@@ -17,7 +17,8 @@
 // milliseconds, and keyset paging compares exact values); del marks a tombstone (always present);
 // json is the resource as served, kept verbatim as a string (absent on tombstones); k are the
 // equality search keys (Keys.Eq; empty on tombstones); x are the value keys (Keys.Strings, Dates,
-// Numbers as {s: [{p, v}], d: [{p, lo, hi}], n: [{p, v}]}; absent on tombstones); w is a random
+// Numbers as {s: [{p, v}], d: [{p, lo, hi}], n: [{p, v}]}; absent on tombstones); o are the _sort
+// values (Keys.Sort, see "Sorting by parameters"; absent on tombstones); w is a random
 // token naming the Put that wrote the version, so it names one version of one resource; at is the
 // wall-clock time the history entry was written.
 //
@@ -109,6 +110,41 @@
 // a millisecond); numbers compare as float64 like MatchNumber; a string clause whose value is not
 // valid UTF-8 matches nothing (stored values always are, and neither MongoDB's PCRE nor Go's regexp
 // accepts such a pattern).
+//
+// # Sorting by parameters
+//
+// A search with SortBy orders by the parameters' sort values (resources.SortKey: the lowest
+// value ascending, the highest descending, encoded so that byte order is value order), then by
+// lu and _id in q.Sort's direction. The values are in the o field of the current document,
+// o.<param>.a and o.<param>.d (the parameter name escaped as a field name: '.', '$', '%' and
+// NUL as %XX), so the sort pattern and the keyset condition are plain comparisons on fields:
+// (o.p.a, lu, _id) or, in mixed directions, (o.p.d desc, o.q.a asc, lu, _id); "strictly after
+// the cursor" is the expanded lexicographic comparison (the first component after, or it equal
+// and the second after, ...), each component in its own direction, and the next cursor carries
+// the last row's values (Cursor.Values).
+//
+// A resource without a value for a parameter must sort last in both directions. MongoDB sorts an
+// absent field first in ascending order and no comparison matches it, so the current document
+// stores the sentinels resources.SortMissingAsc / SortMissingDesc explicitly for every sortable
+// parameter of the type it lacks (about 40 bytes each; k already carries an AbsentKey for each).
+// Then missing values need no special case anywhere: they sort, compare, and appear in cursors
+// exactly like the SQLite store's COALESCE. History entries keep only the parameters with values
+// (they are never sorted); the current document is derived from the entry with the sentinels
+// added (doc.current), on every path that writes it (Put, roll-forward). A parameter that no
+// document of the type carries (not one of resources.Params, or a composite) is a constant
+// (every resource lacks it): it is left out of the sort pattern and decided in memory in the
+// keyset condition. Documents written before a parameter was added to resources.Params lack its
+// entry (as they lack its search values in both stores): sorted by it, they come first ascending
+// and drop out of later pages, until they are written again.
+//
+// No index serves these orders: the filter is answered as for any search (k index, _id $in of
+// the value candidates), and the database sorts the matches in memory, keeping count+1 of them
+// (a top-k sort, bounded memory). The in-memory walk of broad value clauses uses the same
+// pattern without a limit, so the database sorts all the matches of the other clauses before
+// the walk (MongoDB 6.0 and later spill a sort beyond its memory limit to disk by default; the
+// deployment uses 7.0). Searches without SortBy (the polling queries) keep the (lu, _id) order
+// of the lu_id and k_lu_id indexes. A query may name at most 30 distinct sort fields (sort
+// patterns hold 32 keys).
 package mongostore
 
 import (
@@ -286,16 +322,19 @@ func (s *Store) idx(typ string) *mongo.Collection { return s.db.Collection(typ +
 
 // doc is a current document or a history entry.
 type doc struct {
-	ID   string        `bson:"_id"`
-	RID  string        `bson:"id,omitempty"` // history only: the resource id
-	V    int64         `bson:"v"`
-	LU   int64         `bson:"lu"`
-	Del  bool          `bson:"del"`
-	JSON string        `bson:"json,omitempty"`
-	K    []string      `bson:"k"`
-	X    *valueKeys    `bson:"x,omitempty"` // value keys (absent on tombstones and when none)
-	W    string        `bson:"w,omitempty"`
-	At   bson.DateTime `bson:"at,omitempty"` // history only
+	ID   string     `bson:"_id"`
+	RID  string     `bson:"id,omitempty"` // history only: the resource id
+	V    int64      `bson:"v"`
+	LU   int64      `bson:"lu"`
+	Del  bool       `bson:"del"`
+	JSON string     `bson:"json,omitempty"`
+	K    []string   `bson:"k"`
+	X    *valueKeys `bson:"x,omitempty"` // value keys (absent on tombstones and when none)
+	// O are the _sort values per parameter (see "Sorting by parameters"): in a history entry
+	// those of the parameters with values, in a current document every sortable parameter.
+	O  map[string]sortVal `bson:"o,omitempty"`
+	W  string             `bson:"w,omitempty"`
+	At bson.DateTime      `bson:"at,omitempty"` // history only
 }
 
 func histID(id string, v int64) string { return id + "/" + strconv.FormatInt(v, 10) }
@@ -317,14 +356,19 @@ func (d *doc) resource(typ string) *resources.Resource {
 	return r
 }
 
-func (d *doc) current() *doc {
+// current is the current document of typ for history entry d: the sentinels of the parameters
+// without value are added to its sort values (tombstones have none).
+func (d *doc) current(typ string) *doc {
 	c := *d
 	c.ID, c.RID, c.At = d.RID, "", 0
+	if !d.Del {
+		c.O = withMissing(typ, d.O)
+	}
 	return &c
 }
 
 // readProjection leaves out the keys, which reads do not return.
-var readProjection = bson.D{{Key: "k", Value: 0}, {Key: "x", Value: 0}}
+var readProjection = bson.D{{Key: "k", Value: 0}, {Key: "x", Value: 0}, {Key: "o", Value: 0}}
 
 func gone(r *resources.Resource) error {
 	return resources.Errorf(resources.KindGone, "%s/%s was deleted", r.Type, r.ID)
@@ -407,6 +451,7 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 			h.K = r.Keys.Eq
 		}
 		h.X = newValueKeys(&r.Keys)
+		h.O = newSortVals(r.Keys.Sort)
 	}
 	if s.txn {
 		return s.putTxn(ctx, r, cur, hist, h)
@@ -501,7 +546,7 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 // otherwise a replace filtered on the previous version. It reports false when the current
 // document was not at the previous version.
 func apply(ctx context.Context, cur *mongo.Collection, h *doc) (bool, error) {
-	c := h.current()
+	c := h.current(cur.Name())
 	if c.V == 1 {
 		_, err := cur.InsertOne(ctx, c)
 		if mongo.IsDuplicateKeyError(err) {
