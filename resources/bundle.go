@@ -240,6 +240,25 @@ func (s *Service) batchEntry(ctx context.Context, e entryIn) (EntryResult, error
 			return EntryResult{}, err
 		}
 		return EntryResult{Status: http.StatusNoContent, ETag: etagOf(r), LastModified: r.LastUpdated}, nil
+	case http.MethodPatch:
+		format, doc, err := PatchFromEntry(e.Resource)
+		if err != nil {
+			return EntryResult{}, err
+		}
+		var r *Resource
+		if query != "" {
+			r, err = s.ConditionalPatch(ctx, typ, query, format, doc)
+		} else {
+			ifMatch, perr := ParseETag(e.Request.IfMatch)
+			if perr != nil {
+				return EntryResult{}, perr
+			}
+			r, err = s.Patch(ctx, typ, id, format, doc, ifMatch)
+		}
+		if err != nil {
+			return EntryResult{}, err
+		}
+		return writeResult(r, false), nil
 	}
 	return EntryResult{}, Errorf(KindMethodNotAllowed, "request.method %q is not supported in a batch", e.Request.Method)
 }
@@ -483,7 +502,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 		}
 		p.typ, p.id, p.query = typ, id, query
 		switch p.method {
-		case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodPost, http.MethodPut:
+		case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodPost, http.MethodPut, http.MethodPatch:
 		default:
 			return nil, fail(p, Errorf(KindMethodNotAllowed, "request.method %q is not supported in a transaction", e.Request.Method))
 		}
@@ -589,13 +608,51 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 		s.mapPlaceholder(placeholders, p.entry.FullURL, p.typ, p.id)
 	}
 
+	for _, p := range order(http.MethodPatch) {
+		if p.query != "" {
+			matches, err := s.conditionalMatches(ctx, p.typ, p.query, false)
+			if err != nil {
+				return nil, fail(p, err)
+			}
+			if len(matches) == 0 {
+				return nil, fail(p, Errorf(KindNotFound, "no %s matches %s", p.typ, p.query))
+			}
+			p.id = matches[0].ID
+		}
+		ifMatch, err := ParseETag(p.entry.Request.IfMatch)
+		if err != nil {
+			return nil, fail(p, err)
+		}
+		p.ifMatch = ifMatch
+		if err := claim(p, p.typ+"/"+p.id, true); err != nil {
+			return nil, err
+		}
+	}
+
 	// Now every resource can be rewritten, validated, checked and stamped.
-	for _, method := range []string{http.MethodPost, http.MethodPut} {
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodPatch} {
 		for _, p := range order(method) {
 			if p.existing != nil {
 				continue
 			}
-			body, err := s.resolveConditionalRefs(ctx, p.entry.Resource, placeholders)
+			var body []byte
+			var err error
+			if method == http.MethodPatch {
+				if s.ApplyPatch == nil {
+					return nil, fail(p, Errorf(KindMethodNotAllowed, "PATCH is not enabled on this server"))
+				}
+				format, doc, perr := PatchFromEntry(p.entry.Resource)
+				if perr != nil {
+					return nil, fail(p, perr)
+				}
+				patchedBody, _, perr := s.patched(ctx, p.typ, p.id, format, doc)
+				if perr != nil {
+					return nil, fail(p, perr)
+				}
+				body, err = s.resolveConditionalRefs(ctx, patchedBody, placeholders)
+			} else {
+				body, err = s.resolveConditionalRefs(ctx, p.entry.Resource, placeholders)
+			}
 			if err != nil {
 				return nil, fail(p, err)
 			}
@@ -603,7 +660,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			if err != nil {
 				return nil, fail(p, err)
 			}
-			if method == http.MethodPut && p.query == "" {
+			if method != http.MethodPost && p.query == "" {
 				if bodyID, _ := prep.doc["id"].(string); bodyID != p.id {
 					return nil, fail(p, Errorf(KindBadRequest, "the resource id %q does not match the request URL id %q", bodyID, p.id))
 				}
@@ -834,4 +891,25 @@ func backoff(ctx context.Context, attempt int) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// PatchFromEntry reads the patch of a Bundle PATCH entry: a Binary holding a JSON Patch
+// (contentType application/json-patch+json, base64 data) or a Parameters resource
+// (FHIRPath Patch).
+func PatchFromEntry(raw json.RawMessage) (PatchFormat, []byte, error) {
+	var probe struct {
+		ResourceType string `json:"resourceType"`
+		ContentType  string `json:"contentType"`
+		Data         []byte `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return 0, nil, Wrap(KindBadRequest, err, "a PATCH entry needs a Binary or Parameters resource")
+	}
+	switch {
+	case probe.ResourceType == "Parameters":
+		return FHIRPathPatch, raw, nil
+	case probe.ResourceType == "Binary" && strings.HasPrefix(probe.ContentType, "application/json-patch+json"):
+		return JSONPatch, probe.Data, nil
+	}
+	return 0, nil, Errorf(KindBadRequest, "a PATCH entry needs a Parameters resource or a Binary with contentType application/json-patch+json")
 }

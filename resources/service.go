@@ -34,6 +34,8 @@ type Service struct {
 	// MultipleConditionalDelete lets DELETE Type?query delete every match (up to
 	// MaxResolved) instead of answering 412 when there are several.
 	MultipleConditionalDelete bool
+	// ApplyPatch applies PATCH documents; nil disables PATCH.
+	ApplyPatch Patcher
 
 	clockMu sync.Mutex
 	last    time.Time
@@ -245,7 +247,8 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		case IsKind(err, KindConflict) && ifMatch > 0:
 			return nil, false, Errorf(KindPreconditionFailed, "%s/%s changed after version %d", typ, id, ifMatch)
 		case IsKind(err, KindConflict):
-			continue // another writer won this version; build on theirs
+			backoff(ctx, attempt) // another writer won this version; build on theirs
+			continue
 		default:
 			return nil, false, err
 		}
@@ -457,4 +460,84 @@ func (s *Service) History(ctx context.Context, q *HistoryQuery) (*Page, error) {
 		}
 	}
 	return s.Store.History(ctx, q)
+}
+
+// PatchFormat names the two PATCH formats.
+type PatchFormat int
+
+const (
+	JSONPatch     PatchFormat = iota // application/json-patch+json (RFC 6902)
+	FHIRPathPatch                    // a Parameters resource (FHIRPath Patch)
+)
+
+// Patcher applies a patch document to a decoded resource (see internal/patch).
+type Patcher func(doc map[string]any, format PatchFormat, patch []byte) (map[string]any, error)
+
+// Patch applies a patch to the current version and stores the result as the next version,
+// validated like an update. With ifMatch the patch applies only to that version (412
+// otherwise); without it, a concurrent change makes the patch re-apply to the newer version,
+// so no update is lost either way.
+func (s *Service) Patch(ctx context.Context, typ, id string, format PatchFormat, patch []byte, ifMatch int64) (*Resource, error) {
+	if s.ApplyPatch == nil {
+		return nil, Errorf(KindMethodNotAllowed, "PATCH is not enabled on this server")
+	}
+	if !Supported(typ) {
+		return nil, Errorf(KindNotFound, "resource type %q is not supported", typ)
+	}
+	for attempt := 0; attempt < maxPlanAttempts; attempt++ {
+		body, version, err := s.patched(ctx, typ, id, format, patch)
+		if err != nil {
+			return nil, err
+		}
+		if ifMatch > 0 && version != ifMatch {
+			return nil, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, version)
+		}
+		r, _, err := s.Update(ctx, typ, id, body, version)
+		if IsKind(err, KindPreconditionFailed) && ifMatch == 0 {
+			backoff(ctx, attempt) // changed while we patched: patch the newer version
+			continue
+		}
+		return r, err
+	}
+	return nil, Errorf(KindConflict, "%s/%s is being updated by others; try again", typ, id)
+}
+
+// patched reads the current version and returns the patched body and the version it is
+// based on.
+func (s *Service) patched(ctx context.Context, typ, id string, format PatchFormat, patch []byte) ([]byte, int64, error) {
+	cur, err := s.Read(ctx, typ, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(cur.JSON))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, 0, Wrap(KindInternal, err, "stored resource is not JSON")
+	}
+	out, err := s.ApplyPatch(doc, format, patch)
+	if err != nil {
+		return nil, 0, err
+	}
+	if out["resourceType"] != typ || out["id"] != id {
+		return nil, 0, Errorf(KindUnprocessable, "a patch may not change resourceType or id")
+	}
+	body, err := EncodeResource(out)
+	if err != nil {
+		return nil, 0, Wrap(KindUnprocessable, err, "the patched resource cannot be encoded")
+	}
+	return body, cur.VersionID, nil
+}
+
+// ConditionalPatch is PATCH Type?query: the one match is patched (412 for several, 404 for
+// none).
+func (s *Service) ConditionalPatch(ctx context.Context, typ, query string, format PatchFormat, patch []byte) (*Resource, error) {
+	matches, err := s.conditionalMatches(ctx, typ, query, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(matches) == 0 {
+		return nil, Errorf(KindNotFound, "no %s matches %s", typ, query)
+	}
+	return s.Patch(ctx, typ, matches[0].ID, format, patch, 0)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
 )
@@ -72,6 +73,31 @@ func BenchmarkTask(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkReferralTransaction pushes CalAIM referrals (Patient, Condition, Consent,
+// ServiceRequest, Task, Organization in one transaction Bundle with placeholders and
+// conditional creates) through the HTTP stack, and reports resources written per second.
+//
+//	go test ./server -run '^$' -bench ReferralTransaction -benchtime 2000x
+func BenchmarkReferralTransaction(b *testing.B) {
+	for _, h := range fhirtest.Stores() {
+		b.Run(h.Name, func(b *testing.B) {
+			store, _ := h.OpenFresh(b)
+			s := fhirtest.Start(b, store, fhirtest.Options{})
+			i := 0
+			b.ReportAllocs()
+			start := time.Now()
+			for b.Loop() {
+				i++
+				rec := serve(b, s, "POST", "/fhir", referralTransaction(fmt.Sprintf("%08dA", i), fmt.Sprintf("R-%d", i)))
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+			b.ReportMetric(float64(i*6)/time.Since(start).Seconds(), "resources/s")
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -199,6 +200,46 @@ func (s *Server) conditionalDelete(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// patch is PATCH /fhir/Type/id (or /fhir/Type?search): a JSON Patch
+// (application/json-patch+json) or a FHIRPath Patch (a Parameters resource).
+func (s *Server) patch(c echo.Context) error {
+	typ, err := supportedType(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	mt, _, _ := mime.ParseMediaType(ct)
+	var format resources.PatchFormat
+	switch {
+	case mt == "application/json-patch+json":
+		format = resources.JSONPatch
+	case jsonTypes[mt]:
+		format = resources.FHIRPathPatch
+	default:
+		return resources.Errorf(resources.KindUnsupportedMediaType, "send a JSON Patch (application/json-patch+json) or a FHIRPath Patch Parameters resource (application/fhir+json)")
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	var res *resources.Resource
+	if id := c.Param("id"); id != "" {
+		res, err = s.svc.Patch(c.Request().Context(), typ, id, format, body, ifMatch)
+	} else if q := c.Request().URL.RawQuery; q != "" {
+		res, err = s.svc.ConditionalPatch(c.Request().Context(), typ, q, format, body)
+	} else {
+		return resources.Errorf(resources.KindMethodNotAllowed, "PATCH needs an id (Type/id) or a search (Type?identifier=...)")
+	}
+	if err != nil {
+		return err
+	}
+	return s.respondResource(c, http.StatusOK, res, false)
 }
 
 // systemSearch is GET /fhir?_type=A,B&...: one search over several types.

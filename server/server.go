@@ -63,7 +63,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	s := &Server{
 		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
-			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete},
+			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete, ApplyPatch: Patcher},
 		store:   timed,
 		log:     logger,
 		metrics: m,
@@ -88,6 +88,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.POST("", s.bundle, n)
 	f.POST("/", s.bundle, n)
 	f.PUT("/:type", s.conditionalUpdate, n)
+	f.PATCH("/:type", s.patch, n)
+	f.PATCH("/:type/:id", s.patch, n)
 	f.DELETE("/:type", s.conditionalDelete, n)
 	f.GET("/:type", s.search, n)
 	f.POST("/:type/_search", s.searchPost, n)
@@ -178,6 +180,8 @@ func interactionOf(c echo.Context) string {
 			return "create"
 		case http.MethodPut:
 			return "update"
+		case http.MethodPatch:
+			return "patch"
 		case http.MethodDelete:
 			return "delete"
 		}
@@ -190,6 +194,8 @@ func interactionOf(c echo.Context) string {
 		switch method {
 		case http.MethodPut:
 			return "update"
+		case http.MethodPatch:
+			return "patch"
 		case http.MethodDelete:
 			return "delete"
 		}
