@@ -100,8 +100,6 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 		if k.count() > before {
 			k.Eq = append(k.Eq, PresentKey(p.Name))
 			k.addSort(p, k.Eq[eq:], k.Strings[str:], k.Dates[dates:], k.Numbers[nums:])
-		} else {
-			k.Eq = append(k.Eq, AbsentKey(p.Name))
 		}
 	}
 	for _, c := range compositeParams[typ] {

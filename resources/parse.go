@@ -265,7 +265,7 @@ func parseClause(typ, name, value, base string) (Clause, error) {
 	if modifier == "missing" {
 		switch value {
 		case "true":
-			return Clause{AnyKey: []string{AbsentKey(name)}}, nil
+			return Clause{NoKey: []string{PresentKey(name)}}, nil
 		case "false":
 			return Clause{AnyKey: []string{PresentKey(name)}}, nil
 		}

@@ -220,16 +220,13 @@ func RefURLKey(param, url string) string {
 	return param + keySep + url
 }
 
-// PresentKey is carried by every resource that has at least one value for param, AbsentKey
-// by every resource that has none: param:missing=false and =true look them up, so both are
-// plain indexed equality searches.
+// PresentKey is carried by every resource that has at least one value for param:
+// param:missing=false looks it up, param:missing=true asks for its absence. (A key for
+// absence too would make :missing=true an index lookup, but writing one per missing
+// parameter doubled the index pages each write touches; the polling search
+// owner:missing=true&status=requested is driven by its status key instead.)
 func PresentKey(param string) string {
 	return param + keySep + "\x1d"
-}
-
-// AbsentKey: see PresentKey.
-func AbsentKey(param string) string {
-	return param + keySep + "\x1c"
 }
 
 // KeyParam returns the parameter name a key belongs to.

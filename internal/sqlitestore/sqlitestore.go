@@ -139,7 +139,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	dsn := func(extra string) string {
-		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)%s",
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)%s",
 			path, opts.BusyTimeout.Milliseconds(), extra)
 	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
@@ -157,6 +157,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
 	s := &Store{w: w, r: r}
+	for _, pragma := range []string{"PRAGMA journal_mode = WAL"} {
+		if _, err := w.ExecContext(ctx, pragma); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: %w", pragma, mapErr(err))
+		}
+	}
 	if _, err := w.ExecContext(ctx, schema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
@@ -712,4 +718,11 @@ func (s *Store) PutAll(ctx context.Context, rs []*resources.Resource) error {
 		writes[i] = &resources.Write{Resource: r}
 	}
 	return s.Apply(ctx, writes)
+}
+
+// PageSize reports the database page size (for tests and diagnostics).
+func (s *Store) PageSize() int {
+	var n int
+	s.r.QueryRow("PRAGMA page_size").Scan(&n)
+	return n
 }
