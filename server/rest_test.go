@@ -312,7 +312,7 @@ func TestErrors_AreOperationOutcomes(t *testing.T) {
 			{"unknown id", "GET", "/fhir/Patient/nope", nil, nil, 404, "not-found"},
 			{"delete unknown id", "DELETE", "/fhir/Patient/nope", nil, nil, 404, "not-found"},
 			{"unknown endpoint", "GET", "/fhir/Patient/1/_history/1/extra", nil, nil, 404, "not-found"},
-			{"method not allowed", "PATCH", "/fhir/Patient/o1", []byte(`[]`), nil, 405, "not-supported"},
+			{"method not allowed", "POST", "/fhir/Organization/o1", []byte(`{}`), nil, 405, "not-supported"},
 			{"XML wanted", "GET", "/fhir/Organization/o1", nil, []string{"Accept", "application/fhir+xml"}, 406, "not-supported"},
 			{"_format xml", "GET", "/fhir/Organization/o1?_format=xml", nil, nil, 406, "not-supported"},
 			{"XML body", "POST", "/fhir/Organization", []byte(`<Organization/>`), []string{"Content-Type", "application/fhir+xml"}, 415, "not-supported"},
