@@ -36,6 +36,7 @@ type capResource struct {
 	ConditionalRead   string           `json:"conditionalRead"`
 	ConditionalUpdate bool             `json:"conditionalUpdate"`
 	ConditionalDelete string           `json:"conditionalDelete"`
+	ReferencePolicy   []string         `json:"referencePolicy"`
 	SearchParam       []capSearchParam `json:"searchParam"`
 }
 
@@ -47,19 +48,24 @@ var commonSearchParams = []capSearchParam{
 
 func (s *Server) capabilityStatement() []byte {
 	s.capOnce.Do(func() {
+		conditionalDelete := "single"
+		if s.cfg.MultipleConditionalDelete {
+			conditionalDelete = "multiple"
+		}
 		var rs []capResource
 		for _, typ := range resources.Types {
 			r := capResource{
 				Type:    typ,
 				Profile: "http://hl7.org/fhir/StructureDefinition/" + typ,
-				Interaction: []capInteraction{{"read"}, {"vread"}, {"update"}, {"delete"},
+				Interaction: []capInteraction{{"read"}, {"vread"}, {"update"}, {"patch"}, {"delete"},
 					{"history-instance"}, {"history-type"}, {"create"}, {"search-type"}},
 				Versioning:        "versioned",
 				ReadHistory:       true,
 				UpdateCreate:      true,
 				ConditionalCreate: true,
 				ConditionalRead:   "not-supported",
-				ConditionalDelete: "not-supported",
+				ConditionalUpdate: true,
+				ConditionalDelete: conditionalDelete,
 				SearchParam:       append([]capSearchParam{}, commonSearchParams...),
 			}
 			for _, p := range resources.Params(typ) {
@@ -69,6 +75,7 @@ func (s *Server) capabilityStatement() []byte {
 				p := resources.Param{Name: name}
 				r.SearchParam = append(r.SearchParam, capSearchParam{Name: name, Definition: p.Definition(typ), Type: "composite"})
 			}
+			r.ReferencePolicy = []string{"literal", "logical", "local"}
 			rs = append(rs, r)
 		}
 		cs := map[string]any{
@@ -87,7 +94,7 @@ func (s *Server) capabilityStatement() []byte {
 			"rest": []map[string]any{{
 				"mode":        "server",
 				"resource":    rs,
-				"interaction": []capInteraction{{"search-system"}},
+				"interaction": []capInteraction{{"transaction"}, {"batch"}, {"search-system"}},
 				"searchParam": []capSearchParam{
 					{Name: "_count", Type: "number", Documentation: "page size, at most 1000 (default 20); 0 returns only the total"},
 					{Name: "_sort", Type: "string", Documentation: "_lastUpdated or -_lastUpdated; ties broken by id"},

@@ -78,6 +78,8 @@ type serveConfig struct {
 	logLevel     string
 	shutdownWait time.Duration
 	anyRefs      bool
+	maxEntries   int
+	multiDelete  bool
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -91,6 +93,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 10<<20, "largest accepted request body in bytes (CALAIMFHIR_MAX_BODY_BYTES)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error (CALAIMFHIR_LOG_LEVEL)")
 	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM (CALAIMFHIR_SHUTDOWN_TIMEOUT)")
+	fs.IntVar(&cfg.maxEntries, "max-bundle-entries", 1000, "largest accepted Bundle, in entries (CALAIMFHIR_MAX_BUNDLE_ENTRIES)")
+	fs.BoolVar(&cfg.multiDelete, "multiple-conditional-delete", false, "let DELETE Type?search delete every match instead of answering 412 (CALAIMFHIR_MULTIPLE_CONDITIONAL_DELETE)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
@@ -146,11 +150,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		required = nil
 	}
 	srv := server.New(server.Config{
-		BaseURL:            cfg.baseURL,
-		MaxBodyBytes:       cfg.maxBodyBytes,
-		StoreName:          storeName,
-		Version:            version,
-		RequiredReferences: required,
+		BaseURL:                   cfg.baseURL,
+		MaxBodyBytes:              cfg.maxBodyBytes,
+		StoreName:                 storeName,
+		Version:                   version,
+		RequiredReferences:        required,
+		MaxBundleEntries:          cfg.maxEntries,
+		MultipleConditionalDelete: cfg.multiDelete,
 	}, store, r4.Validate, logger, reg)
 
 	httpServer := &http.Server{
