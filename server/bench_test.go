@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,4 +101,28 @@ func BenchmarkReferralTransaction(b *testing.B) {
 			b.ReportMetric(float64(i*6)/time.Since(start).Seconds(), "resources/s")
 		})
 	}
+}
+
+// BenchmarkReferralTransactionParallel is the same with several EHRs pushing at once
+// (GOMAXPROCS×4 clients), which is how a plan's intake sees them.
+//
+//	go test ./server -run '^$' -bench ReferralTransactionParallel -benchtime 4000x
+func BenchmarkReferralTransactionParallel(b *testing.B) {
+	store, _ := fhirtest.SQLite.OpenFresh(b)
+	s := fhirtest.Start(b, store, fhirtest.Options{})
+	var n atomic.Int64
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			rec := serve(b, s, "POST", "/fhir", referralTransaction(fmt.Sprintf("%08dB", i), fmt.Sprintf("P-%d", i)))
+			if rec.Code != http.StatusOK {
+				b.Errorf("%d %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(n.Load()*6)/time.Since(start).Seconds(), "resources/s")
 }
