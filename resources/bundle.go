@@ -270,7 +270,7 @@ func deletedOutcome(n int) []Issue {
 func etagOf(r *Resource) string { return `W/"` + strconv.FormatInt(r.VersionID, 10) + `"` }
 
 func writeResult(r *Resource, created bool) EntryResult {
-	status := http.StatusOK
+	status := http.StatusOK // an update, or a conditional create that found its match
 	if created {
 		status = http.StatusCreated
 	}

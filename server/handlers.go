@@ -27,11 +27,7 @@ func (s *Server) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK // If-None-Exist matched an existing resource
-	if created {
-		status = http.StatusCreated
-	}
-	return s.respondResource(c, status, res, created)
+	return s.respondResource(c, writeStatus(created), res, created)
 }
 
 func (s *Server) update(c echo.Context) error {
@@ -51,11 +47,7 @@ func (s *Server) update(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return s.respondResource(c, status, res, created)
+	return s.respondResource(c, writeStatus(created), res, created)
 }
 
 func (s *Server) delete(c echo.Context) error {
@@ -179,11 +171,7 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return s.respondResource(c, status, res, created)
+	return s.respondResource(c, writeStatus(created), res, created)
 }
 
 // conditionalDelete is DELETE /fhir/Type?search.
@@ -293,16 +281,16 @@ func supportedType(c echo.Context) (string, error) {
 
 // parseIfMatch reads If-Match: W/"3" or "3"; 0 when absent.
 func parseIfMatch(c echo.Context) (int64, error) {
-	h := strings.TrimSpace(c.Request().Header.Get("If-Match"))
-	if h == "" {
-		return 0, nil
+	return resources.ParseETag(c.Request().Header.Get("If-Match"))
+}
+
+// writeStatus is 201 for a write that created the resource, 200 otherwise (an update, or a
+// conditional create that found its match).
+func writeStatus(created bool) int {
+	if created {
+		return http.StatusCreated
 	}
-	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 1 {
-		return 0, resources.Errorf(resources.KindBadRequest, `If-Match must be a version ETag such as W/"3"`)
-	}
-	return n, nil
+	return http.StatusOK
 }
 
 func etag(r *resources.Resource) string {
