@@ -189,6 +189,9 @@ func (s *Service) batchEntry(ctx context.Context, e entryIn) (EntryResult, error
 	if err != nil {
 		return EntryResult{}, err
 	}
+	if err := s.authorize(ctx, typ, entryInteraction(method, id)); err != nil {
+		return EntryResult{}, err
+	}
 	switch method {
 	case http.MethodGet:
 		return s.readEntry(ctx, e.Request.URL)
@@ -501,6 +504,9 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			return nil, fail(p, err)
 		}
 		p.typ, p.id, p.query = typ, id, query
+		if err := s.authorize(ctx, typ, entryInteraction(p.method, id)); err != nil {
+			return nil, fail(p, err)
+		}
 		switch p.method {
 		case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodPost, http.MethodPut, http.MethodPatch:
 		default:
@@ -912,4 +918,20 @@ func PatchFromEntry(raw json.RawMessage) (PatchFormat, []byte, error) {
 		return JSONPatch, probe.Data, nil
 	}
 	return 0, nil, Errorf(KindBadRequest, "a PATCH entry needs a Parameters resource or a Binary with contentType application/json-patch+json")
+}
+
+// entryInteraction names what a Bundle entry does, for authorization.
+func entryInteraction(method, id string) string {
+	switch method {
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut, http.MethodPatch:
+		return "update"
+	case http.MethodDelete:
+		return "delete"
+	}
+	if id != "" {
+		return "read"
+	}
+	return "search"
 }

@@ -105,6 +105,9 @@ func (s *Service) resolveHas(ctx context.Context, typ string, h *Has, depth int)
 
 // matchAll returns every resource of typ matching the clause, up to MaxResolved.
 func (s *Service) matchAll(ctx context.Context, typ string, c Clause, depth int) ([]*Resource, error) {
+	if err := s.authorize(ctx, typ, "search"); err != nil {
+		return nil, err
+	}
 	clauses, err := s.resolve(ctx, typ, []Clause{c}, depth)
 	if err != nil {
 		return nil, err
@@ -185,6 +188,9 @@ func (s *Service) include(ctx context.Context, sr *SearchRequest, page *Page) er
 				return err
 			}
 			for _, r := range found {
+				if s.authorize(ctx, r.Type, "read") != nil {
+					continue // not the caller's to see: left out, not an error
+				}
 				if key := r.Type + "/" + r.ID; !seen[key] {
 					seen[key] = true
 					added = append(added, r)
@@ -376,6 +382,9 @@ func (s *Service) SearchSystem(ctx context.Context, ss *SystemSearch) (*Page, er
 	var all []*Resource
 	var total int64
 	for i, t := range ss.Types {
+		if err := s.authorize(ctx, t, "search"); err != nil {
+			return nil, err
+		}
 		q := ss.PerType[i].Query
 		clauses, err := s.resolve(ctx, t, q.Clauses, 0)
 		if err != nil {

@@ -36,9 +36,22 @@ type Service struct {
 	MultipleConditionalDelete bool
 	// ApplyPatch applies PATCH documents; nil disables PATCH.
 	ApplyPatch Patcher
+	// Authorize, when set, is asked before the service acts on a type on the caller's
+	// behalf where the HTTP route alone does not say which types are touched: each Bundle
+	// entry, each type of a system-wide search, each type _include/_revinclude would add.
+	// interaction is create, read, update, delete or search.
+	Authorize func(ctx context.Context, typ, interaction string) error
 
 	clockMu sync.Mutex
 	last    time.Time
+}
+
+// authorize runs the Authorize hook, if any.
+func (s *Service) authorize(ctx context.Context, typ, interaction string) error {
+	if s.Authorize == nil {
+		return nil
+	}
+	return s.Authorize(ctx, typ, interaction)
 }
 
 // maxWriteAttempts bounds the retries of an unconditional update that keeps losing races.
