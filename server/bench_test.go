@@ -27,6 +27,7 @@ func taskBody(i int) []byte {
 
 func serve(b *testing.B, s *fhirtest.Server, method, path string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}

@@ -47,6 +47,7 @@ func FuzzCreate(f *testing.F) {
 		}
 		req := httptest.NewRequest("POST", "/fhir/"+typ, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Authorization", "Bearer "+s.AdminToken)
 		rec := httptest.NewRecorder()
 		s.Server.ServeHTTP(rec, req)
 		switch {
@@ -56,7 +57,9 @@ func FuzzCreate(f *testing.F) {
 				t.Fatalf("201 with a body that is not a resource: %s", rec.Body.Bytes())
 			}
 			read := httptest.NewRecorder()
-			s.Server.ServeHTTP(read, httptest.NewRequest("GET", "/fhir/"+typ+"/"+created.ID, nil))
+			get := httptest.NewRequest("GET", "/fhir/"+typ+"/"+created.ID, nil)
+			get.Header.Set("Authorization", "Bearer "+s.AdminToken)
+			s.Server.ServeHTTP(read, get)
 			if read.Code != http.StatusOK || !bytes.Equal(read.Body.Bytes(), rec.Body.Bytes()) {
 				t.Fatalf("created resource does not read back: %d %s", read.Code, read.Body.Bytes())
 			}

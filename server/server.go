@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/calaimfhir/calaimfhir/internal/auth"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	MaxBundleEntries int
 	// MultipleConditionalDelete lets DELETE Type?query delete every match.
 	MultipleConditionalDelete bool
+	// Verifier checks bearer tokens. Every FHIR endpoint but /fhir/metadata requires one;
+	// with no verifier, they all answer 401.
+	Verifier *auth.Verifier
 }
 
 // Server wires the service into an Echo instance.
@@ -69,6 +73,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		metrics: m,
 	}
 	s.started = time.Now().UTC()
+	s.svc.Authorize = s.serviceAuthorizer
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)
@@ -78,28 +83,31 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	e.GET("/health/ready", s.ready)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 
-	// negotiate is attached per route, not to the group: group middleware would turn a wrong
-	// method on a known path into 404 instead of 405.
+	// Middleware is attached per route, not to the group: group middleware would turn a
+	// wrong method on a known path into 404 instead of 405. Only the CapabilityStatement is
+	// open; everything else needs a token (authenticate) whose scopes allow the interaction
+	// on the type (authorize).
 	f := e.Group("/fhir")
 	n := s.negotiate
 	f.GET("/metadata", s.capabilities, n)
-	f.GET("", s.systemSearch, n)
-	f.GET("/", s.systemSearch, n)
-	f.POST("", s.bundle, n)
-	f.POST("/", s.bundle, n)
-	f.PUT("/:type", s.conditionalUpdate, n)
-	f.PATCH("/:type", s.patch, n)
-	f.PATCH("/:type/:id", s.patch, n)
-	f.DELETE("/:type", s.conditionalDelete, n)
-	f.GET("/:type", s.search, n)
-	f.POST("/:type/_search", s.searchPost, n)
-	f.POST("/:type", s.create, n)
-	f.GET("/:type/_history", s.typeHistory, n)
-	f.GET("/:type/:id", s.read, n)
-	f.PUT("/:type/:id", s.update, n)
-	f.DELETE("/:type/:id", s.delete, n)
-	f.GET("/:type/:id/_history", s.instanceHistory, n)
-	f.GET("/:type/:id/_history/:vid", s.vread, n)
+	guarded := []echo.MiddlewareFunc{n, s.authenticate, s.authorize}
+	f.GET("", s.systemSearch, guarded...)
+	f.GET("/", s.systemSearch, guarded...)
+	f.POST("", s.bundle, guarded...)
+	f.POST("/", s.bundle, guarded...)
+	f.PUT("/:type", s.conditionalUpdate, guarded...)
+	f.PATCH("/:type", s.patch, guarded...)
+	f.PATCH("/:type/:id", s.patch, guarded...)
+	f.DELETE("/:type", s.conditionalDelete, guarded...)
+	f.GET("/:type", s.search, guarded...)
+	f.POST("/:type/_search", s.searchPost, guarded...)
+	f.POST("/:type", s.create, guarded...)
+	f.GET("/:type/_history", s.typeHistory, guarded...)
+	f.GET("/:type/:id", s.read, guarded...)
+	f.PUT("/:type/:id", s.update, guarded...)
+	f.DELETE("/:type/:id", s.delete, guarded...)
+	f.GET("/:type/:id/_history", s.instanceHistory, guarded...)
+	f.GET("/:type/:id/_history/:vid", s.vread, guarded...)
 	s.Echo = e
 	return s
 }

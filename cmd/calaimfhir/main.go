@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/calaimfhir/calaimfhir/internal/auth"
 	"github.com/calaimfhir/calaimfhir/internal/mongostore"
 	"github.com/calaimfhir/calaimfhir/internal/r4"
 	"github.com/calaimfhir/calaimfhir/internal/sqlitestore"
@@ -37,6 +39,8 @@ const usage = `calaimfhir: FHIR R4 exchange server for Medi-Cal CalAIM
 
 Usage:
   calaimfhir serve [flags]     run the server (embedded SQLite store unless --mongodb-uri is set)
+  calaimfhir token --data DIR --org Organization/ID --role admin|plan|cbo|provider [--scope S] [--ttl 1h]
+                               mint a development token with the key serve keeps in DIR
   calaimfhir version           print the version
 
 Run 'calaimfhir serve -h' for the flags.
@@ -54,6 +58,8 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		err = serve(ctx, os.Args[2:], os.Stdout, os.Stderr)
 		stop()
+	case "token":
+		err = token(os.Args[2:], os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -80,6 +86,10 @@ type serveConfig struct {
 	anyRefs      bool
 	maxEntries   int
 	multiDelete  bool
+	issuer       string
+	audience     string
+	jwksURL      string
+	jwksFile     string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -95,6 +105,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM (CALAIMFHIR_SHUTDOWN_TIMEOUT)")
 	fs.IntVar(&cfg.maxEntries, "max-bundle-entries", 1000, "largest accepted Bundle, in entries (CALAIMFHIR_MAX_BUNDLE_ENTRIES)")
 	fs.BoolVar(&cfg.multiDelete, "multiple-conditional-delete", false, "let DELETE Type?search delete every match instead of answering 412 (CALAIMFHIR_MULTIPLE_CONDITIONAL_DELETE)")
+	fs.StringVar(&cfg.jwksURL, "jwks-url", "", "verify tokens with the keys published at this JWKS URL (https) (CALAIMFHIR_JWKS_URL)")
+	fs.StringVar(&cfg.jwksFile, "jwks-file", "", "verify tokens with the keys in this JWKS file (CALAIMFHIR_JWKS_FILE)")
+	fs.StringVar(&cfg.issuer, "issuer", "", "required token issuer (iss) with --jwks-url/--jwks-file (CALAIMFHIR_ISSUER)")
+	fs.StringVar(&cfg.audience, "audience", "", "required token audience (aud) with --jwks-url/--jwks-file (CALAIMFHIR_AUDIENCE)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
@@ -143,6 +157,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.baseURL == "" {
 		cfg.baseURL = "http://" + ln.Addr().String() + "/fhir"
 	}
+	verifier, devKey, err := buildVerifier(cfg)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	required := resources.DefaultRequiredReferences
@@ -157,6 +175,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RequiredReferences:        required,
 		MaxBundleEntries:          cfg.maxEntries,
 		MultipleConditionalDelete: cfg.multiDelete,
+		Verifier:                  verifier,
 	}, store, r4.Validate, logger, reg)
 
 	httpServer := &http.Server{
@@ -168,7 +187,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "store", storeName, "version", version)
 	fmt.Fprintf(stdout, "calaimfhir %s serving FHIR R4 at %s (%s store: %s)\n", version, cfg.baseURL, storeName, where)
-	fmt.Fprintf(stdout, "try:  curl -s %s/metadata\n", cfg.baseURL)
+	if devKey != nil {
+		token, err := devKey.Mint(auth.MintOptions{Role: auth.RoleAdmin, Org: "Organization/calaimfhir-admin", TTL: 24 * time.Hour})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "development signing key: %s (mint more tokens with: calaimfhir token --data %s ...)\n", devKey.Path, cfg.data)
+		fmt.Fprintf(stdout, "admin token (24 h): %s\n", token)
+		fmt.Fprintf(stdout, "try:  curl -s -H 'Authorization: Bearer %s' %s/Patient\n", token, cfg.baseURL)
+	} else {
+		fmt.Fprintf(stdout, "try:  curl -s %s/metadata\n", cfg.baseURL)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(ln) }()
@@ -188,6 +217,69 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+// buildVerifier sets up token verification: production keys from a JWKS URL or file with a
+// configured issuer and audience, or else the development key kept under --data (created on
+// first start), which is also returned so that serve can print a ready token.
+func buildVerifier(cfg *serveConfig) (*auth.Verifier, *auth.DevKey, error) {
+	if cfg.jwksURL != "" || cfg.jwksFile != "" {
+		if cfg.jwksURL != "" && cfg.jwksFile != "" {
+			return nil, nil, fmt.Errorf("give --jwks-url or --jwks-file, not both")
+		}
+		if cfg.issuer == "" || cfg.audience == "" {
+			return nil, nil, fmt.Errorf("--issuer and --audience are required with --jwks-url or --jwks-file")
+		}
+		var keys auth.KeySource
+		var err error
+		if cfg.jwksURL != "" {
+			keys, err = auth.JWKSURL(cfg.jwksURL, nil, 0)
+		} else {
+			keys, err = auth.JWKSFile(cfg.jwksFile)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: cfg.issuer, Audience: cfg.audience, Keys: keys})
+		return v, nil, err
+	}
+	key, err := auth.LoadOrCreateDevKey(cfg.data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("development signing key: %w", err)
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
+	return v, key, err
+}
+
+// token mints a development token from the key serve keeps under --data.
+func token(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./data", "data directory holding the development signing key (the one serve --data uses)")
+	org := fs.String("org", "", "the caller's organization, Organization/ID (required)")
+	role := fs.String("role", "", "admin, plan, cbo or provider (required)")
+	scope := fs.String("scope", auth.DefaultDevScopes, "SMART scopes, space-separated")
+	ttl := fs.Duration("ttl", auth.DefaultDevTTL, "lifetime")
+	sub := fs.String("sub", "", "subject (default: the client id)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *org == "" || *role == "" {
+		return fmt.Errorf("--org and --role are required")
+	}
+	if _, err := os.Stat(filepath.Join(*data, auth.DevKeyFile)); err != nil {
+		return fmt.Errorf("no development key in %s: start the server once with serve --data %s", *data, *data)
+	}
+	key, err := auth.LoadOrCreateDevKey(*data)
+	if err != nil {
+		return err
+	}
+	tok, err := key.Mint(auth.MintOptions{Org: *org, Role: *role, Scopes: *scope, TTL: *ttl, Subject: *sub})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
 	return nil
 }
 

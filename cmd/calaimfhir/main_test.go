@@ -10,38 +10,73 @@ import (
 	"time"
 )
 
-// startServe runs serve on an ephemeral port and returns its FHIR base URL.
-func startServe(t *testing.T, ctx context.Context, args ...string) (base string, done chan error) {
+// startServe runs serve on an ephemeral port with a fresh data directory and returns its FHIR
+// base URL, the admin token it printed, and the directory.
+func startServe(t *testing.T, ctx context.Context, args ...string) (base, token, dir string, done chan error) {
 	t.Helper()
+	dir = t.TempDir()
 	out, outW := io.Pipe()
 	done = make(chan error, 1)
 	go func() {
-		done <- serve(ctx, append([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir()}, args...), outW, io.Discard)
+		done <- serve(ctx, append([]string{"--addr", "127.0.0.1:0", "--data", dir}, args...), outW, io.Discard)
 		outW.Close()
 	}()
 	lines := bufio.NewScanner(out)
 	for lines.Scan() {
 		if _, after, ok := strings.Cut(lines.Text(), "serving FHIR R4 at "); ok {
 			base, _, _ = strings.Cut(after, " ")
+		}
+		if _, after, ok := strings.Cut(lines.Text(), "admin token (24 h): "); ok {
+			token = after
+		}
+		if strings.HasPrefix(lines.Text(), "try:") {
 			go io.Copy(io.Discard, out)
-			return base, done
+			return base, token, dir, done
 		}
 	}
 	t.Fatalf("serve did not start: %v", <-done)
-	return "", nil
+	return
+}
+
+func get(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func TestServe_StartsOnEmbeddedStoreAndAnswersMetadata(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base, done := startServe(t, ctx)
-	resp, err := http.Get(base + "/metadata")
-	if err != nil {
+	base, token, dir, done := startServe(t, ctx)
+	if got := get(t, base+"/metadata", ""); got != http.StatusOK {
+		t.Fatalf("metadata: %d", got)
+	}
+	// PHI endpoints need the token serve printed; the token command mints others from the
+	// same key.
+	if got := get(t, base+"/Patient", ""); got != http.StatusUnauthorized {
+		t.Fatalf("Patient search without a token: %d", got)
+	}
+	if got := get(t, base+"/Patient", token); got != http.StatusOK {
+		t.Fatalf("Patient search with the printed token: %d", got)
+	}
+	var minted strings.Builder
+	if err := runToken([]string{"--data", dir, "--org", "Organization/cbo-a", "--role", "cbo", "--scope", "system/Task.rs"}, &minted); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("metadata: %d", resp.StatusCode)
+	cbo := strings.TrimSpace(minted.String())
+	if got := get(t, base+"/Task", cbo); got != http.StatusOK {
+		t.Fatalf("Task search with a minted cbo token: %d", got)
+	}
+	if got := get(t, base+"/Patient", cbo); got != http.StatusForbidden {
+		t.Fatalf("Patient search with a Task-only token: %d", got)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -54,11 +89,12 @@ func TestServe_StartsOnEmbeddedStoreAndAnswersMetadata(t *testing.T) {
 func TestServe_Shutdown_LetsInFlightRequestsFinish(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base, done := startServe(t, ctx)
+	base, token, _, done := startServe(t, ctx)
 
 	body, bodyW := io.Pipe()
 	req, _ := http.NewRequest("POST", base+"/Organization", body)
 	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	type result struct {
 		status int
 		err    error
@@ -120,5 +156,18 @@ func TestParseServeFlags_BadEnvIsAnError(t *testing.T) {
 	t.Setenv("CALAIMFHIR_MAX_BODY_BYTES", "lots")
 	if _, err := parseServeFlags(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "CALAIMFHIR_MAX_BODY_BYTES") {
 		t.Fatalf("err %v, want one naming CALAIMFHIR_MAX_BODY_BYTES", err)
+	}
+}
+
+func runToken(args []string, out io.Writer) error { return token(args, out, io.Discard) }
+
+func TestToken_NeedsTheKeyAndTheClaims(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	if err := runToken([]string{"--data", dir, "--org", "Organization/x", "--role", "cbo"}, &out); err == nil {
+		t.Fatal("minted a token without a key: serve has not run in this directory")
+	}
+	if err := runToken([]string{"--data", dir, "--role", "cbo"}, &out); err == nil {
+		t.Fatal("minted a token without --org")
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calaimfhir/calaimfhir/internal/auth"
 	"github.com/calaimfhir/calaimfhir/internal/r4"
 	"github.com/calaimfhir/calaimfhir/resources"
 	"github.com/calaimfhir/calaimfhir/server"
@@ -29,6 +30,21 @@ type Server struct {
 	Server *server.Server
 	Base   string // FHIR base URL, ending in /fhir
 	logs   *lockedWriter
+	// Key signs tokens the server accepts; AdminToken is sent with every request that does
+	// not set its own Authorization header.
+	Key        *auth.DevKey
+	AdminToken string
+}
+
+// Token mints a token for a caller of the given role and organization (scopes default to
+// system/*.cruds).
+func (s *Server) Token(role, org, scopes string) string {
+	s.t.Helper()
+	tok, err := s.Key.Mint(auth.MintOptions{Role: role, Org: org, Scopes: scopes})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
 }
 
 // LogText returns what the server logged so far.
@@ -58,7 +74,18 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	if opts.AnyReferences {
 		required = nil
 	}
-	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test", RequiredReferences: required},
+	key, err := auth.LoadOrCreateDevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Key = key
+	s.AdminToken = s.Token("admin", "Organization/calaimfhir-test", "")
+	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
+		RequiredReferences: required, Verifier: verifier},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
@@ -101,8 +128,12 @@ func (s *Server) Do(method, path string, body []byte, headers ...string) *Respon
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+		req.Header.Set(headers[i], headers[i+1]) // an empty Authorization sends none
+		if headers[i] == "Authorization" && headers[i+1] == "" {
+			req.Header.Del("Authorization")
+		}
 	}
 	resp, err := s.HTTP.Client().Do(req)
 	if err != nil {
