@@ -84,6 +84,7 @@ type serveConfig struct {
 	logLevel     string
 	shutdownWait time.Duration
 	anyRefs      bool
+	requiredRefs string
 	maxEntries   int
 	multiDelete  bool
 	issuer       string
@@ -109,6 +110,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.jwksFile, "jwks-file", "", "verify tokens with the keys in this JWKS file (CALAIMFHIR_JWKS_FILE)")
 	fs.StringVar(&cfg.issuer, "issuer", "", "required token issuer (iss) with --jwks-url/--jwks-file (CALAIMFHIR_ISSUER)")
 	fs.StringVar(&cfg.audience, "audience", "", "required token audience (aud) with --jwks-url/--jwks-file (CALAIMFHIR_AUDIENCE)")
+	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
@@ -163,9 +165,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	required := resources.DefaultRequiredReferences
-	if cfg.anyRefs {
-		required = nil
+	required, err := requiredReferences(cfg)
+	if err != nil {
+		return err
 	}
 	srv := server.New(server.Config{
 		BaseURL:                   cfg.baseURL,
@@ -218,6 +220,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// requiredReferences reads --required-references ("Type=path,path;Type=path") over the
+// default set; --allow-dangling-references turns every check off.
+func requiredReferences(cfg *serveConfig) (map[string][]string, error) {
+	if cfg.anyRefs {
+		return nil, nil
+	}
+	if strings.TrimSpace(cfg.requiredRefs) == "" {
+		return resources.DefaultRequiredReferences, nil
+	}
+	out := map[string][]string{}
+	for _, part := range strings.Split(cfg.requiredRefs, ";") {
+		typ, paths, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || !resources.Supported(typ) || strings.TrimSpace(paths) == "" {
+			return nil, fmt.Errorf("--required-references: %q is not Type=path,path with a stored type", part)
+		}
+		for _, p := range strings.Split(paths, ",") {
+			out[typ] = append(out[typ], strings.TrimSpace(p))
+		}
+	}
+	return out, nil
 }
 
 // buildVerifier sets up token verification: production keys from a JWKS URL or file with a

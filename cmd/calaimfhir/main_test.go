@@ -171,3 +171,19 @@ func TestToken_NeedsTheKeyAndTheClaims(t *testing.T) {
 		t.Fatal("minted a token without --org")
 	}
 }
+
+func TestRequiredReferences_Flag(t *testing.T) {
+	cfg := &serveConfig{requiredRefs: "Task=focus; Claim=patient,insurance.coverage"}
+	got, err := requiredReferences(cfg)
+	if err != nil || len(got) != 2 || len(got["Claim"]) != 2 || got["Task"][0] != "focus" {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"Spaceship=x", "Task", "Task="} {
+		if _, err := requiredReferences(&serveConfig{requiredRefs: bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if got, _ := requiredReferences(&serveConfig{anyRefs: true, requiredRefs: "Task=focus"}); got != nil {
+		t.Fatal("--allow-dangling-references must turn the checks off")
+	}
+}
