@@ -3,9 +3,12 @@ package auth
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/calaimfhir/calaimfhir/resources"
@@ -45,6 +48,50 @@ type VerifierConfig struct {
 type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
+	cache  verified
+}
+
+// verified remembers tokens that passed verification, so that a client sending the same token
+// on every request pays for the signature check once. An entry lives until the token's exp
+// but at most cacheTTL, so a key removed from the JWKS stops being honoured within cacheTTL.
+type verified struct {
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]verifiedEntry
+}
+
+type verifiedEntry struct {
+	caller *Caller
+	until  time.Time
+}
+
+const (
+	cacheTTL     = 5 * time.Minute
+	cacheEntries = 4096
+)
+
+func (c *verified) get(key [sha256.Size]byte, now time.Time) (*Caller, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || !now.Before(e.until) {
+		return nil, false
+	}
+	copied := *e.caller
+	copied.Scopes = slices.Clone(e.caller.Scopes)
+	return &copied, true
+}
+
+func (c *verified) put(key [sha256.Size]byte, caller *Caller, exp, now time.Time) {
+	until := now.Add(cacheTTL)
+	if exp.Before(until) {
+		until = exp
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= cacheEntries {
+		c.entries = make(map[[sha256.Size]byte]verifiedEntry) // crude but bounded
+	}
+	c.entries[key] = verifiedEntry{caller: caller, until: until}
 }
 
 // NewVerifier checks cfg and applies its defaults.
@@ -115,6 +162,11 @@ func (v *Verifier) Verify(ctx context.Context, bearer string) (*Caller, error) {
 		return nil, unauthorized("the token is too large")
 	}
 
+	now := time.Now()
+	digest := sha256.Sum256([]byte(tok))
+	if c, ok := v.cache.get(digest, now); ok {
+		return c, nil
+	}
 	var keyErr error
 	claims := jwt.MapClaims{}
 	token, err := v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
@@ -125,7 +177,16 @@ func (v *Verifier) Verify(ctx context.Context, bearer string) (*Caller, error) {
 	if err != nil {
 		return nil, v.classify(token, claims, err, keyErr)
 	}
-	return v.caller(claims)
+	c, err := v.caller(claims)
+	if err != nil {
+		return nil, err
+	}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		stored := *c
+		stored.Scopes = slices.Clone(c.Scopes)
+		v.cache.put(digest, &stored, exp.Time, now)
+	}
+	return c, nil
 }
 
 // keyFor finds the key for t's kid and checks that it is of the type t's algorithm needs.
