@@ -675,15 +675,20 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				return nil, fail(p, err)
 			}
 			version := int64(1)
+			var currentJSON []byte
 			if !p.created {
-				current, err := s.currentVersion(ctx, p.typ, p.id)
+				current, cj, err := s.currentVersion(ctx, p.typ, p.id)
 				if err != nil {
 					return nil, fail(p, err)
 				}
+				currentJSON = cj
 				if p.ifMatch > 0 && current != p.ifMatch {
 					return nil, fail(p, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", p.ifMatch, current))
 				}
 				version, p.created = current+1, current == 0
+			}
+			if err := s.checkTaskWrite(ctx, p.typ, currentJSON, prep.doc); err != nil {
+				return nil, fail(p, err)
 			}
 			r, err := prep.stamp(p.typ, p.id, version, s.now(), s.Base)
 			if err != nil {

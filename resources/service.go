@@ -36,6 +36,8 @@ type Service struct {
 	MultipleConditionalDelete bool
 	// ApplyPatch applies PATCH documents; nil disables PATCH.
 	ApplyPatch Patcher
+	// Caller, when set, tells who is writing (for the referral Task workflow, CheckTask).
+	Caller func(ctx context.Context) (CallerInfo, bool)
 	// Authorize, when set, is asked before the service acts on a type on the caller's
 	// behalf where the HTTP route alone does not say which types are touched: each Bundle
 	// entry, each type of a system-wide search, each type _include/_revinclude would add.
@@ -176,6 +178,9 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
 		return nil, false, err
 	}
+	if err := s.checkTaskWrite(ctx, typ, nil, p.doc); err != nil {
+		return nil, false, err
+	}
 	r, err := p.stamp(typ, NewID(), 1, s.now(), s.Base)
 	if err != nil {
 		return nil, false, err
@@ -242,12 +247,15 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		return nil, false, err
 	}
 	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
-		current, err := s.currentVersion(ctx, typ, id)
+		current, currentJSON, err := s.currentVersion(ctx, typ, id)
 		if err != nil {
 			return nil, false, err
 		}
 		if ifMatch > 0 && current != ifMatch {
 			return nil, false, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current)
+		}
+		if err := s.checkTaskWrite(ctx, typ, currentJSON, p.doc); err != nil {
+			return nil, false, err
 		}
 		r, err := p.stamp(typ, id, current+1, s.now(), s.Base)
 		if err != nil {
@@ -269,18 +277,19 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 	return nil, false, Errorf(KindConflict, "%s/%s is being updated by others; try again", typ, id)
 }
 
-// currentVersion returns the current version number (tombstones count), 0 if none.
-func (s *Service) currentVersion(ctx context.Context, typ, id string) (int64, error) {
+// currentVersion returns the current version number (tombstones count), 0 if none, and the
+// current JSON when the resource exists and is not deleted.
+func (s *Service) currentVersion(ctx context.Context, typ, id string) (int64, []byte, error) {
 	r, err := s.Store.Read(ctx, typ, id)
 	switch {
 	case err == nil:
-		return r.VersionID, nil
+		return r.VersionID, r.JSON, nil
 	case IsKind(err, KindGone):
-		return r.VersionID, nil
+		return r.VersionID, nil, nil
 	case IsKind(err, KindNotFound):
-		return 0, nil
+		return 0, nil, nil
 	default:
-		return 0, err
+		return 0, nil, err
 	}
 }
 

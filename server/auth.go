@@ -88,3 +88,12 @@ func (s *Server) allowed(ctx context.Context, typ string, in auth.Interaction) e
 func (s *Server) serviceAuthorizer(ctx context.Context, typ, interaction string) error {
 	return s.allowed(ctx, typ, auth.Interaction(interaction))
 }
+
+// callerInfo tells the service who is writing, from the verified token.
+func callerInfo(ctx context.Context) (resources.CallerInfo, bool) {
+	c, ok := auth.CallerFrom(ctx)
+	if !ok {
+		return resources.CallerInfo{}, false
+	}
+	return resources.CallerInfo{Org: c.Org, Admin: c.Role == auth.RoleAdmin}, true
+}

@@ -80,9 +80,13 @@ func seedReferrals(t *testing.T, s *fhirtest.Server) *referralData {
 	return d
 }
 
+// statusReason adds what the referral workflow requires of a status (resources.CheckTask).
 func statusReason(status string) string {
-	if status == "rejected" {
+	switch status {
+	case "rejected", "cancelled", "failed":
 		return `,"statusReason":{"text":"no capacity"}`
+	case "completed":
+		return `,"output":[{"type":{"text":"result"},"valueString":"meals delivered"}]`
 	}
 	return ""
 }

@@ -74,6 +74,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	}
 	s.started = time.Now().UTC()
 	s.svc.Authorize = s.serviceAuthorizer
+	s.svc.Caller = callerInfo
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)
