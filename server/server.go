@@ -41,6 +41,12 @@ type Config struct {
 	// Verifier checks bearer tokens. Every FHIR endpoint but /fhir/metadata requires one;
 	// with no verifier, they all answer 401.
 	Verifier *auth.Verifier
+	// RateLimit is the sustained requests per second allowed per client, RateBurst the
+	// bucket size; 0 turns limiting off.
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins may call from browsers; none by default.
+	CORSOrigins []string
 }
 
 // Server wires the service into an Echo instance.
@@ -50,6 +56,7 @@ type Server struct {
 	store   resources.Store
 	log     *slog.Logger
 	metrics *metrics
+	limiter *limiter
 	Echo    *echo.Echo
 	capCache
 }
@@ -73,12 +80,15 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		metrics: m,
 	}
 	s.started = time.Now().UTC()
+	if cfg.RateLimit > 0 {
+		s.limiter = newLimiter(cfg.RateLimit, max(cfg.RateBurst, 1))
+	}
 	s.svc.Authorize = s.serviceAuthorizer
 	s.svc.Caller = callerInfo
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)
-	e.Use(s.observe, s.recoverPanics)
+	e.Use(s.observe, s.recoverPanics, securityHeaders, s.cors)
 
 	e.GET("/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
 	e.GET("/health/ready", s.ready)
@@ -91,7 +101,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f := e.Group("/fhir")
 	n := s.negotiate
 	f.GET("/metadata", s.capabilities, n)
-	guarded := []echo.MiddlewareFunc{n, s.authenticate, s.authorize}
+	guarded := []echo.MiddlewareFunc{n, s.authenticate, s.rateLimit, s.authorize}
 	f.GET("", s.systemSearch, guarded...)
 	f.GET("/", s.systemSearch, guarded...)
 	f.POST("", s.bundle, guarded...)

@@ -85,6 +85,9 @@ type serveConfig struct {
 	shutdownWait time.Duration
 	anyRefs      bool
 	requiredRefs string
+	rateLimit    float64
+	rateBurst    int
+	corsOrigins  string
 	maxEntries   int
 	multiDelete  bool
 	issuer       string
@@ -110,6 +113,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.jwksFile, "jwks-file", "", "verify tokens with the keys in this JWKS file (CALAIMFHIR_JWKS_FILE)")
 	fs.StringVar(&cfg.issuer, "issuer", "", "required token issuer (iss) with --jwks-url/--jwks-file (CALAIMFHIR_ISSUER)")
 	fs.StringVar(&cfg.audience, "audience", "", "required token audience (aud) with --jwks-url/--jwks-file (CALAIMFHIR_AUDIENCE)")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", 200, "sustained requests per second per client (token client id, else address); 0 turns limiting off (CALAIMFHIR_RATE_LIMIT)")
+	fs.IntVar(&cfg.rateBurst, "rate-burst", 400, "requests a client may send at once above the rate (CALAIMFHIR_RATE_BURST)")
+	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
@@ -178,6 +184,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxBundleEntries:          cfg.maxEntries,
 		MultipleConditionalDelete: cfg.multiDelete,
 		Verifier:                  verifier,
+		RateLimit:                 cfg.rateLimit,
+		RateBurst:                 cfg.rateBurst,
+		CORSOrigins:               splitList(cfg.corsOrigins),
 	}, store, r4.Validate, logger, reg)
 
 	httpServer := &http.Server{
@@ -220,6 +229,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // requiredReferences reads --required-references ("Type=path,path;Type=path") over the

@@ -57,6 +57,11 @@ func (s *Server) LogText() string {
 // Options adjust the server under test.
 type Options struct {
 	MaxBodyBytes int64
+	// RateLimit and RateBurst turn on per-client rate limiting (off by default).
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins are allowed browser origins.
+	CORSOrigins []string
 	// AnyReferences turns off the required-reference checks (resources.DefaultRequiredReferences),
 	// for fixtures such as the official examples that refer to resources not in the set.
 	AnyReferences bool
@@ -85,7 +90,7 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s.Key = key
 	s.AdminToken = s.Token("admin", "Organization/calaimfhir-test", "")
 	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
-		RequiredReferences: required, Verifier: verifier},
+		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
