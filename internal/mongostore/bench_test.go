@@ -126,3 +126,80 @@ func BenchmarkSearchTaskByOwner(b *testing.B) {
 		})
 	}
 }
+
+func benchPatient(id string, v int64) *resources.Resource {
+	lu := time.UnixMicro(max(time.Now().UnixMicro(), benchClock.Add(1))).UTC()
+	benchClock.Store(lu.UnixMicro())
+	doc := map[string]any{
+		"resourceType": "Patient",
+		"id":           id,
+		"meta":         map[string]any{"versionId": fmt.Sprint(v), "lastUpdated": lu.Format(time.RFC3339Nano)},
+		"identifier":   []any{map[string]any{"system": "urn:cin", "value": id}},
+		"name":         []any{map[string]any{"family": "Doe", "given": []any{"Jan"}}},
+		"birthDate":    "1980-02-03",
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic(err)
+	}
+	return &resources.Resource{Type: "Patient", ID: id, VersionID: v, LastUpdated: lu, JSON: b, Keys: resources.ExtractKeys("Patient", doc)}
+}
+
+// sixResources is a referral-sized transaction: three Patients and three Tasks, created (v=1)
+// or updated (v>1).
+func sixResources(n int, v int64) []*resources.Resource {
+	var rs []*resources.Resource
+	for k := 0; k < 3; k++ {
+		rs = append(rs, benchPatient(fmt.Sprintf("p%06d-%d", n, k), v))
+		t := benchTask(fmt.Sprintf("t%06d-%d", n, k), "Organization/cbo-1", "requested")
+		t.VersionID = v
+		rs = append(rs, t)
+	}
+	return rs
+}
+
+// BenchmarkSixResources compares one Apply of six resources with six Puts, creating and
+// updating, on a store that holds 1,000 Tasks already:
+//
+//	go test -run '^$' -bench SixResources -benchtime 100x ./internal/mongostore/
+func BenchmarkSixResources(b *testing.B) {
+	for _, mode := range []string{"create", "update"} {
+		for _, how := range []string{"6 Puts", "Apply"} {
+			b.Run(mode+"/"+how, func(b *testing.B) {
+				s := benchStore(b)
+				load(b, s, 1000, 10)
+				ctx := context.Background()
+				n := 0
+				for b.Loop() {
+					rs := sixResources(n, 1)
+					if mode == "update" {
+						b.StopTimer()
+						for _, r := range rs {
+							if err := s.Put(ctx, r); err != nil {
+								b.Fatal(err)
+							}
+						}
+						rs = sixResources(n, 2)
+						b.StartTimer()
+					}
+					n++
+					if how == "Apply" {
+						ws := make([]*resources.Write, len(rs))
+						for i, r := range rs {
+							ws[i] = &resources.Write{Resource: r}
+						}
+						if err := s.Apply(ctx, ws); err != nil {
+							b.Fatal(err)
+						}
+						continue
+					}
+					for _, r := range rs {
+						if err := s.Put(ctx, r); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		}
+	}
+}

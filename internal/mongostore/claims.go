@@ -44,6 +44,10 @@ import (
 // generation instead of by a compare-and-set update: updates are not atomic on FerretDB, unique
 // inserts are, so exactly one caller takes over a stale claim on every backend.
 //
+// The conditional creates of a transaction (Apply) take claims of the same chains, so they are
+// serialized with CreateIfNoneExist and with each other; such a claim names its transaction and
+// is judged by that transaction's state rather than by claimLease (see claimCond).
+//
 // The only timing assumption is claimLease: a creator that needs longer than that between its
 // claim and its Put, and whose clock is that far off, could be overtaken; both the lease and
 // clock skew between servers are in seconds, the Put in milliseconds. Claims are never
@@ -61,7 +65,8 @@ type claim struct {
 	RID string        `bson:"id"`
 	At  bson.DateTime `bson:"at"`
 	Rel bool          `bson:"rel"`
-	W   string        `bson:"w"` // token of the claiming call (recognizes a retried insert)
+	W   string        `bson:"w"`            // token of the claiming call (recognizes a retried insert)
+	Tx  string        `bson:"tx,omitempty"` // the transaction (Apply) that took the claim
 }
 
 // condKey is the canonical key of a condition on typ.
@@ -142,29 +147,61 @@ func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, co
 	if r.VersionID != 1 {
 		return nil, resources.Errorf(resources.KindInternal, "mongostore: conditional create of %s/%s with version %d", r.Type, r.ID, r.VersionID)
 	}
-	cur, _, err := s.colls(ctx, r.Type, true)
-	if err != nil {
+	if _, _, err := s.colls(ctx, r.Type, true); err != nil {
 		return nil, err
 	}
 	if cond == nil {
 		return nil, s.Put(ctx, r)
 	}
 	q := &resources.Query{Type: r.Type, Clauses: cond.Clauses, Count: 2}
-	if res, done, err := s.matchOne(ctx, q); done {
+	check := func(ctx context.Context) (*resources.Resource, bool, error) { return s.matchOne(ctx, q) }
+	if res, done, err := check(ctx); done {
 		return res, err
 	}
-	key := condKey(r.Type, cond)
+	cl, res, err := s.claimCond(ctx, r.Type, r.ID, "", cond, check)
+	switch {
+	case errors.Is(err, errClaimBusy):
+		e := resources.Errorf(resources.KindUnavailable, "a conditional create with the same condition is still in progress; retry")
+		e.RetryAfter = 1
+		return nil, e
+	case cl == nil:
+		return res, err
+	}
+	return nil, s.createClaimed(ctx, r, cl)
+}
+
+// errClaimBusy: the live claim of the condition is held by a creator still at work (for
+// longer than claimWait). errOwnClaim: the live claim is held by the calling transaction itself
+// (an earlier write of the same Apply with the same condition).
+var (
+	errClaimBusy = errors.New("a conditional create with the same condition is in progress")
+	errOwnClaim  = errors.New("an earlier write of the transaction holds the condition")
+)
+
+// claimCond takes the live claim of cond's chain for resource rid of type typ (steps 2 and 3
+// of the protocol above). check searches the condition: when it reports done, claimCond
+// returns its result with a nil claim. txid names the transaction taking the claim (Apply
+// without multi-document transactions), "" otherwise.
+//
+// A claim taken by a transaction is not judged by its age but by the state of its transaction
+// (see "Transactions" in the package comment): in progress while the transaction is pending or
+// being applied (however long it runs: its writer keeps it alive), stale once it is finished,
+// whether it committed (the resource exists) or was rolled back (it never will). A transaction
+// whose writer died is settled first (rolled back, or finished if it had committed).
+func (s *Store) claimCond(ctx context.Context, typ, rid, txid string, cond *resources.Query, check func(context.Context) (*resources.Resource, bool, error)) (*claim, *resources.Resource, error) {
+	cur := s.db.Collection(typ)
+	key := condKey(typ, cond)
 	start := time.Now()
 	backoff := 2 * time.Millisecond
 	token := newToken()
 	for g := int64(0); ; {
-		cl := claim{ID: key + "|" + strconv.FormatInt(g, 10), Key: key, G: g, RID: r.ID, At: bson.NewDateTimeFromTime(time.Now()), W: token}
+		cl := claim{ID: key + "|" + strconv.FormatInt(g, 10), Key: key, G: g, RID: rid, At: bson.NewDateTimeFromTime(time.Now()), W: token, Tx: txid}
 		_, err := s.claims.InsertOne(ctx, cl)
 		if err == nil {
-			return nil, s.createClaimed(ctx, r, &cl)
+			return &cl, nil, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
-			return nil, fail(err, "conditional create")
+			return nil, nil, fail(err, "conditional create")
 		}
 	held:
 		for {
@@ -174,30 +211,41 @@ func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, co
 				break held // not expected (claims are not deleted): try to take it
 			}
 			if err != nil {
-				return nil, fail(err, "conditional create")
+				return nil, nil, fail(err, "conditional create")
 			}
 			if h.W == token {
-				return nil, s.createClaimed(ctx, r, &cl) // our insert, retried by the driver
+				return &cl, nil, nil // our insert, retried by the driver
+			}
+			if txid != "" && h.Tx == txid {
+				return nil, nil, errOwnClaim
+			}
+			// The holder's transaction is settled before the search, so that a resource it
+			// committed is found by the search (like the existence check below).
+			txDone := false
+			if h.Tx != "" {
+				seen, err := s.settleTxs(ctx, []string{h.Tx}, time.Time{})
+				if err != nil {
+					return nil, nil, err
+				}
+				txDone = seen[h.Tx] != seenPending
 			}
 			exists, err := exists(ctx, cur, h.RID)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			if res, done, err := s.matchOne(ctx, q); done {
-				return res, err
+			if res, done, err := check(ctx); done {
+				return nil, res, err
 			}
-			if h.Rel || exists || time.Since(h.At.Time()) > claimLease {
+			if h.Rel || exists || txDone || h.Tx == "" && time.Since(h.At.Time()) > claimLease {
 				g++
 				break held
 			}
 			if time.Since(start) > claimWait {
-				e := resources.Errorf(resources.KindUnavailable, "a conditional create with the same condition is still in progress; retry")
-				e.RetryAfter = 1
-				return nil, e
+				return nil, nil, errClaimBusy
 			}
 			select {
 			case <-ctx.Done():
-				return nil, fail(ctx.Err(), "conditional create")
+				return nil, nil, fail(ctx.Err(), "conditional create")
 			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, 50*time.Millisecond)

@@ -2,6 +2,7 @@ package mongostore
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -120,7 +121,9 @@ func and(filter bson.D, cond bson.D) bson.D {
 }
 
 // Search implements resources.Store: keyset paging on (lu, _id), or on (SortBy values..., lu,
-// _id) when q has SortBy.
+// _id) when q has SortBy. A page holding a document with a transaction marker is resolved
+// before it is returned (see "Transactions" in the package comment): when a transaction
+// touching it finished while the search ran, the search runs again.
 func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page, error) {
 	cur, _, err := s.colls(ctx, q.Type, false)
 	if err != nil {
@@ -130,6 +133,36 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		page, docs, err := s.search(ctx, cur, q, ord)
+		if err != nil {
+			return nil, err
+		}
+		ids := markers(docs)
+		if len(ids) == 0 {
+			return page, nil
+		}
+		verdicts, err := s.settleTxs(ctx, ids, start)
+		if err != nil {
+			return nil, err
+		}
+		again := false
+		for i := range docs {
+			again = again || rereadCurrent(&docs[i], verdicts, false)
+		}
+		if !again {
+			return page, nil
+		}
+		if err := pause(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// search runs q once; docs are the documents the page was made of.
+func (s *Store) search(ctx context.Context, cur *mongo.Collection, q *resources.Query, ord *order) (*resources.Page, []doc, error) {
+	var err error
 	page := &resources.Page{Total: -1}
 	filter, values, none := compile(q.Clauses)
 	scan := false
@@ -137,7 +170,7 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		var ids, ws bson.A
 		ids, ws, scan, none, err = s.candidates(ctx, s.idx(q.Type), values)
 		if err != nil {
-			return nil, fail(err, "search index")
+			return nil, nil, fail(err, "search index")
 		}
 		if !none && !scan {
 			// w names one version of one resource, so this is exact even while the
@@ -151,7 +184,7 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		if q.Total {
 			page.Total = 0
 		}
-		return page, nil
+		return page, nil, nil
 	}
 	if scan {
 		return s.scan(ctx, cur, q, ord, filter, values, page)
@@ -159,14 +192,14 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 	if q.Total {
 		n, err := cur.CountDocuments(ctx, filter)
 		if err != nil {
-			return nil, fail(err, "search count")
+			return nil, nil, fail(err, "search count")
 		}
 		page.Total = n
 	}
 	count := max(q.Count, 1) // the contract says Count > 0; the SQLite store also reads 0 as 1
 	filter, err = keyset(q, ord, filter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	proj := readProjection
 	if len(q.SortBy) > 0 {
@@ -178,10 +211,10 @@ func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page
 		SetProjection(proj)
 	docs, err := find(ctx, cur, filter, opts, count+1)
 	if err != nil {
-		return nil, fail(err, "search")
+		return nil, nil, fail(err, "search")
 	}
 	fillSearchPage(page, docs, q, ord, count)
-	return page, nil
+	return page, docs, nil
 }
 
 // keyset adds q's resume position (strictly after q.After in ord) to filter.
@@ -214,7 +247,7 @@ var (
 // With SortBy the walk is in that order too; no index serves it, so the database sorts every
 // document matching filter before the walk starts (on MongoDB 6.0 and later a sort larger
 // than its memory limit spills to disk by default).
-func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Query, ord *order, filter bson.D, values []*valueClause, page *resources.Page) (*resources.Page, error) {
+func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Query, ord *order, filter bson.D, values []*valueClause, page *resources.Page) (*resources.Page, []doc, error) {
 	matches := func(d *doc) bool {
 		for _, vc := range values {
 			if !vc.match(d.X) {
@@ -226,14 +259,14 @@ func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Qu
 	if q.Total {
 		cursor, err := cur.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "x", Value: 1}}))
 		if err != nil {
-			return nil, fail(err, "search count")
+			return nil, nil, fail(err, "search count")
 		}
 		n := int64(0)
 		for cursor.Next(ctx) {
 			var d doc
 			if err := cursor.Decode(&d); err != nil {
 				cursor.Close(context.WithoutCancel(ctx))
-				return nil, fail(err, "search count")
+				return nil, nil, fail(err, "search count")
 			}
 			if matches(&d) {
 				n++
@@ -242,14 +275,14 @@ func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Qu
 		err = cursor.Err()
 		cursor.Close(context.WithoutCancel(ctx))
 		if err != nil {
-			return nil, fail(err, "search count")
+			return nil, nil, fail(err, "search count")
 		}
 		page.Total = n
 	}
 	count := max(q.Count, 1)
 	filter, err := keyset(q, ord, filter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	proj := scanProjection
 	if len(q.SortBy) > 0 {
@@ -257,24 +290,24 @@ func (s *Store) scan(ctx context.Context, cur *mongo.Collection, q *resources.Qu
 	}
 	cursor, err := cur.Find(ctx, filter, options.Find().SetSort(ord.spec()).SetProjection(proj))
 	if err != nil {
-		return nil, fail(err, "search")
+		return nil, nil, fail(err, "search")
 	}
 	defer cursor.Close(context.WithoutCancel(ctx))
 	var docs []doc
 	for len(docs) <= count && cursor.Next(ctx) {
 		var d doc
 		if err := cursor.Decode(&d); err != nil {
-			return nil, fail(err, "search")
+			return nil, nil, fail(err, "search")
 		}
 		if matches(&d) {
 			docs = append(docs, d)
 		}
 	}
 	if err := cursor.Err(); err != nil {
-		return nil, fail(err, "search")
+		return nil, nil, fail(err, "search")
 	}
 	fillSearchPage(page, docs, q, ord, count)
-	return page, nil
+	return page, docs, nil
 }
 
 func find(ctx context.Context, c *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder, max int) ([]doc, error) {
@@ -318,7 +351,9 @@ func fillSearchPage(page *resources.Page, docs []doc, q *resources.Query, ord *o
 	}
 }
 
-// History implements resources.Store: newest first by (lu, id, v), keyset paging.
+// History implements resources.Store: newest first by (lu, id, v), keyset paging. Entries of
+// transactions that are not committed (or were rolled back) are left out (see "Transactions"
+// in the package comment).
 func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resources.Page, error) {
 	_, hist, err := s.colls(ctx, q.Type, false)
 	if err != nil {
@@ -331,27 +366,109 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 	if !q.Since.IsZero() {
 		filter = append(filter, bson.E{Key: "lu", Value: bson.D{{Key: "$gte", Value: ceilMicro(q.Since)}}})
 	}
-	page := &resources.Page{}
-	if page.Total, err = hist.CountDocuments(ctx, filter); err != nil {
-		return nil, fail(err, "history count")
-	}
 	count := max(q.Count, 1)
-	if c := q.After; c != nil {
-		lu := micro(c.LastUpdated)
-		filter = and(filter, bson.D{{Key: "$or", Value: bson.A{
-			bson.D{{Key: "lu", Value: bson.D{{Key: "$lt", Value: lu}}}},
-			bson.D{{Key: "lu", Value: lu}, {Key: "id", Value: bson.D{{Key: "$lt", Value: c.ID}}}},
-			bson.D{{Key: "lu", Value: lu}, {Key: "id", Value: c.ID}, {Key: "v", Value: bson.D{{Key: "$lt", Value: c.Version}}}},
-		}}})
-	}
-	opts := options.Find().
-		SetSort(bson.D{{Key: "lu", Value: -1}, {Key: "id", Value: -1}, {Key: "v", Value: -1}}).
-		SetLimit(int64(count) + 1).
-		SetProjection(readProjection)
-	docs, err := find(ctx, hist, filter, opts, count+1)
+	docs, err := s.historyPage(ctx, hist, filter, q.After, count)
 	if err != nil {
-		return nil, fail(err, "history")
+		return nil, err
+	}
+	page := &resources.Page{}
+	// The entries of transactions in progress and not committed are not counted. (An entry left
+	// behind by a rollback that raced with its slow writer is, until a reader or writer meets
+	// and deletes it: see "Transactions".)
+	uncommitted, err := s.uncommittedTxs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	countFilter := filter
+	if len(uncommitted) > 0 {
+		countFilter = and(filter, bson.D{{Key: "tx", Value: bson.D{{Key: "$nin", Value: uncommitted}}}})
+	}
+	if page.Total, err = hist.CountDocuments(ctx, countFilter); err != nil {
+		return nil, fail(err, "history count")
 	}
 	fillPage(page, docs, q.Type, count)
 	return page, nil
+}
+
+// historyPage reads up to count+1 visible entries after the cursor.
+func (s *Store) historyPage(ctx context.Context, hist *mongo.Collection, filter bson.D, after *resources.Cursor, count int) ([]doc, error) {
+	opts := options.Find().
+		SetSort(bson.D{{Key: "lu", Value: -1}, {Key: "id", Value: -1}, {Key: "v", Value: -1}}).
+		SetProjection(readProjection)
+	var docs []doc
+	for {
+		f := filter
+		if after != nil {
+			f = and(filter, historyAfter(after))
+		}
+		limit := count + 1 - len(docs)
+		got, err := find(ctx, hist, f, opts.SetLimit(int64(limit)), limit)
+		if err != nil {
+			return nil, fail(err, "history")
+		}
+		var ids []string
+		for i := range got {
+			if got[i].Tx != "" && !slices.Contains(ids, got[i].Tx) {
+				ids = append(ids, got[i].Tx)
+			}
+		}
+		fates, err := s.txFates(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for i, d := range got {
+			switch {
+			case d.Tx == "" || fates[d.Tx] == fateCommitted:
+				docs = append(docs, d)
+			case fates[d.Tx] == fateAborted:
+				_ = dropOrphan(ctx, hist, &got[i]) // not counted either, then
+			}
+		}
+		if len(docs) > count || len(got) < limit {
+			return docs, nil
+		}
+		last := got[len(got)-1]
+		after = &resources.Cursor{LastUpdated: time.UnixMicro(last.LU), ID: last.RID, Version: last.V}
+	}
+}
+
+// uncommittedTxs lists the transactions in progress that are not committed (the transactions
+// collection holds only those in progress).
+func (s *Store) uncommittedTxs(ctx context.Context) (bson.A, error) {
+	cursor, err := s.txs.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fail(err, "history count")
+	}
+	var recs []txRecord
+	if err := cursor.All(ctx, &recs); err != nil {
+		return nil, fail(err, "history count")
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	infos, err := s.txStates(ctx, ids, false)
+	if err != nil {
+		return nil, err
+	}
+	var out bson.A
+	for _, id := range ids {
+		if info := infos[id]; info.rec && info.outcome != outcomeCommit {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// historyAfter is the newest-first keyset condition: versions strictly older than c.
+func historyAfter(c *resources.Cursor) bson.D {
+	lu := micro(c.LastUpdated)
+	return bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "lu", Value: bson.D{{Key: "$lt", Value: lu}}}},
+		bson.D{{Key: "lu", Value: lu}, {Key: "id", Value: bson.D{{Key: "$lt", Value: c.ID}}}},
+		bson.D{{Key: "lu", Value: lu}, {Key: "id", Value: c.ID}, {Key: "v", Value: bson.D{{Key: "$lt", Value: c.Version}}}},
+	}}}
 }
