@@ -94,7 +94,34 @@ func init() {
 			}
 			rs = append(rs, task(fmt.Sprintf("t%03d", i), 1, "Organization/tx", "requested"))
 		}
+		// Readers search, read and list history all along; none may ever see a Task of it.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for r := 0; r < 2; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if n := search(t, s, &resources.Query{Type: "Task", Clauses: []resources.Clause{owner("tx")}}); len(n.Resources) > 0 {
+						t.Errorf("a reader found %d Tasks of the failing transaction", len(n.Resources))
+					}
+					if _, err := s.Read(ctx(t), "Task", "t049"); !resources.IsKind(err, resources.KindNotFound) {
+						t.Errorf("a reader read t049 of the failing transaction: %v", err)
+					}
+					if h, err := s.History(ctx(t), &resources.HistoryQuery{Type: "Task", Count: 5}); err == nil && len(h.Resources) > 0 {
+						t.Errorf("a reader saw %d history entries of the failing transaction", len(h.Resources))
+					}
+				}
+			}()
+		}
 		err := transactor(t, s).Apply(ctx(t), writes(rs...))
+		close(stop)
+		wg.Wait()
 		wantApplyError(t, err, 50, resources.KindConflict)
 		for i, r := range rs {
 			if i == 50 {
