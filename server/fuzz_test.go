@@ -83,3 +83,43 @@ func examplesDirOrEmpty() string {
 	}
 	return dir
 }
+
+// FuzzBundle sends arbitrary Bundles to POST /fhir on the embedded store: no panic, no 500,
+// every error an OperationOutcome.
+//
+//	go test ./server -run '^$' -fuzz FuzzBundle -fuzztime 2m
+func FuzzBundle(f *testing.F) {
+	if dir := examplesDirOrEmpty(); dir != "" {
+		for _, name := range []string{"Bundle-bundle-transaction.json", "Bundle-xds.json", "Bundle-bundle-request-medsallergies.json"} {
+			if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Add(referralTransaction("12345678A", "R-1"))
+	for _, seed := range []string{
+		`{"resourceType":"Bundle","type":"batch","entry":[null,{},{"request":null},{"request":{"method":"GET","url":"/"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:a","request":{"method":"PATCH","url":"Task/x"},"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"W10="}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?identifier=x"}},{"request":{"method":"PUT","url":"Patient?"},"resource":{"resourceType":"Patient"}}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	store, _ := fhirtest.SQLite.OpenFresh(f)
+	s := fhirtest.Start(f, store, fhirtest.Options{AnyReferences: true})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest("POST", "/fhir", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+		rec := httptest.NewRecorder()
+		s.Server.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body.Bytes())
+		}
+		if rec.Code >= 400 {
+			var oo struct{ ResourceType string }
+			if json.Unmarshal(rec.Body.Bytes(), &oo) != nil || oo.ResourceType != "OperationOutcome" {
+				t.Fatalf("error %d without an OperationOutcome: %s", rec.Code, rec.Body.Bytes())
+			}
+		}
+	})
+}
