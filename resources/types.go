@@ -308,20 +308,23 @@ var valueParams = map[string][]Param{
 	},
 	"Claim":         {date("created", "created"), tok("priority", "priority")},
 	"ClaimResponse": {date("created", "created"), date("payment-date", "payment.date"), str("disposition", "disposition")},
-	"Coverage":      {date("period", "period"), str("dependent", "dependent")},
+	"Coverage":      {date("period", "period"), str("dependent", "dependent"), str("class-value", "class.value")},
 	"Organization": {
 		str("name", "name", "alias"), str("address", "address"), str("address-city", "address.city"),
 		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"), str("phonetic", "name"),
+		str("address-country", "address.country"), tok("address-use", "address.use"),
 	},
 	"Practitioner": {
 		str("name", "name"), str("family", "name.family"), str("given", "name.given"), str("address", "address"),
 		str("address-city", "address.city"), str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
+		str("address-country", "address.country"), tok("address-use", "address.use"), str("phonetic", "name"),
 		tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
 	},
 	"PractitionerRole": {date("date", "period"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom")},
 	"Location": {
 		str("name", "name", "alias"), str("address", "address"), str("address-city", "address.city"),
 		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
+		str("address-country", "address.country"), tok("address-use", "address.use"),
 	},
 	"HealthcareService": {str("name", "name")},
 	"Encounter": {
@@ -336,19 +339,24 @@ var valueParams = map[string][]Param{
 	"Condition": {
 		date("onset-date", "onsetDateTime", "onsetPeriod"), date("abatement-date", "abatementDateTime", "abatementPeriod"),
 		date("recorded-date", "recordedDate"), str("onset-info", "onsetString"), str("abatement-string", "abatementString"),
+		qty("onset-age", "onsetAge"), qty("abatement-age", "abatementAge"),
 	},
-	"Procedure": {date("date", "performedDateTime", "performedPeriod")},
-	"Goal":      {date("start-date", "startDate"), date("target-date", "target.dueDate")},
+	"Procedure": {date("date", "performedDateTime", "performedPeriod"),
+		uri("instantiates-canonical", "instantiatesCanonical"), uri("instantiates-uri", "instantiatesUri")},
+	"Goal": {date("start-date", "startDate"), date("target-date", "target.dueDate")},
 	"Questionnaire": {
 		str("name", "name"), str("title", "title"), str("publisher", "publisher"), str("description", "description"),
-		date("date", "date"), date("effective", "effectivePeriod"),
+		date("date", "date"), date("effective", "effectivePeriod"), tok("context-type", "useContext.code"),
+		qty("context-quantity", "useContext.valueQuantity"), tok("subject-type", "subjectType"),
 	},
 	"QuestionnaireResponse": {date("authored", "authored")},
-	"Group":                 {num("quantity", "quantity")},
+	"Group": {num("quantity", "quantity"),
+		tok("value", "characteristic.valueCodeableConcept", "characteristic.valueBoolean")},
 	"RelatedPerson": {
 		str("name", "name"), str("address", "address"), str("address-city", "address.city"),
 		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
 		date("birthdate", "birthDate"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+		str("address-country", "address.country"), tok("address-use", "address.use"), str("phonetic", "name"),
 	},
 	"DocumentReference": {
 		date("date", "date"), date("period", "context.period"), str("description", "description"),
