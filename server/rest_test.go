@@ -426,6 +426,8 @@ func TestLogs_HaveRequestIDsAndNoPHI(t *testing.T) {
 		s.Do("GET", "/fhir/Patient/"+id, nil, "X-Request-Id", "req-123")
 		s.Do("GET", "/fhir/Patient?identifier=https://calaimfhir.example.org/sid/medi-cal-cin|91234567A", nil)
 		s.Do("POST", "/fhir/Patient", []byte(`{"resourceType":"Patient","birthDate":"1990-13-45","name":[{"family":"Quintanilla"}]}`))
+		s.Do("GET", "/fhir/Patient/91234567A/_history/1/extra", nil) // unknown routes log no path
+		s.Do("GET", "/elsewhere/91234567A", nil)
 		logs := s.LogText()
 		if !strings.Contains(logs, `"request_id":"req-123"`) {
 			t.Fatalf("logs lack the request id: %s", logs)
