@@ -246,7 +246,7 @@
 // A resource without a value for a parameter must sort last in both directions. MongoDB sorts an
 // absent field first in ascending order and no comparison matches it, so the current document
 // stores the sentinels resources.SortMissingAsc / SortMissingDesc explicitly for every sortable
-// parameter of the type it lacks (about 40 bytes each; k already carries an AbsentKey for each).
+// parameter of the type it lacks (about 40 bytes each).
 // Then missing values need no special case anywhere: they sort, compare, and appear in cursors
 // exactly like the SQLite store's COALESCE. History entries keep only the parameters with values
 // (they are never sorted); the current document is derived from the entry with the sentinels
