@@ -46,6 +46,13 @@ func (b *Bundle) add(typ, system, value string, res map[string]any) string {
 		return fullURL
 	}
 	res["resourceType"] = typ
+	for k, v := range res {
+		if v == nil {
+			delete(res, k) // optional elements left unset; JSON null is not FHIR
+		} else if l, ok := v.([]any); ok && len(l) == 0 {
+			delete(res, k)
+		}
+	}
 	q := url.Values{"identifier": {system + "|" + value}}
 	e := &Entry{FullURL: fullURL, Type: typ, Resource: res, IfNoneExist: q.Encode()}
 	b.byURL[fullURL] = e
@@ -167,4 +174,17 @@ func list[T any](items ...T) []any {
 		out[i] = it
 	}
 	return out
+}
+
+func jsonInt(s string) json.Number { return json.Number(s) }
+
+func jsonScalar(v any) string {
+	switch x := v.(type) {
+	case json.Number:
+		return x.String()
+	case string:
+		return x
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

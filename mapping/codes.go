@@ -223,6 +223,8 @@ var sdohCategoryDisplay = map[string]string{
 	"health-insurance-coverage-status": "Health Insurance Coverage Status",
 	"utility-insecurity":               "Utility Insecurity",
 	"incarceration-status":             "Incarceration Status",
+	"veteran-status":                   "Veteran Status",
+	"language-access":                  "Language Access",
 	"sdoh-category-unspecified":        "SDOH Category Unspecified",
 }
 

@@ -98,6 +98,12 @@ func TestGolden(t *testing.T) {
 		{"referral", "referral.json", 2},
 		{"referral", "referral.csv", 2},
 		{"referral", "referral_bad.csv", 1},
+		{"screening", "screening.json", 3},
+		{"screening", "screening.csv", 2},
+		{"chw-encounter", "chw-encounter.json", 2},
+		{"chw-encounter", "chw-encounter.csv", 3},
+		{"dhcs-mif", "dhcs-mif.csv", 2},
+		{"dhcs-mif", "dhcs-mif.json", 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

@@ -370,11 +370,33 @@ func (f *format) validateSchema(row Row) []RowError {
 			}
 			return
 		}
-		out = append(out, RowError{Row: row.Num, Field: joinPath(e.InstanceLocation, ""), Message: e.ErrorKind.LocalizedString(printer)})
+		field := joinPath(e.InstanceLocation, "")
+		msg := e.ErrorKind.LocalizedString(printer)
+		if p, ok := e.ErrorKind.(*kind.Pattern); ok {
+			if help, ok := patternHelp[field]; ok {
+				msg = fmt.Sprintf("%q %s", p.Got, help)
+			} else if strings.HasSuffix(field, "_npi") {
+				msg = fmt.Sprintf("%q is not an NPI (10 digits)", p.Got)
+			}
+		}
+		out = append(out, RowError{Row: row.Num, Field: field, Message: msg})
 	}
 	walk(ve)
 	slices.SortStableFunc(out, func(a, b RowError) int { return strings.Compare(a.Field, b.Field) })
 	return out
+}
+
+// patternHelp says in words what a field's pattern asks for.
+var patternHelp = map[string]string{
+	"member_cin":       "is not a Medi-Cal CIN (8 digits then a capital letter, as 91234567A)",
+	"reporting_period": "is not a reporting period (YYYY-MM)",
+	"zip":              "is not a ZIP code (5 digits, or ZIP+4)",
+	"language":         "is not a BCP 47 language code (en, es, vi, zh, ...)",
+	"referral_id":      "is not an id (letters, digits, '.', '_' and '-', at most 64)",
+	"encounter_id":     "is not an id (letters, digits, '.', '_' and '-', at most 64)",
+	"screening_id":     "is not an id (letters, digits, '.', '_' and '-', at most 64)",
+	"start_time":       "is not a time (HH:MM, 24-hour)",
+	"end_time":         "is not a time (HH:MM, 24-hour)",
 }
 
 func joinPath(loc []string, last string) string {
