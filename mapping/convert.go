@@ -90,7 +90,9 @@ func (r *record) str(name string) string {
 	return strings.TrimSpace(s)
 }
 
-func (r *record) has(name string) bool { return r.str(name) != "" || r.f[name] != nil && r.f[name] != "" }
+func (r *record) has(name string) bool {
+	return r.str(name) != "" || r.f[name] != nil && r.f[name] != ""
+}
 
 func (r *record) list(name string) []string {
 	var out []string
@@ -288,10 +290,10 @@ func (r *record) plan(b *Bundle, patientRef, cin string) string {
 	planRef := b.add("Organization", PlanIDSystem, planID, org)
 	key := "coverage/" + planID + "/" + cin
 	cov := map[string]any{
-		"meta":       meta(profiles.CoverageProfile),
-		"identifier": list(map[string]any{"system": SourceKeySystem, "value": key}, map[string]any{"system": profiles.CINSystem, "value": cin}),
-		"status":     "active",
-		"type":       concept(coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "SUBSIDIZ", "subsidized health program")),
+		"meta":         meta(profiles.CoverageProfile),
+		"identifier":   list(map[string]any{"system": SourceKeySystem, "value": key}, map[string]any{"system": profiles.CINSystem, "value": cin}),
+		"status":       "active",
+		"type":         concept(coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "SUBSIDIZ", "subsidized health program")),
 		"subscriberId": cin,
 		"beneficiary":  ref(patientRef),
 		"relationship": concept(coding("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "self", "Self")),
