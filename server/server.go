@@ -105,6 +105,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.GET("", s.systemSearch, guarded...)
 	f.GET("/", s.systemSearch, guarded...)
 	f.POST("", s.bundle, guarded...)
+	f.POST("/$import", s.importFile, guarded...)
 	f.POST("/", s.bundle, guarded...)
 	f.PUT("/:type", s.conditionalUpdate, guarded...)
 	f.PATCH("/:type", s.patch, guarded...)

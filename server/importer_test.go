@@ -1,0 +1,371 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/internal/storetest"
+	"github.com/calaimfhir/calaimfhir/mapping"
+	"github.com/calaimfhir/calaimfhir/profiles"
+	"github.com/calaimfhir/calaimfhir/server"
+)
+
+func mappingFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fhirtest.RepoRoot(), "testdata", "mapping", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// importFile posts a fixture to $import with the Content-Type its extension says.
+func importFile(s *fhirtest.Server, format, name string, body []byte, query string, headers ...string) *fhirtest.Response {
+	ct := "application/json"
+	if strings.HasSuffix(name, ".csv") {
+		ct = "text/csv"
+	}
+	path := "/fhir/$import?format=" + format
+	if query != "" {
+		path += "&" + query
+	}
+	return s.Do("POST", path, body, append([]string{"Content-Type", ct}, headers...)...)
+}
+
+// summary reads the counts from the import report's extension.
+func summary(t testing.TB, r *fhirtest.Response) map[string]int {
+	t.Helper()
+	var o struct {
+		ResourceType string `json:"resourceType"`
+		Extension    []struct {
+			URL       string `json:"url"`
+			Extension []struct {
+				URL          string `json:"url"`
+				ValueInteger *int   `json:"valueInteger"`
+			} `json:"extension"`
+		} `json:"extension"`
+	}
+	if err := json.Unmarshal(r.Body, &o); err != nil || o.ResourceType != "OperationOutcome" {
+		t.Fatalf("not an import report (%v): %s", err, r.Body)
+	}
+	out := map[string]int{}
+	for _, e := range o.Extension {
+		if e.URL != server.ImportSummaryURL {
+			continue
+		}
+		for _, x := range e.Extension {
+			if x.ValueInteger != nil {
+				out[x.URL] = *x.ValueInteger
+			}
+		}
+	}
+	return out
+}
+
+// errorExpressions lists the expressions of the report's error issues.
+func errorExpressions(t testing.TB, r *fhirtest.Response) []string {
+	t.Helper()
+	var o struct {
+		Issue []struct {
+			Severity    string   `json:"severity"`
+			Diagnostics string   `json:"diagnostics"`
+			Expression  []string `json:"expression"`
+		} `json:"issue"`
+	}
+	if err := json.Unmarshal(r.Body, &o); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, is := range o.Issue {
+		if is.Severity == "error" {
+			out = append(out, strings.Join(is.Expression, ","))
+		}
+	}
+	return out
+}
+
+// count returns the number of matches of a search.
+func count(t testing.TB, s *fhirtest.Server, query string) int {
+	t.Helper()
+	r := s.Do("GET", "/fhir/"+query+sep(query)+"_total=accurate&_count=1", nil)
+	wantStatus(t, r, http.StatusOK)
+	var b struct {
+		Total *int `json:"total"`
+	}
+	if err := json.Unmarshal(r.Body, &b); err != nil || b.Total == nil {
+		t.Fatalf("no total in %s", r.Body)
+	}
+	return *b.Total
+}
+
+func sep(q string) string {
+	if strings.Contains(q, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+func total(t testing.TB, s *fhirtest.Server) int {
+	n := 0
+	for _, typ := range []string{"Patient", "Organization", "Practitioner", "Coverage", "Condition", "Consent", "ServiceRequest", "Task",
+		"QuestionnaireResponse", "Observation", "Encounter", "Procedure", "Claim"} {
+		n += count(t, s, typ)
+	}
+	return n
+}
+
+func tokenParam(system, value string) string { return url.QueryEscape(system + "|" + value) }
+
+// TestImport_Referral_StoresAndIsIdempotent imports the referral fixtures over HTTP on each
+// store: the resources land, linked as the mapping says, and importing again adds nothing.
+func TestImport_Referral_StoresAndIsIdempotent(t *testing.T) {
+	fhirtest.ForEachStore(t, func(t *testing.T, h storetest.Harness) {
+		s := start(t, h)
+		r := importFile(s, "referral", "referral.json", mappingFixture(t, "referral.json"), "")
+		wantStatus(t, r, http.StatusOK)
+		got := summary(t, r)
+		if got["rows"] != 2 || got["stored"] != 2 || got["rejected"] != 0 || got["created"] < 10 {
+			t.Fatalf("summary %v; report %s", got, r.Body)
+		}
+		created := got["created"]
+		if n := total(t, s); n != created {
+			t.Fatalf("%d resources stored, the report says %d created", n, created)
+		}
+		// The Task is owned by the receiving CBO and points at the ServiceRequest for the member.
+		tr := s.Do("GET", "/fhir/Task?identifier="+tokenParam(profiles.ExternalReferralIDSystem, "IEHP-2026-0001")+
+			"&_include=Task:focus&_include=Task:patient&_include=Task:owner", nil)
+		wantStatus(t, tr, http.StatusOK)
+		var bundle struct {
+			Entry []struct {
+				Resource map[string]any `json:"resource"`
+			} `json:"entry"`
+		}
+		json.Unmarshal(tr.Body, &bundle)
+		types := map[string]map[string]any{}
+		for _, e := range bundle.Entry {
+			types[e.Resource["resourceType"].(string)] = e.Resource
+		}
+		for _, typ := range []string{"Task", "ServiceRequest", "Patient", "Organization"} {
+			if types[typ] == nil {
+				t.Fatalf("Task search with includes lacks a %s: %s", typ, tr.Body)
+			}
+		}
+		if st := types["Task"]["status"]; st != "requested" {
+			t.Errorf("Task status %v", st)
+		}
+		if id := types["Organization"]["identifier"].([]any)[0].(map[string]any)["value"]; id != "1987654328" {
+			t.Errorf("Task owner NPI %v, want the receiving CBO 1987654328", id)
+		}
+		if n := count(t, s, "Condition?patient.identifier="+tokenParam(profiles.CINSystem, "91234567A")); n != 2 {
+			t.Errorf("member has %d Conditions, want 2 (Z59.41, E11.9)", n)
+		}
+		if n := count(t, s, "Consent?patient.identifier="+tokenParam(profiles.CINSystem, "91234567A")); n != 1 {
+			t.Errorf("member has %d Consents, want 1", n)
+		}
+		if n := count(t, s, "Consent?patient.identifier="+tokenParam(profiles.CINSystem, "98765432B")); n != 0 {
+			t.Errorf("member who gave no consent has %d Consents", n)
+		}
+
+		again := importFile(s, "referral", "referral.json", mappingFixture(t, "referral.json"), "")
+		wantStatus(t, again, http.StatusOK)
+		if got := summary(t, again); got["stored"] != 2 || got["created"] != 0 {
+			t.Fatalf("re-import summary %v, want 2 stored and 0 created", got)
+		}
+		if n := total(t, s); n != created {
+			t.Fatalf("after re-import %d resources, want still %d", n, created)
+		}
+	})
+}
+
+// TestImport_BadRows_RejectedOthersLand: each bad row is reported with its row number and
+// field; the good row is stored; nothing of a bad row is.
+func TestImport_BadRows_RejectedOthersLand(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	r := importFile(s, "referral", "referral_bad.csv", mappingFixture(t, "referral_bad.csv"), "")
+	wantStatus(t, r, http.StatusOK)
+	if got := summary(t, r); got["rows"] != 7 || got["stored"] != 1 || got["rejected"] != 6 {
+		t.Fatalf("summary %v: %s", got, r.Body)
+	}
+	want := []string{"row[1].member_cin", "row[2].referring_npi", "row[3].service_code", "row[4].referral_date",
+		"row[5].diagnosis_codes", "row[7].consent_date", "row[7].population_of_focus", "row[7].priority"}
+	if got := errorExpressions(t, r); !slices.Equal(got, want) {
+		t.Errorf("error expressions\n got %v\nwant %v", got, want)
+	}
+	for _, msg := range []string{"not a Medi-Cal CIN", "check digit", "not a CalAIM service", "not valid date", "Z59.0 is a header"} {
+		if !strings.Contains(string(r.Body), msg) {
+			t.Errorf("report lacks %q: %s", msg, r.Body)
+		}
+	}
+	if n := count(t, s, "ServiceRequest"); n != 1 {
+		t.Errorf("%d ServiceRequests stored, want the one good row's", n)
+	}
+	for _, cin := range []string{"32345678E", "42345678F", "52345678G", "62345678H", "82345678K"} {
+		if n := count(t, s, "Patient?identifier="+tokenParam(profiles.CINSystem, cin)); n != 0 {
+			t.Errorf("member %s of a rejected row was stored", cin)
+		}
+	}
+}
+
+func TestImport_Atomic(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	r := importFile(s, "referral", "referral_bad.csv", mappingFixture(t, "referral_bad.csv"), "atomic=true")
+	wantOutcome(t, r, http.StatusUnprocessableEntity, "")
+	if n := total(t, s); n != 0 {
+		t.Fatalf("a refused atomic import stored %d resources", n)
+	}
+	r = importFile(s, "referral", "referral.csv", mappingFixture(t, "referral.csv"), "atomic=true")
+	wantStatus(t, r, http.StatusOK)
+	if got := summary(t, r); got["stored"] != 2 {
+		t.Fatalf("summary %v", got)
+	}
+}
+
+func TestImport_DryRun_ReturnsBundleStoresNothing(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	r := importFile(s, "referral", "referral.json", mappingFixture(t, "referral.json"), "dryRun=true")
+	wantStatus(t, r, http.StatusOK)
+	b := r.JSON(t)
+	if b["resourceType"] != "Bundle" || b["type"] != "transaction" {
+		t.Fatalf("dryRun answered %s", r.Body)
+	}
+	if n := total(t, s); n != 0 {
+		t.Fatalf("dryRun stored %d resources", n)
+	}
+	// The Bundle it returns is what $import would store: posting it works.
+	wantStatus(t, s.Do("POST", "/fhir", r.Body), http.StatusOK)
+	if n := count(t, s, "Task"); n != 2 {
+		t.Fatalf("%d Tasks after posting the dryRun Bundle", n)
+	}
+}
+
+// TestImport_AllFormats imports every fixture over HTTP (after the referrals that introduce
+// the members) and checks what each format adds.
+func TestImport_AllFormats(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	steps := []struct {
+		format, file string
+		stored       int
+		check        string // a search that must find want resources afterwards
+		want         int
+	}{
+		{"referral", "referral.json", 2, "Task?status=requested", 2},
+		{"referral", "referral.csv", 2, "Task?status=requested", 4},
+		{"screening", "screening.json", 3, "Condition?code=" + tokenParam(profiles.ICD10CMSystem, "Z59.41"), 2},
+		{"screening", "screening.csv", 2, "QuestionnaireResponse", 5},
+		{"chw-encounter", "chw-encounter.json", 2, "Claim?status=draft", 2},
+		{"chw-encounter", "chw-encounter.csv", 3, "Encounter", 5},
+		{"dhcs-mif", "dhcs-mif.csv", 2, "Task?owner.identifier=" + tokenParam(profiles.NPISystem, "1333444556"), 2},
+		{"dhcs-mif", "dhcs-mif.json", 1, "Coverage", 5}, // IEHP/98765432B came with its referral
+	}
+	for _, st := range steps {
+		r := importFile(s, st.format, st.file, mappingFixture(t, st.file), "")
+		wantStatus(t, r, http.StatusOK)
+		if got := summary(t, r); got["stored"] != st.stored {
+			t.Fatalf("%s: summary %v, want %d stored: %s", st.file, got, st.stored, r.Body)
+		}
+		if n := count(t, s, st.check); n != st.want {
+			t.Errorf("after %s: %s finds %d, want %d", st.file, st.check, n, st.want)
+		}
+	}
+	// Negative Hunger Vital Sign (HVS-1002) gives no Condition; the positive one (HVS-1001) does,
+	// with the Observations as evidence.
+	r := s.Do("GET", "/fhir/Condition?identifier="+tokenParam(mapping.SourceKeySystem, "screening/HVS-1001/condition/Z59.41"), nil)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.Body), `"evidence"`) || !strings.Contains(string(r.Body), "733423003") {
+		t.Errorf("HVS-1001 Condition lacks SNOMED code or evidence: %s", r.Body)
+	}
+	if n := count(t, s, "Condition?identifier="+tokenParam(mapping.SourceKeySystem, "screening/HVS-1002/condition/Z59.41")); n != 0 {
+		t.Errorf("a negative screen produced a Condition")
+	}
+	// CHW claim E-5002: 90 minutes with 5 patients → 98962 × 3 units.
+	r = s.Do("GET", "/fhir/Claim?identifier="+tokenParam(mapping.SourceKeySystem, "chw-encounter/1543210987/E-5002/claim"), nil)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.Body), `"98962"`) || !strings.Contains(string(r.Body), `"quantity":{"value":3}`) {
+		t.Errorf("claim E-5002 is not 98962 x 3: %s", r.Body)
+	}
+}
+
+// TestImport_NonAdminCallerIsTheTaskRequester: a plan's token imports referrals; its
+// organization becomes the Tasks' requester, which the workflow requires of a Task's creator.
+func TestImport_NonAdminCallerIsTheTaskRequester(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	tok := s.Token("plan", "Organization/plan-iehp", "system/*.cruds")
+	r := importFile(s, "referral", "referral.json", mappingFixture(t, "referral.json"), "", "Authorization", "Bearer "+tok)
+	wantStatus(t, r, http.StatusOK)
+	if n := count(t, s, "Task?requester=Organization/plan-iehp"); n != 2 {
+		t.Fatalf("%d Tasks requested by the importing plan, want 2", n)
+	}
+	// A token without create scopes cannot import.
+	ro := s.Token("cbo", "Organization/cbo-a", "system/*.rs")
+	r = importFile(s, "referral", "referral.csv", mappingFixture(t, "referral.csv"), "", "Authorization", "Bearer "+ro)
+	wantOutcome(t, r, http.StatusForbidden, "")
+}
+
+func TestImport_BadRequests(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{MaxBodyBytes: 64 << 10})
+	good := mappingFixture(t, "referral.csv")
+	huge := []byte("referral_id,referral_date\n" + strings.Repeat("R-1,2026-01-01\n", 10_000))
+	tests := []struct {
+		name, query, ct string
+		body            []byte
+		status          int
+		says            string
+	}{
+		{"no format", "", "text/csv", good, 400, "say which format"},
+		{"unknown format", "format=fax", "text/csv", good, 400, "unknown format"},
+		{"wrong header", "format=referral", "text/csv", []byte("cin,name\n91234567A,Maria\n"), 400, "is not a referral field"},
+		{"missing required column", "format=referral", "text/csv", []byte("referral_id,member_cin\nR-1,91234567A\n"), 400, "lacks required columns"},
+		{"header only", "format=referral", "text/csv", []byte(strings.SplitN(string(good), "\n", 2)[0] + "\n"), 400, "no records"},
+		{"ragged csv", "format=referral", "text/csv", append(good, []byte("a,b\n")...), 400, "not valid CSV"},
+		{"not json", "format=referral", "application/json", []byte("{oops"), 400, "not JSON"},
+		{"json scalar", "format=referral", "application/json", []byte(`"hello"`), 400, "JSON array"},
+		{"xml", "format=referral", "application/xml", []byte("<a/>"), 415, "text/csv or application/json"},
+		{"bad flag", "format=referral&atomic=maybe", "text/csv", good, 400, "atomic must be"},
+		{"too large", "format=referral", "text/csv", huge, 413, "larger than the limit"},
+		{"all rows bad", "format=referral", "application/json", []byte(`[{"referral_id":"x"}]`), 422, "is required"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.Do("POST", "/fhir/$import?"+tc.query, tc.body, "Content-Type", tc.ct)
+			wantStatus(t, r, tc.status)
+			if !strings.Contains(string(r.Body), tc.says) || !strings.Contains(string(r.Body), "OperationOutcome") {
+				t.Errorf("answer lacks %q: %s", tc.says, r.Body)
+			}
+		})
+	}
+	if n := total(t, s); n != 0 {
+		t.Fatalf("bad requests stored %d resources", n)
+	}
+}
+
+// TestImport_TooManyRows: the row bound holds for files under the body limit too.
+func TestImport_TooManyRows(t *testing.T) {
+	var sb strings.Builder
+	sb.WriteString("[")
+	for i := range mapping.DefaultMaxRows + 1 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString("{}")
+	}
+	sb.WriteString("]")
+	_, err := mapping.ReadJSON("referral", strings.NewReader(sb.String()), 0)
+	if fe, ok := err.(*mapping.FileError); !ok || !fe.TooLarge {
+		t.Fatalf("ReadJSON of %d records: %v, want a too-large FileError", mapping.DefaultMaxRows+1, err)
+	}
+	cols, _ := mapping.Columns("referral")
+	csv := strings.Join(cols, ",") + "\n" + strings.Repeat("x"+strings.Repeat(",", len(cols)-1)+"\n", 11)
+	_, err = mapping.ReadCSV("referral", strings.NewReader(csv), 10)
+	if err == nil || !strings.Contains(fmt.Sprint(err), "limit is 10") {
+		t.Fatalf("ReadCSV over maxRows: %v", err)
+	}
+}
