@@ -295,9 +295,13 @@ func (s *Server) importFile(c echo.Context) error {
 	var read func(string, []byte) ([]mapping.Row, error)
 	switch {
 	case mt == "text/csv" || mt == "application/csv":
-		read = func(f string, b []byte) ([]mapping.Row, error) { return mapping.ReadCSV(f, strings.NewReader(string(b)), 0) }
+		read = func(f string, b []byte) ([]mapping.Row, error) {
+			return mapping.ReadCSV(f, strings.NewReader(string(b)), 0)
+		}
 	case jsonTypes[mt]:
-		read = func(f string, b []byte) ([]mapping.Row, error) { return mapping.ReadJSON(f, strings.NewReader(string(b)), 0) }
+		read = func(f string, b []byte) ([]mapping.Row, error) {
+			return mapping.ReadJSON(f, strings.NewReader(string(b)), 0)
+		}
 	default:
 		return resources.Errorf(resources.KindUnsupportedMediaType, "send the file as text/csv or application/json (got %q)", ct)
 	}
