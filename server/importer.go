@@ -70,8 +70,28 @@ func fatal(err error) bool {
 	return false
 }
 
-// RunImport converts rows and stores them through svc.
-func RunImport(ctx context.Context, svc *resources.Service, rows []mapping.Row, opts ImportOptions) (*ImportReport, error) {
+// Executor runs a transaction Bundle and returns the HTTP status of each entry, in order.
+// Its errors are *resources.Error (the kinds say whether the row or the whole import failed).
+type Executor func(ctx context.Context, tx []byte) ([]int, error)
+
+// ServiceExecutor runs transactions on svc.
+func ServiceExecutor(svc *resources.Service) Executor {
+	return func(ctx context.Context, tx []byte) ([]int, error) {
+		res, err := svc.ProcessBundle(ctx, tx, resources.BundleOptions{})
+		if err != nil {
+			return nil, err
+		}
+		out := make([]int, len(res.Entries))
+		for i, e := range res.Entries {
+			out[i] = e.Status
+		}
+		return out, nil
+	}
+}
+
+// RunImport converts rows and stores them with exec, in transactions of at most maxEntries
+// entries (resources.DefaultMaxBundleEntries when 0).
+func RunImport(ctx context.Context, exec Executor, maxEntries int, rows []mapping.Row, opts ImportOptions) (*ImportReport, error) {
 	results, err := mapping.Convert(opts.Format, rows, opts.Convert)
 	if err != nil {
 		return nil, importFileError(err)
@@ -84,7 +104,6 @@ func RunImport(ctx context.Context, svc *resources.Service, rows []mapping.Row, 
 			good = append(good, i)
 		}
 	}
-	maxEntries := svc.MaxBundleEntries
 	if maxEntries <= 0 {
 		maxEntries = resources.DefaultMaxBundleEntries
 	}
@@ -100,7 +119,7 @@ func RunImport(ctx context.Context, svc *resources.Service, rows []mapping.Row, 
 		if all.Len() > maxEntries {
 			return rep, resources.Errorf(resources.KindTooLarge, "an atomic import of this file is a transaction of %d resources; the limit is %d: import it without atomic=true, or split it", all.Len(), maxEntries)
 		}
-		statuses, err := runTx(ctx, svc, all)
+		statuses, err := runTx(ctx, exec, all)
 		if err != nil {
 			return rep, err
 		}
@@ -129,7 +148,7 @@ func RunImport(ctx context.Context, svc *resources.Service, rows []mapping.Row, 
 			chunk.Merge(b)
 			end++
 		}
-		statuses, err := runTx(ctx, svc, chunk)
+		statuses, err := runTx(ctx, exec, chunk)
 		switch {
 		case err == nil:
 			for _, i := range good[start:end] {
@@ -140,7 +159,7 @@ func RunImport(ctx context.Context, svc *resources.Service, rows []mapping.Row, 
 		default:
 			// Some row of the chunk fails as a transaction: store each on its own.
 			for _, i := range good[start:end] {
-				statuses, err := runTx(ctx, svc, results[i].Bundle)
+				statuses, err := runTx(ctx, exec, results[i].Bundle)
 				if err != nil {
 					if fatal(err) {
 						return rep, err
@@ -161,15 +180,15 @@ func RunImport(ctx context.Context, svc *resources.Service, rows []mapping.Row, 
 }
 
 // runTx runs a transaction and returns the status of each fullUrl.
-func runTx(ctx context.Context, svc *resources.Service, b *mapping.Bundle) (map[string]int, error) {
-	res, err := svc.ProcessBundle(ctx, b.Transaction(), resources.BundleOptions{})
+func runTx(ctx context.Context, exec Executor, b *mapping.Bundle) (map[string]int, error) {
+	res, err := exec(ctx, b.Transaction())
 	if err != nil {
 		return nil, err
 	}
 	statuses := map[string]int{}
-	for i, e := range res.Entries {
+	for i, st := range res {
 		if i < len(b.Entries) {
-			statuses[b.Entries[i].FullURL] = e.Status
+			statuses[b.Entries[i].FullURL] = st
 		}
 	}
 	return statuses, nil
@@ -322,7 +341,7 @@ func (s *Server) importFile(c echo.Context) error {
 	if dryRun {
 		return s.convertOnly(c, rows, opts)
 	}
-	rep, err := RunImport(ctx, s.svc, rows, opts)
+	rep, err := RunImport(ctx, ServiceExecutor(s.svc), s.svc.MaxBundleEntries, rows, opts)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,8 @@ func main() {
 		stop()
 	case "token":
 		err = token(os.Args[2:], os.Stdout, os.Stderr)
+	case "import":
+		err = importCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
