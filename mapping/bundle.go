@@ -19,6 +19,9 @@ const SourceKeySystem = profiles.Base + "/sid/import-source-key"
 // PlanIDSystem identifies Medi-Cal managed care plans by the plan id the import files carry.
 const PlanIDSystem = profiles.Base + "/sid/medi-cal-plan-id"
 
+// ModalitySystem codes how a CHW or ECM contact took place (FACE, VIDEOCONF, PHONE).
+const ModalitySystem = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+
 // Entry is one transaction entry: a conditional create (POST with ifNoneExist).
 type Entry struct {
 	FullURL     string

@@ -86,6 +86,7 @@ func convertCHWEncounter(r *record, b *Bundle) string {
 	if v := r.str("place_of_service"); v != "" {
 		pos, posDisplay = v, ""
 	}
+	mode := map[string][2]string{"in-person": {"FACE", "face-to-face"}, "telehealth": {"VIDEOCONF", "videoconferencing"}, "phone": {"PHONE", "telephone"}}[r.str("modality")]
 	service := r.str("service_type")
 	serviceCoding := coding(profiles.CHWServiceTypeSystem, service, chwServiceDisplay[service])
 	var reasons []any
@@ -98,8 +99,9 @@ func convertCHWEncounter(r *record, b *Bundle) string {
 		"identifier": ident(SourceKeySystem, key),
 		"status":     "finished",
 		"class":      class,
-		"type":       list(concept(serviceCoding)),
-		"subject":    ref(patient),
+		// The modality (the DHCS files tell in person from telephonic and video) as a second type.
+		"type":    list(concept(serviceCoding), concept(coding(ModalitySystem, mode[0], mode[1]))),
+		"subject": ref(patient),
 		"participant": list(
 			map[string]any{
 				"type":       list(concept(coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF", "primary performer"))),
