@@ -369,3 +369,70 @@ func TestImport_TooManyRows(t *testing.T) {
 		t.Fatalf("ReadCSV over maxRows: %v", err)
 	}
 }
+
+// TestExportDHCSFiles imports referrals, MIF assignments and CHW encounters over HTTP, lets the
+// CBO accept one referral, and reads the plan's RTF and OTF back as CSV.
+func TestExportDHCSFiles(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	for _, f := range []struct{ format, file string }{
+		{"referral", "referral.json"}, {"referral", "referral.csv"}, {"dhcs-mif", "dhcs-mif.csv"}, {"chw-encounter", "chw-encounter.csv"},
+	} {
+		wantStatus(t, importFile(s, f.format, f.file, mappingFixture(t, f.file), ""), http.StatusOK)
+	}
+	// The CBO (NPI 1987654328, stored with a server id) accepts LAC-77.
+	r := s.Do("GET", "/fhir/Task?identifier="+tokenParam(profiles.ExternalReferralIDSystem, "LAC-77"), nil)
+	var b struct {
+		Entry []struct {
+			Resource map[string]any `json:"resource"`
+		} `json:"entry"`
+	}
+	json.Unmarshal(r.Body, &b)
+	if len(b.Entry) != 1 {
+		t.Fatalf("LAC-77 Task: %s", r.Body)
+	}
+	task := b.Entry[0].Resource
+	owner := task["owner"].(map[string]any)["reference"].(string)
+	task["status"] = "accepted"
+	body, _ := json.Marshal(task)
+	cbo := s.Token("cbo", owner, "system/*.cruds")
+	wantStatus(t, s.Do("PUT", "/fhir/Task/"+task["id"].(string), body, "Authorization", "Bearer "+cbo), http.StatusOK)
+
+	r = s.Do("GET", "/fhir/$export-rtf?plan=LACARE&period=2026-02", nil, "Accept", "text/csv")
+	wantStatus(t, r, http.StatusOK)
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/csv") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	lines := strings.Split(strings.TrimSpace(string(r.Body)), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "payer_id,payer_name,member_cin") {
+		t.Fatalf("RTF for LACARE 2026-02:\n%s", r.Body)
+	}
+	var accepted, pending bool
+	for _, l := range lines[1:] {
+		accepted = accepted || strings.Contains(l, "LAC-77,2026-02-10,accepted")
+		pending = pending || strings.Contains(l, "LAC-78,2026-02-11,pending")
+	}
+	if !accepted || !pending {
+		t.Errorf("RTF lacks LAC-77 accepted or LAC-78 pending:\n%s", r.Body)
+	}
+	r = s.Do("GET", "/fhir/$export-rtf?plan=LACARE&period=2026-03", nil)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.Body), "dhcs-mif/LACARE/32345678E/1333444556,2026-03-01,pending") {
+		t.Errorf("RTF for March lacks the MIF assignment:\n%s", r.Body)
+	}
+
+	r = s.Do("GET", "/fhir/$export-otf?plan=LACARE&period=2026-02", nil)
+	wantStatus(t, r, http.StatusOK)
+	if got := strings.Count(strings.TrimSpace(string(r.Body)), "\n"); got != 3 {
+		t.Errorf("OTF has %d rows, want the 3 CHW contacts:\n%s", got, r.Body)
+	}
+	if !strings.Contains(string(r.Body), "12345678C,CHW,2026-02-13,telephonic,Y,45") {
+		t.Errorf("OTF lacks the phone contact:\n%s", r.Body)
+	}
+
+	for _, q := range []string{"plan=LACARE", "plan=LACARE&period=2026-13", "period=2026-02", "plan=a%20b&period=2026-02"} {
+		wantOutcome(t, s.Do("GET", "/fhir/$export-rtf?"+q, nil), http.StatusBadRequest, "")
+	}
+	wantOutcome(t, s.Do("GET", "/fhir/$export-otf?plan=LACARE&period=2026-02", nil, "Authorization", ""), http.StatusUnauthorized, "")
+	noTasks := s.Token("plan", "Organization/p", "system/Coverage.rs system/Encounter.rs")
+	wantOutcome(t, s.Do("GET", "/fhir/$export-rtf?plan=LACARE&period=2026-02", nil, "Authorization", "Bearer "+noTasks), http.StatusForbidden, "")
+}

@@ -106,6 +106,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.GET("/", s.systemSearch, guarded...)
 	f.POST("", s.bundle, guarded...)
 	f.POST("/$import", s.importFile, guarded...)
+	f.GET("/$export-rtf", s.exportRTF, s.authenticate, s.rateLimit) // CSV: no FHIR JSON negotiation
+	f.GET("/$export-otf", s.exportOTF, s.authenticate, s.rateLimit)
 	f.POST("/", s.bundle, guarded...)
 	f.PUT("/:type", s.conditionalUpdate, guarded...)
 	f.PATCH("/:type", s.patch, guarded...)
