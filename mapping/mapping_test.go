@@ -148,3 +148,31 @@ func validateAll(t *testing.T, tx []byte) {
 		}
 	}
 }
+
+// TestREADMEDocumentsEveryField: the field names are a public contract, so the README's import
+// section names every field of every schema.
+func TestREADMEDocumentsEveryField(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skipf("README.md not found: %v", err)
+	}
+	start := strings.Index(string(readme), "## Importing referral forms")
+	if start < 0 {
+		t.Fatal("README has no import section")
+	}
+	section := string(readme[start:])
+	for _, f := range mapping.Formats {
+		cols, err := mapping.Columns(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cols {
+			if !strings.Contains(section, "`"+c+"`") && !strings.Contains(section, ","+c+",") {
+				t.Errorf("README does not document %s field %s", f, c)
+			}
+		}
+		if _, err := mapping.Schema(f); err != nil {
+			t.Error(err)
+		}
+	}
+}
