@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,9 +13,11 @@ import (
 	"testing"
 
 	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/internal/r4"
 	"github.com/calaimfhir/calaimfhir/internal/storetest"
 	"github.com/calaimfhir/calaimfhir/mapping"
 	"github.com/calaimfhir/calaimfhir/profiles"
+	"github.com/calaimfhir/calaimfhir/resources"
 	"github.com/calaimfhir/calaimfhir/server"
 )
 
@@ -435,4 +438,61 @@ func TestExportDHCSFiles(t *testing.T) {
 	wantOutcome(t, s.Do("GET", "/fhir/$export-otf?plan=LACARE&period=2026-02", nil, "Authorization", ""), http.StatusUnauthorized, "")
 	noTasks := s.Token("plan", "Organization/p", "system/Coverage.rs system/Encounter.rs")
 	wantOutcome(t, s.Do("GET", "/fhir/$export-rtf?plan=LACARE&period=2026-02", nil, "Authorization", "Bearer "+noTasks), http.StatusForbidden, "")
+}
+
+// TestRunImport_ChunkFallback: a row that fails only when stored (its member is not known
+// here, so the conditional reference finds nothing) fails alone; the rows of its chunk land.
+func TestRunImport_ChunkFallback(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	svc := &resources.Service{Store: store, Validate: r4.Validate, RequiredReferences: resources.DefaultRequiredReferences}
+	rows, err := mapping.ReadJSON("screening", strings.NewReader(`[
+		{"screening_id":"A","member_cin":"11111111A","member_given_name":"A","member_family_name":"A","member_birth_date":"1980-01-01","member_sex":"female",
+		 "instrument":"hunger-vital-sign","screening_date":"2026-01-05","answers":{"88122-7":"LA6729-3","88123-5":"LA6729-3"}},
+		{"screening_id":"B","member_cin":"22222222B","instrument":"hunger-vital-sign","screening_date":"2026-01-05","answers":{"88122-7":"LA28398-8","88123-5":"LA28398-8"}},
+		{"screening_id":"C","member_cin":"33333333C","member_given_name":"C","member_family_name":"C","member_birth_date":"1980-01-01","member_sex":"male",
+		 "instrument":"prapare","screening_date":"2026-01-05","answers":{"67875-5":"LA17956-6"}}]`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress []int
+	rep, err := server.RunImport(context.Background(), server.ServiceExecutor(svc), 0, rows,
+		server.ImportOptions{Format: "screening", Progress: func(done, total int) { progress = append(progress, done) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stored != 2 || rep.Rejected() != 1 || len(rep.Rows[1].Errors) != 1 || !strings.Contains(rep.Rows[1].Errors[0].Message, "not stored") {
+		t.Fatalf("report: %+v", rep.Rows)
+	}
+	if !slices.Equal(progress, []int{3}) {
+		t.Errorf("progress %v", progress)
+	}
+	// Atomic: the same file is refused whole, and a file over the entry limit is 413.
+	store2, _ := fhirtest.SQLite.OpenFresh(t)
+	svc2 := &resources.Service{Store: store2, Validate: r4.Validate, RequiredReferences: resources.DefaultRequiredReferences}
+	_, err = server.RunImport(context.Background(), server.ServiceExecutor(svc2), 0, rows, server.ImportOptions{Format: "screening", Atomic: true})
+	if resources.KindOf(err) != resources.KindNotFound {
+		t.Fatalf("atomic import with an unknown member: %v", err)
+	}
+	_, err = server.RunImport(context.Background(), server.ServiceExecutor(svc2), 5, rows[:1], server.ImportOptions{Format: "screening", Atomic: true})
+	if resources.KindOf(err) != resources.KindTooLarge {
+		t.Fatalf("atomic import over the entry limit: %v", err)
+	}
+	page, err := svc2.Search(context.Background(), mustSearch(t, "Patient"))
+	if err != nil || len(page.Resources) != 0 {
+		t.Fatalf("failed atomic imports stored %d Patients (%v)", len(page.Resources), err)
+	}
+	// Small transactions (7 + 5 entries over a limit of 10): chunks split at the limit, every row lands.
+	rep, err = server.RunImport(context.Background(), server.ServiceExecutor(svc2), 10, []mapping.Row{rows[0], rows[2]}, server.ImportOptions{Format: "screening"})
+	if err != nil || rep.Stored != 2 {
+		t.Fatalf("import with 10-entry transactions: %v, %+v", err, rep)
+	}
+}
+
+func mustSearch(t *testing.T, typ string) *resources.SearchRequest {
+	t.Helper()
+	sr, err := resources.ParseSearch(typ, url.Values{}, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sr
 }
