@@ -278,6 +278,18 @@ func TestImport_AllFormats(t *testing.T) {
 			t.Errorf("after %s: %s finds %d, want %d", st.file, st.check, n, st.want)
 		}
 	}
+	// Every format is idempotent: importing everything again creates nothing.
+	before := total(t, s)
+	for _, st := range steps {
+		r := importFile(s, st.format, st.file, mappingFixture(t, st.file), "")
+		wantStatus(t, r, http.StatusOK)
+		if got := summary(t, r); got["stored"] != st.stored || got["created"] != 0 {
+			t.Errorf("re-import of %s: %v, want %d stored and 0 created", st.file, got, st.stored)
+		}
+	}
+	if after := total(t, s); after != before {
+		t.Errorf("re-importing every fixture went from %d to %d resources", before, after)
+	}
 	// Negative Hunger Vital Sign (HVS-1002) gives no Condition; the positive one (HVS-1001) does,
 	// with the Observations as evidence.
 	r := s.Do("GET", "/fhir/Condition?identifier="+tokenParam(mapping.SourceKeySystem, "screening/HVS-1001/condition/Z59.41"), nil)
