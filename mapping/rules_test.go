@@ -164,3 +164,23 @@ func TestConvert_Deterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestScreening_NumericAnswerAndUnknownMember(t *testing.T) {
+	rows, err := ReadJSON("screening", strings.NewReader(`{"member_cin":"91234567A","instrument":"prapare","screening_date":"2026-01-02",
+		"answers":{"63512-8":3,"67875-5":"LA17956-6"}}`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := Convert("screening", rows, Options{})
+	if res[0].Bundle == nil {
+		t.Fatalf("errors: %v", res[0].Errors)
+	}
+	tx := string(res[0].Bundle.Transaction())
+	if !strings.Contains(tx, `"valueInteger": 3`) {
+		t.Errorf("the household size is not an integer answer:\n%s", tx)
+	}
+	// No demographics: the member is referred to by CIN, not created.
+	if strings.Contains(tx, `"url": "Patient"`) || !strings.Contains(tx, `"reference": "Patient?identifier=`) {
+		t.Errorf("a screening without demographics created a Patient or did not refer by CIN")
+	}
+}

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"regexp"
 	"slices"
 	"sort"
@@ -141,6 +142,8 @@ func (r *record) answers() map[string][]answer {
 			switch x := v.(type) {
 			case string:
 				addValue(q, x)
+			case json.Number:
+				addValue(q, x.String())
 			case []any:
 				for _, s := range x {
 					if s, ok := s.(string); ok {
