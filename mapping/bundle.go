@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
@@ -73,6 +74,9 @@ func (b *Bundle) Merge(other *Bundle) {
 	}
 }
 
+// Has reports whether the Bundle holds an entry with this fullUrl.
+func (b *Bundle) Has(fullURL string) bool { _, ok := b.byURL[fullURL]; return ok }
+
 // Len is the number of entries.
 func (b *Bundle) Len() int { return len(b.Entries) }
 
@@ -99,6 +103,14 @@ func (b *Bundle) Transaction() []byte {
 	body, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		panic(err) // maps of strings, numbers and booleans always marshal
+	}
+	// A conditional reference to a resource this Bundle creates (a screening row naming its
+	// member by CIN after a row that carries the member's demographics) points at its entry
+	// instead: the server resolves conditional references before the transaction writes.
+	for _, e := range b.Entries {
+		cond, _ := json.Marshal(e.Type + "?" + e.IfNoneExist)
+		full, _ := json.Marshal(e.FullURL)
+		body = bytes.ReplaceAll(body, append([]byte(`"reference": `), cond...), append([]byte(`"reference": `), full...))
 	}
 	return body
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -121,7 +122,10 @@ func RunImport(ctx context.Context, exec Executor, maxEntries int, rows []mappin
 		}
 		statuses, err := runTx(ctx, exec, all)
 		if err != nil {
-			return rep, err
+			if fatal(err) {
+				return rep, err
+			}
+			return rep, blameRows(err, all, results)
 		}
 		for _, i := range good {
 			rep.record(i, results[i].Bundle, statuses)
@@ -177,6 +181,38 @@ func RunImport(ctx context.Context, exec Executor, maxEntries int, rows []mappin
 		start = end
 	}
 	return rep, nil
+}
+
+var entryIndex = regexp.MustCompile(`Bundle\.entry\[(\d+)\]`)
+
+// blameRows names the rows whose entry failed an atomic import's transaction: the store
+// reports Bundle.entry[i], which means nothing to whoever wrote the file.
+func blameRows(err error, all *mapping.Bundle, results []mapping.Result) error {
+	e, ok := err.(*resources.Error)
+	if !ok {
+		return err
+	}
+	out := &resources.Error{Kind: e.Kind, Message: "atomic import failed, nothing was stored: " + e.Message, Err: e.Err}
+	for _, is := range e.OutcomeIssues() {
+		m := entryIndex.FindStringSubmatch(is.Diagnostics + " " + strings.Join(is.Expression, " "))
+		if m != nil {
+			i, _ := strconv.Atoi(m[1])
+			var rows []string
+			if i < len(all.Entries) {
+				for _, r := range results {
+					if r.Bundle != nil && r.Bundle.Has(all.Entries[i].FullURL) {
+						rows = append(rows, strconv.Itoa(r.Row))
+					}
+				}
+			}
+			if len(rows) > 0 {
+				is.Diagnostics = "row " + strings.Join(rows, ", ") + ": " + is.Diagnostics
+				is.Expression = append(is.Expression, "row["+rows[0]+"]")
+			}
+		}
+		out.Issues = append(out.Issues, is)
+	}
+	return out
 }
 
 // runTx runs a transaction and returns the status of each fullUrl.

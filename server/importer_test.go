@@ -482,8 +482,11 @@ func TestRunImport_ChunkFallback(t *testing.T) {
 	store2, _ := fhirtest.SQLite.OpenFresh(t)
 	svc2 := &resources.Service{Store: store2, Validate: r4.Validate, RequiredReferences: resources.DefaultRequiredReferences}
 	_, err = server.RunImport(context.Background(), server.ServiceExecutor(svc2), 0, rows, server.ImportOptions{Format: "screening", Atomic: true})
-	if resources.KindOf(err) != resources.KindNotFound {
+	if resources.KindOf(err) != resources.KindNotFound || !strings.Contains(err.Error(), "nothing was stored") {
 		t.Fatalf("atomic import with an unknown member: %v", err)
+	}
+	if is := err.(*resources.Error).Issues; len(is) == 0 || !strings.HasPrefix(is[0].Diagnostics, "row 2: ") {
+		t.Errorf("the failure does not name row 2: %+v", is)
 	}
 	_, err = server.RunImport(context.Background(), server.ServiceExecutor(svc2), 5, rows[:1], server.ImportOptions{Format: "screening", Atomic: true})
 	if resources.KindOf(err) != resources.KindTooLarge {
