@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
@@ -107,13 +106,22 @@ func (b *Bundle) Transaction() []byte {
 	// A conditional reference to a resource this Bundle creates (a screening row naming its
 	// member by CIN after a row that carries the member's demographics) points at its entry
 	// instead: the server resolves conditional references before the transaction writes.
+	created := make(map[string]string, len(b.Entries))
 	for _, e := range b.Entries {
-		cond, _ := json.Marshal(e.Type + "?" + e.IfNoneExist)
-		full, _ := json.Marshal(e.FullURL)
-		body = bytes.ReplaceAll(body, append([]byte(`"reference": `), cond...), append([]byte(`"reference": `), full...))
+		created[e.Type+"?"+e.IfNoneExist] = e.FullURL
 	}
-	return body
+	return conditionalRef.ReplaceAllFunc(body, func(m []byte) []byte {
+		sub := conditionalRef.FindSubmatch(m)
+		if full, ok := created[string(sub[1])]; ok {
+			return []byte(`"reference": "` + full + `"`)
+		}
+		return m
+	})
 }
+
+// conditionalRef matches a conditional reference as Transaction writes it (the query is
+// URL-encoded, so it holds no quote or backslash).
+var conditionalRef = regexp.MustCompile(`"reference": "([A-Z][A-Za-z]+\?[^"\\]*)"`)
 
 // uuidURL is a name-based (version 5 style, SHA-1) UUID as a urn:uuid: URL.
 func uuidURL(name string) string {

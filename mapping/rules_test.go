@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,29 @@ func TestScreening_NumericAnswerAndUnknownMember(t *testing.T) {
 	// No demographics: the member is referred to by CIN, not created.
 	if strings.Contains(tx, `"url": "Patient"`) || !strings.Contains(tx, `"reference": "Patient?identifier=`) {
 		t.Errorf("a screening without demographics created a Patient or did not refer by CIN")
+	}
+}
+
+// BenchmarkReferralChunk converts 100 referral rows and renders them as one transaction, as
+// the importer does per chunk.
+func BenchmarkReferralChunk(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("referral_id,referral_date,member_cin,member_given_name,member_family_name,member_birth_date,member_sex,plan_id,program,service_code,diagnosis_codes,referring_npi,receiving_org,consent_given,consent_date\n")
+	for i := range 100 {
+		fmt.Fprintf(&sb, "R-%d,2026-01-05,%08dA,G,F,1970-01-01,female,P,community-supports,housing-deposits,Z59.41;Z59.01,1234567893,1987654328,yes,2026-01-02\n", i, 10000000+i)
+	}
+	csv := sb.String()
+	b.ResetTimer()
+	for range b.N {
+		rows, err := ReadCSV("referral", strings.NewReader(csv), 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, _ := Convert("referral", rows, Options{})
+		all := NewBundle()
+		for _, r := range res {
+			all.Merge(r.Bundle)
+		}
+		_ = all.Transaction()
 	}
 }
