@@ -341,6 +341,9 @@ var printer = message.NewPrinter(language.English)
 // validateSchema checks a row against the format's schema and returns one RowError per
 // problem, each naming the top-level field concerned.
 func (f *format) validateSchema(row Row) []RowError {
+	if _, ok := row.Fields[""]; ok && len(row.Fields) == 1 {
+		return []RowError{{Row: row.Num, Message: "a record must be a JSON object of fields"}}
+	}
 	err := f.schema.Validate(map[string]any(row.Fields))
 	if err == nil {
 		return nil
