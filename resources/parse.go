@@ -692,9 +692,13 @@ func ParseDateRange(v string) (lo, hi time.Time, err error) {
 	return time.Time{}, time.Time{}, fmt.Errorf("%q is not a FHIR date, dateTime or instant", v)
 }
 
-// EncodeCursor makes the opaque _cursor value for a next link.
+// EncodeCursor makes the opaque _cursor value for a next link:
+// "lastUpdated|version|id[|@snapshot][|sort values as JSON]", base64url.
 func EncodeCursor(c *Cursor) string {
 	raw := fmt.Sprintf("%d|%d|%s", c.LastUpdated.UnixMicro(), c.Version, c.ID)
+	if !c.Snapshot.IsZero() {
+		raw += "|@" + strconv.FormatInt(c.Snapshot.UnixMicro(), 10)
+	}
 	if len(c.Values) > 0 {
 		vals, _ := json.Marshal(c.Values)
 		raw += "|" + string(vals)
@@ -719,10 +723,23 @@ func DecodeCursor(s string) (*Cursor, error) {
 		return nil, bad
 	}
 	c := &Cursor{LastUpdated: time.UnixMicro(us).UTC(), Version: v, ID: parts[2]}
-	if len(parts) == 4 {
-		if err := json.Unmarshal([]byte(parts[3]), &c.Values); err != nil || len(c.Values) == 0 {
+	if len(parts) < 4 {
+		return c, nil
+	}
+	rest := parts[3]
+	if snap, ok := strings.CutPrefix(rest, "@"); ok {
+		snap, rest, _ = strings.Cut(snap, "|")
+		at, err := strconv.ParseInt(snap, 10, 64)
+		if err != nil || at <= 0 {
 			return nil, bad
 		}
+		c.Snapshot = time.UnixMicro(at).UTC()
+		if rest == "" {
+			return c, nil
+		}
+	}
+	if err := json.Unmarshal([]byte(rest), &c.Values); err != nil || len(c.Values) == 0 {
+		return nil, bad
 	}
 	return c, nil
 }

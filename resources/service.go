@@ -424,7 +424,7 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 		q.Total = true
 		q.Count = 1
 	}
-	page, err := s.Store.Search(ctx, &q)
+	page, err := s.searchSnapshot(ctx, &q) // snapshot.go: stable pages under updates
 	if err != nil {
 		return nil, err
 	}
