@@ -119,9 +119,9 @@ func TestSearch_TotalOnlyWhenAskedOrFree(t *testing.T) {
 			query string
 			want  []string // total per page
 		}{
-			{"Task?owner=Organization/cbo-a", []string{"3"}},                          // one page: free
-			{"Task?owner=Organization/nobody", []string{"0"}},                         // no match: free
-			{"Task?owner=Organization/cbo-a&_count=2", []string{absent, absent}},      // not asked, not free
+			{"Task?owner=Organization/cbo-a", []string{"3"}},                     // one page: free
+			{"Task?owner=Organization/nobody", []string{"0"}},                    // no match: free
+			{"Task?owner=Organization/cbo-a&_count=2", []string{absent, absent}}, // not asked, not free
 			{"Task?owner=Organization/cbo-a&_count=2&_total=accurate", []string{"3", "3"}},
 			{"Task?owner=Organization/cbo-a&_count=2&_total=estimate", []string{"3", "3"}},
 			{"Task?owner=Organization/cbo-a&_total=none", []string{absent}},
