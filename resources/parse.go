@@ -33,8 +33,9 @@ type SearchRequest struct {
 	Includes []Include
 	// Elements, when set, restricts each match to these top-level elements (_elements).
 	Elements []string
-	// DropText removes the narrative (_summary=data).
-	DropText bool
+	// Summary is _summary=true, text or data (SummaryTrue, SummaryText, SummaryData): what
+	// each match shows (see ShapeResource); "" for the whole resource.
+	Summary string
 }
 
 // Include is one _include (Source:Param[:Target]) or _revinclude request; Param "*" follows
@@ -161,13 +162,13 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 		switch value {
 		case "count":
 			sr.CountOnly = true
-		case "data":
-			sr.DropText = true
+		case SummaryTrue, SummaryText, SummaryData:
+			sr.Summary = value
 			sr.Applied.Set(name, value)
 		case "false":
 			sr.Applied.Set(name, value)
 		default:
-			return ignore(name, "use count, data or false (true and text are not supported yet)")
+			return ignore(name, "use true, text, data, count or false")
 		}
 	case "_cursor":
 		c, err := DecodeCursor(value)
