@@ -27,7 +27,9 @@ import (
 // of T. Every entry of a traversal thus has lastUpdated <= T, and no entry appears twice or is
 // missed. What remains: a write whose lastUpdated was stamped before T but which committed only
 // after the first page was read (a write in flight during that one read) is seen as a change
-// made before T.
+// made before T; so is, with several servers, a write stamped by a server whose clock is
+// behind the one that fixed T (the stores assume clock skew far below a write's duration).
+// System-wide searches (SearchSystem) page by keyset without a snapshot.
 
 // maxSnapshotChanges bounds the versions written since a snapshot that one page examines; a
 // traversal that has fallen further behind must start again.
