@@ -152,7 +152,7 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 				}
 				continue
 			}
-			if p, ok := LookupParam(sr.Query.Type, name); !ok || p.Type == ParamComposite {
+			if p, ok := LookupParam(sr.Query.Type, name); !ok || p.Type == ParamComposite || p.Type == ParamSpecial {
 				sr.Query.SortBy = nil
 				return ignore("_sort", fmt.Sprintf("%s cannot sort by %q", sr.Query.Type, name))
 			}
@@ -815,13 +815,14 @@ func DecodeCursor(s string) (*Cursor, error) {
 	}
 	rest := parts[3]
 	if snap, ok := strings.CutPrefix(rest, "@"); ok {
-		snap, rest, _ = strings.Cut(snap, "|")
+		var hasValues bool
+		snap, rest, hasValues = strings.Cut(snap, "|")
 		at, err := strconv.ParseInt(snap, 10, 64)
 		if err != nil || at <= 0 {
 			return nil, bad
 		}
 		c.Snapshot = time.UnixMicro(at).UTC()
-		if rest == "" {
+		if !hasValues {
 			return c, nil
 		}
 	}
