@@ -55,6 +55,8 @@ func matchClause(c Clause, r *Resource, k *Keys) bool {
 		return slices.ContainsFunc(c.Dates, func(m ValueMatch) bool { return slices.ContainsFunc(k.Dates, m.MatchDate) })
 	case len(c.Numbers) > 0:
 		return slices.ContainsFunc(c.Numbers, func(m ValueMatch) bool { return slices.ContainsFunc(k.Numbers, m.MatchNumber) })
+	case len(c.Or) > 0:
+		return slices.ContainsFunc(c.Or, func(alt []Clause) bool { return Matches(alt, r, k) })
 	}
 	return false
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +144,56 @@ func TestSearch_TotalOnlyWhenAskedOrFree(t *testing.T) {
 					t.Fatalf("totals per page %v, want %v", got, tc.want)
 				}
 			})
+		}
+	})
+}
+
+// TestSearch_SnapshotPagingKeepsTenancy: the versions a traversal takes from history are
+// judged with the caller's tenancy clause too. A CBO paging through its Tasks while the
+// administrator updates Tasks of another CBO (and hands one of them over) sees exactly its own
+// Tasks of the moment the search began.
+func TestSearch_SnapshotPagingKeepsTenancy(t *testing.T) {
+	fhirtest.ForEachStore(t, func(t *testing.T, h storetest.Harness) {
+		s := start(t, h)
+		tenancyWorld(t, s)
+		task := func(id, cbo, side, note string) []byte {
+			return []byte(fmt.Sprintf(`{"resourceType":"Task","id":%q,"status":"requested","description":%q,"intent":"order","focus":{"reference":"ServiceRequest/sr-%s"},`+
+				`"for":{"reference":"Patient/%s"},"requester":{"reference":"Organization/prov-%s"},"owner":{"reference":"Organization/%s"}}`,
+				id, note, side, map[string]string{"a": "ana", "b": "ben"}[side], map[string]string{"a": "1", "b": "2"}[side], cbo))
+		}
+		for i := 0; i < 4; i++ {
+			wantStatus(t, s.Do("PUT", fmt.Sprintf("/fhir/Task/a%d", i), task(fmt.Sprintf("a%d", i), "cbo-a", "a", "requested")), http.StatusCreated)
+			wantStatus(t, s.Do("PUT", fmt.Sprintf("/fhir/Task/b%d", i), task(fmt.Sprintf("b%d", i), "cbo-b", "b", "requested")), http.StatusCreated)
+		}
+		for _, caller := range []struct{ role, org string }{{"cbo", "Organization/cbo-a"}, {"plan", "Organization/plan-1"}} {
+			as := []string{"Authorization", "Bearer " + s.Token(caller.role, caller.org, "")}
+			whole, _, _, _ := bundleIDs(t, s.Do("GET", "/fhir/Task?_sort=_lastUpdated&_count=100", nil, as...))
+			if len(whole) < 5 || slices.ContainsFunc(whole, func(id string) bool { return strings.HasPrefix(id, "b") || id == "task-b" }) {
+				t.Fatalf("%s sees %v before the traversal", caller.org, whole)
+			}
+			next := s.Base + "/Task?_sort=_lastUpdated&_count=2"
+			var got []string
+			for page := 0; next != ""; page++ {
+				ids, _, links, _ := bundleIDs(t, s.Do("GET", next, nil, as...))
+				got = append(got, ids...)
+				next = links["next"]
+				// Between pages the administrator changes the other referral's Tasks, and one
+				// of the caller's.
+				for i := 0; i < 4; i++ {
+					if i != 3 {
+						wantStatus(t, s.Do("PUT", fmt.Sprintf("/fhir/Task/b%d", i), task(fmt.Sprintf("b%d", i), "cbo-b", "b", fmt.Sprint("edit ", page))), http.StatusOK)
+					}
+				}
+				if page == 0 {
+					// Handed over to cbo-a after the start (still ben's, so not the plan's).
+					wantStatus(t, s.Do("PUT", "/fhir/Task/b3", task("b3", "cbo-a", "b", caller.org)), http.StatusOK)
+					wantStatus(t, s.Do("PUT", "/fhir/Task/"+whole[0], task(whole[0], "cbo-a", "a", "edited")), http.StatusOK)
+				}
+			}
+			if !slices.Equal(got, whole) {
+				t.Fatalf("%s's traversal %v, want its Tasks at the start %v", caller.org, got, whole)
+			}
+			wantStatus(t, s.Do("PUT", "/fhir/Task/b3", task("b3", "cbo-b", "b", "back")), http.StatusOK)
 		}
 	})
 }
