@@ -418,7 +418,9 @@ func TestTenancy_ReassignmentTakesEffectAtOnce(t *testing.T) {
 	tenancyWorld(t, s)
 	cboA := s.Token("cbo", "Organization/cbo-a", "")
 	cboB := s.Token("cbo", "Organization/cbo-b", "")
-	read := func(tok string) int { return s.Do("GET", "/fhir/Patient/ana", nil, "Authorization", "Bearer "+tok).Status }
+	read := func(tok string) int {
+		return s.Do("GET", "/fhir/Patient/ana", nil, "Authorization", "Bearer "+tok).Status
+	}
 	if read(cboA) != 200 || read(cboB) != 404 {
 		t.Fatalf("before: cbo-a %d, cbo-b %d", read(cboA), read(cboB))
 	}
