@@ -294,7 +294,7 @@ func (p *Population) claim(id string, m *Member, day time.Time) map[string]any {
 	item := map[string]any{"sequence": 1, "productOrService": concept(svc.system, svc.code),
 		"servicedDate": day.Format("2006-01-02"), "quantity": map[string]any{"value": 1},
 		"diagnosisSequence": []any{1}, "unitPrice": map[string]any{"value": 85, "currency": "USD"},
-		"net": map[string]any{"value": 85, "currency": "USD"},
+		"net":                     map[string]any{"value": 85, "currency": "USD"},
 		"locationCodeableConcept": concept("https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set", "12")}
 	if svc.modifier != "" {
 		item["modifier"] = []any{concept(profiles.HCPCSSystem, svc.modifier)}

@@ -239,7 +239,7 @@ func (w *workload) referral(ctx context.Context, rng *rand.Rand) (int, error) {
 				"code":      map[string]any{"coding": []any{coding(svc.system, svc.code)}, "text": svc.display},
 				"subject":   ref("urn:uuid:p"), "requester": ref(clinic), "performer": []any{ref(cbo)},
 				"reasonReference": []any{ref("urn:uuid:c")}, "supportingInfo": []any{ref("urn:uuid:k")},
-				"authoredOn":      now.Format(time.RFC3339)}},
+				"authoredOn": now.Format(time.RFC3339)}},
 		map[string]any{"fullUrl": "urn:uuid:t", "request": map[string]any{"method": "POST", "url": "Task",
 			"ifNoneExist": "identifier=" + profiles.ExternalReferralIDSystem + "|" + task["identifier"].([]any)[0].(map[string]any)["value"].(string)},
 			"resource": task},
