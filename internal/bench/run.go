@@ -146,7 +146,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	solo.Seconds += ceil.Seconds
+	// The solo total counts requests and errors only: latencies of different phases do not mix.
+	solo.Total = OpResult{Op: "total"}
 	for i := range solo.Ops {
+		solo.Total.Count += solo.Ops[i].Count
+		solo.Total.Errors += solo.Ops[i].Errors
 		if ceilRate > 0 {
 			solo.Ops[i].Ceiling = solo.Ops[i].PerSecond / ceilRate
 		}
