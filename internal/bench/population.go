@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -321,4 +322,33 @@ func (p *Population) Resources() int {
 		n += len(m.docs)
 	}
 	return n
+}
+
+// Documents returns every resource of the population (organizations first) as the loader
+// sends them, for micro-benchmarks that want realistic documents of each type. The maps are
+// the population's own: callers must not change them.
+func (p *Population) Documents() []map[string]any {
+	out := p.Organizations()
+	for _, m := range p.Members {
+		out = append(out, m.docs...)
+	}
+	return out
+}
+
+// SampleDocuments returns one JSON document per resource type of a small population from
+// seed, keyed by type, for micro-benchmarks.
+func SampleDocuments(seed uint64) map[string][]byte {
+	p := Generate(seed, "s-", 6, 2)
+	out := map[string][]byte{}
+	for _, d := range p.Documents() {
+		typ := d["resourceType"].(string)
+		if _, ok := out[typ]; !ok {
+			b, err := json.Marshal(d)
+			if err != nil {
+				panic(err) // plain maps of strings, numbers and slices always marshal
+			}
+			out[typ] = b
+		}
+	}
+	return out
 }
