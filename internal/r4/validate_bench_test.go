@@ -8,11 +8,11 @@ import (
 	"github.com/calaimfhir/calaimfhir/internal/r4"
 )
 
-// BenchmarkValidate parses and validates one realistic document of each type the workload
+// BenchmarkValidateByType parses and validates one realistic document of each type the workload
 // writes (from the bench population), as every create and update does.
 //
-//	go test ./internal/r4 -run '^$' -bench Validate -count 6 | tee new.txt  # benchstat old.txt new.txt
-func BenchmarkValidate(b *testing.B) {
+//	go test ./internal/r4 -run '^$' -bench ValidateByType -count 6 | tee new.txt  # benchstat old.txt new.txt
+func BenchmarkValidateByType(b *testing.B) {
 	docs := bench.SampleDocuments(1)
 	types := make([]string, 0, len(docs))
 	for typ := range docs {
