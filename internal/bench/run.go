@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer stopCeiling()
 
 	p := Generate(cfg.Seed, cfg.Prefix, cfg.Members, cfg.CBOs)
-	logf("loading %d resources (%d members, seed %d, prefix %q) into %s", p.Resources(), cfg.Members, cfg.Seed, cfg.Prefix, c.base)
+	logf("loading %d resources and their Tasks' workflow steps (%d members, seed %d, prefix %q) into %s", p.Resources(), cfg.Members, cfg.Seed, cfg.Prefix, c.base)
 	loadStart := time.Now()
 	n, err := load(ctx, c, p, cfg.LoadClients)
 	if err != nil {

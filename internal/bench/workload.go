@@ -261,7 +261,7 @@ func (w *workload) referral(ctx context.Context, rng *rand.Rand) (int, error) {
 		}
 		ids[i] = loc
 	}
-	if got[4].Response.Status[:3] == "201" && strings.HasPrefix(ids[4], "Task/") {
+	if strings.HasPrefix(got[4].Response.Status, "201") && strings.HasPrefix(ids[4], "Task/") {
 		task["id"] = strings.TrimPrefix(ids[4], "Task/")
 		task["for"], task["focus"] = ref(ids[0]), ref(ids[3])
 		w.pool.put(&TaskState{ID: task["id"].(string), Version: parseETag(got[4].Response.Etag), Owner: cbo, Doc: task})
