@@ -62,6 +62,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
 	fs.DurationVar(&cfg.run.SoloDuration, "solo", 2*time.Second, "length of each operation's solo phase before the mix (0: the ceiling only)")
 	fs.StringVar(&cfg.mix, "mix", "", "operation weights of the mix, e.g. read=35,poll=20 (default "+mixString(bench.DefaultMix)+")")
 	fs.IntVar(&cfg.run.ClaimBatch, "claim-batch", 50, "claims per submission")
+	fs.StringVar(&cfg.run.ClaimMode, "claims", "auto", "submit claims with POST Claim/$submit (submit), as batch Bundles of creates (batch), or with $submit when the CapabilityStatement lists it (auto)")
 	fs.IntVar(&cfg.run.LoadClients, "load-clients", 4, "concurrent transaction Bundles while loading")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -76,6 +77,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
 		return nil, fmt.Errorf("with --url, give --token or --data (exactly one)")
 	case cfg.url == "" && (cfg.token != "" || cfg.data != ""):
 		return nil, fmt.Errorf("--token and --data go with --url")
+	}
+	switch cfg.run.ClaimMode {
+	case "auto", "submit", "batch":
+	default:
+		return nil, fmt.Errorf("--claims: %q is not auto, submit or batch", cfg.run.ClaimMode)
 	}
 	if cfg.mix != "" {
 		mix, err := parseMix(cfg.mix)

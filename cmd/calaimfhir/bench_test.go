@@ -31,6 +31,8 @@ func TestParseBenchFlags_Combinations(t *testing.T) {
 		{"mix with the ceiling", []string{"--mix", "ceiling=1"}, "--mix"},
 		{"mix with a bad weight", []string{"--mix", "read=-1"}, "--mix"},
 		{"stray argument", []string{"now"}, "unexpected"},
+		{"claims via submit", []string{"--claims", "submit"}, ""},
+		{"claims mode unknown", []string{"--claims", "fax"}, "--claims"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/calaimfhir/calaimfhir/profiles"
@@ -103,6 +104,8 @@ type Member struct {
 	Task        *TaskState
 	CBO         string // the CBO the referral went to
 	Service     service
+	Referred    time.Time // the referral's authoredOn
+	claims      atomic.Int64
 	steps       []string // owner steps to the loaded status
 	docs        []map[string]any
 }
@@ -213,6 +216,7 @@ func npi(n int) string {
 // member builds the resources of one member, in dependency order.
 func (p *Population) member(rng *rand.Rand, m *Member) {
 	day := p.start.Add(time.Duration(m.Index%300) * 24 * time.Hour)
+	m.Referred = day
 	patient := "Patient/" + m.PatientID
 	svc := m.Service
 	m.docs = append(m.docs,

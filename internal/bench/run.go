@@ -33,6 +33,7 @@ type Config struct {
 	SoloDuration time.Duration  // each operation alone before the mix; 0 runs only the ceiling alone
 	Mix          map[string]int // operation weights of the mixed phase (default DefaultMix)
 	ClaimBatch   int            // Claims per submission (default 50)
+	ClaimMode    string         // "submit", "batch", or "" to use $submit when /metadata lists it
 	LoadClients  int            // concurrent load Bundles (default 4)
 
 	Log io.Writer // progress lines; nil discards them
@@ -98,9 +99,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Target: c.base, Store: cfg.Store, Seed: cfg.Seed, Prefix: cfg.Prefix, Members: cfg.Members,
 		CBOs: cfg.CBOs, Clients: cfg.Clients, Started: time.Now().UTC()}
 
-	submit, err := offersSubmit(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("read the CapabilityStatement: %w", err)
+	var submit bool
+	switch cfg.ClaimMode {
+	case "submit":
+		submit = true
+	case "batch":
+	case "", "auto":
+		var err error
+		if submit, err = offersSubmit(ctx, c); err != nil {
+			return nil, fmt.Errorf("read the CapabilityStatement: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("claim mode %q is not submit, batch or auto", cfg.ClaimMode)
 	}
 	rep.ClaimMode = "batch"
 	if submit {
@@ -286,16 +296,22 @@ func (w *workload) phase(ctx context.Context, name string, clients int, dur time
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			st := map[string]*opStats{}
 			results[i] = st
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				x := rng.IntN(total)
-				op := names[sort.SearchInts(cum, x+1)]
+			// The first client starts with one of each operation, deadline or not, so every
+			// operation of the mix has figures even in a short or slow phase.
+			for n := 0; ctx.Err() == nil && ((i == 0 && n < len(names)) || time.Now().Before(deadline)); n++ {
+				var op string
+				if i == 0 && n < len(names) {
+					op = names[n]
+				} else {
+					op = names[sort.SearchInts(cum, rng.IntN(total)+1)]
+				}
 				s := st[op]
 				if s == nil {
 					s = &opStats{}
 					st[op] = s
 				}
 				t0 := time.Now()
-				n, err := w.run(ctx, op, rng)
+				written, err := w.run(ctx, op, rng)
 				el := time.Since(t0)
 				switch {
 				case errors.Is(err, errSkip):
@@ -308,7 +324,7 @@ func (w *workload) phase(ctx context.Context, name string, clients int, dur time
 						s.firstErr = err.Error()
 					}
 				default:
-					s.resources += n
+					s.resources += written
 				}
 				s.lat = append(s.lat, el)
 			}

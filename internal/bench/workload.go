@@ -45,7 +45,9 @@ type workload struct {
 	submit     bool // the server lists Claim $submit
 
 	pool       taskPool
-	watermarks []atomic.Int64 // per CBO: unix nanos of the last poll's start
+	billable   map[string][]*Member // per CBO: members with a completed referral it may bill for
+	billers    []string             // CBOs with billable members
+	watermarks []atomic.Int64       // per CBO: unix nanos of the last poll's start
 	referrals  atomic.Int64
 }
 
@@ -87,9 +89,20 @@ func newWorkload(c *client, p *Population, ceilingURL string, claimBatch int, su
 	for i := range w.watermarks {
 		w.watermarks[i].Store(since.UnixNano())
 	}
+	w.billable = map[string][]*Member{}
 	for _, m := range p.Members {
-		if open(m.Task.Doc["status"].(string)) {
+		status := m.Task.Doc["status"].(string)
+		if open(status) {
 			w.pool.put(m.Task)
+		}
+		// Completed Tasks never change again, so their claims stay billable all run.
+		if status == "completed" && m.Service.program != "chw" {
+			w.billable[m.CBO] = append(w.billable[m.CBO], m)
+		}
+	}
+	for _, cbo := range p.CBOs {
+		if len(w.billable[cbo]) > 0 {
+			w.billers = append(w.billers, cbo)
 		}
 	}
 	return w
@@ -269,15 +282,23 @@ func (w *workload) referral(ctx context.Context, rng *rand.Rand) (int, error) {
 	return referralResources, nil
 }
 
-// claims is a CBO billing the plan for claimBatch services: one $submit of a Bundle of Claims
-// when the server offers it, else a batch Bundle of Claim creates.
+// claims is a CBO billing the plan for claimBatch services: one $submit of a collection
+// Bundle of Claims when the server offers it, else a batch Bundle of Claim creates. Each claim
+// bills a member whose referral the CBO completed (so a claim check finds the referral) for the
+// referral's service, on a day after the referral no earlier claim of this run used for that
+// member (so none is a duplicate). CHW services are not billed: they need a supervising
+// provider the population does not hold.
 func (w *workload) claims(ctx context.Context, rng *rand.Rand) (int, error) {
-	cbo := w.p.CBOs[rng.IntN(len(w.p.CBOs))]
+	if len(w.billers) == 0 {
+		return 0, errSkip
+	}
+	cbo := w.billers[rng.IntN(len(w.billers))]
+	members := w.billable[cbo]
 	var entries []any
 	for range w.claimBatch {
-		m := w.p.Members[rng.IntN(len(w.p.Members))]
-		c := w.p.claim("", m, time.Now().UTC().Add(-48*time.Hour))
-		c["provider"] = ref(cbo)
+		m := members[rng.IntN(len(members))]
+		day := m.Referred.Add(time.Duration(1+m.claims.Add(1)) * 24 * time.Hour)
+		c := w.p.claim("", m, day)
 		e := map[string]any{"fullUrl": fmt.Sprintf("urn:uuid:%016x%016x", rng.Uint64(), rng.Uint64()), "resource": c}
 		if !w.submit {
 			e["request"] = map[string]any{"method": "POST", "url": "Claim"}
@@ -292,10 +313,9 @@ func (w *workload) claims(ctx context.Context, rng *rand.Rand) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !w.submit {
-		if _, err := checkBundle(r.body, len(entries)); err != nil {
-			return 0, err
-		}
+	// Both answers have one entry per claim, each 2xx when the claim was accepted and stored.
+	if _, err := checkBundle(r.body, len(entries)); err != nil {
+		return 0, err
 	}
 	return len(entries), nil
 }
