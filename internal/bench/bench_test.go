@@ -58,6 +58,12 @@ func TestRun_InProcess_EveryOpWithoutErrors(t *testing.T) {
 		}
 	}
 	solo := rep.Phases[0].Ops
+	// Callers see data: the plan finds its members, each CBO the Tasks it owns.
+	for _, o := range solo {
+		if (o.Op == bench.OpPoll || o.Op == bench.OpSearch || o.Op == bench.OpRead) && o.Resources == 0 {
+			t.Errorf("solo %s returned no resources", o.Op)
+		}
+	}
 	if solo[0].Op != bench.OpCeiling || solo[0].Ceiling != 1 {
 		t.Errorf("first solo row %+v, want the ceiling at ratio 1", solo[0])
 	}

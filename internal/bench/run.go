@@ -45,6 +45,7 @@ type OpResult struct {
 	Count           int     `json:"count"`
 	Errors          int     `json:"errors"`
 	Skipped         int     `json:"skipped,omitempty"`
+	Resources       int     `json:"resources"` // written (referral, claim, task-update) or returned (search-cin, poll, read)
 	PerSecond       float64 `json:"per_second"`
 	ResourcesPerSec float64 `json:"resources_per_second,omitempty"`
 	P50             float64 `json:"p50_ms"`
@@ -350,6 +351,7 @@ func (w *workload) phase(ctx context.Context, name string, clients int, dur time
 			}
 		}
 		r := summarize(op, merged, elapsed)
+		r.Resources = merged.resources
 		if op == OpReferral || op == OpClaim {
 			r.ResourcesPerSec = float64(merged.resources) / elapsed
 		}

@@ -149,19 +149,30 @@ func (w *workload) run(ctx context.Context, op string, rng *rand.Rand) (int, err
 	return 0, fmt.Errorf("unknown operation %q", op)
 }
 
-// countEntries reads a searchset and fails when it holds fewer than want entries.
+// countEntries reads a searchset and returns its matches (not included resources or an
+// OperationOutcome about withheld results), failing when there are fewer than want.
 func countEntries(body []byte, want int) (int, error) {
 	var b struct {
-		Type  string            `json:"type"`
-		Entry []json.RawMessage `json:"entry"`
+		Type  string `json:"type"`
+		Entry []struct {
+			Search struct {
+				Mode string `json:"mode"`
+			} `json:"search"`
+		} `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil || b.Type != "searchset" {
 		return 0, fmt.Errorf("response is not a searchset Bundle")
 	}
-	if len(b.Entry) < want {
-		return 0, fmt.Errorf("search found %d entries, want at least %d", len(b.Entry), want)
+	n := 0
+	for _, e := range b.Entry {
+		if e.Search.Mode == "" || e.Search.Mode == "match" {
+			n++
+		}
 	}
-	return len(b.Entry), nil
+	if n < want {
+		return 0, fmt.Errorf("search found %d matches, want at least %d", n, want)
+	}
+	return n, nil
 }
 
 // poll is a CBO asking for its Tasks changed since its previous poll, oldest first.
