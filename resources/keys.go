@@ -6,7 +6,9 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
@@ -364,12 +366,32 @@ func dateValueRange(v any) (lo, hi int64, ok bool) {
 // NormalizeString folds case and strips accents, so "José" is found by "jose" (FHIR string
 // search is case- and accent-insensitive).
 func NormalizeString(s string) string {
-	// A transform chain keeps state, so each call builds its own.
-	out, _, err := transform.String(transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC), s)
+	// Most values (codes, ids, most names) are ASCII, which has no accents to strip; the
+	// Unicode chain below allocates ≈ 20 KB per call, most of a Patient's key extraction.
+	if isASCII(s) {
+		return strings.ToLower(s)
+	}
+	// A transform chain keeps state, so one is used by one call at a time (String resets it).
+	t := foldChains.Get().(transform.Transformer)
+	out, _, err := transform.String(t, s)
+	foldChains.Put(t)
 	if err != nil {
 		out = s
 	}
 	return strings.ToLower(out)
+}
+
+var foldChains = sync.Pool{New: func() any {
+	return transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+}}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // walk calls fn for every value at path below v, descending into arrays at every step. A

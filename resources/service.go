@@ -46,6 +46,8 @@ type Service struct {
 
 	clockMu sync.Mutex
 	last    time.Time
+
+	orgCache orgCache // tenancy.go
 }
 
 // authorize runs the Authorize hook, if any.

@@ -41,6 +41,7 @@ Usage:
   calaimfhir serve [flags]     run the server (embedded SQLite store unless --mongodb-uri is set)
   calaimfhir token --data DIR --org Organization/ID --role admin|plan|cbo|provider [--scope S] [--ttl 1h]
                                mint a development token with the key serve keeps in DIR
+  calaimfhir bench [flags]     load a synthetic population and run a mixed workload (bench -h)
   calaimfhir version           print the version
 
 Run 'calaimfhir serve -h' for the flags.
@@ -60,6 +61,10 @@ func main() {
 		stop()
 	case "token":
 		err = token(os.Args[2:], os.Stdout, os.Stderr)
+	case "bench":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err = runBench(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -94,6 +99,7 @@ type serveConfig struct {
 	audience     string
 	jwksURL      string
 	jwksFile     string
+	pprof        string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -117,6 +123,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 400, "requests a client may send at once above the rate (CALAIMFHIR_RATE_BURST)")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
+	fs.StringVar(&cfg.pprof, "pprof", "", "serve Go profiles (/debug/pprof) on this separate loopback address, e.g. 127.0.0.1:6060; off by default (CALAIMFHIR_PPROF)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
@@ -208,6 +215,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "try:  curl -s -H 'Authorization: Bearer %s' %s/Patient\n", token, cfg.baseURL)
 	} else {
 		fmt.Fprintf(stdout, "try:  curl -s %s/metadata\n", cfg.baseURL)
+	}
+
+	if cfg.pprof != "" {
+		addr, stopPprof, err := startPprof(cfg.pprof)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+		fmt.Fprintf(stdout, "profiles at http://%s/debug/pprof/\n", addr)
 	}
 
 	errc := make(chan error, 1)
