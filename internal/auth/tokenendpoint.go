@@ -159,6 +159,9 @@ func NewTokenEndpoint(cfg TokenEndpointConfig) (*TokenEndpoint, error) {
 // URL is the endpoint's public URL (the aud assertions must carry).
 func (te *TokenEndpoint) URL() string { return te.cfg.URL }
 
+// Clients is the number of registered clients.
+func (te *TokenEndpoint) Clients() int { return te.cfg.Clients.Len() }
+
 // Exchange handles one token request, given its form parameters (the body of a POST with
 // Content-Type application/x-www-form-urlencoded; the caller checks the content type).
 //
