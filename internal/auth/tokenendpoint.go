@@ -145,15 +145,17 @@ func NewTokenEndpoint(cfg TokenEndpointConfig) (*TokenEndpoint, error) {
 	case cfg.Leeway < 0:
 		cfg.Leeway = 0
 	}
-	parser := jwt.NewParser(
+	te := &TokenEndpoint{cfg: cfg, now: time.Now}
+	te.parser = jwt.NewParser(
 		jwt.WithValidMethods(AssertionAlgs),
 		jwt.WithAudience(cfg.URL),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(func() time.Time { return te.now() }),
 	)
-	return &TokenEndpoint{cfg: cfg, parser: parser, now: time.Now}, nil
+	return te, nil
 }
 
 // URL is the endpoint's public URL (the aud assertions must carry).
