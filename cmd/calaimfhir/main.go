@@ -215,7 +215,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "try:  curl -s %s/metadata\n", cfg.baseURL)
 	}
 	if tokenEndpoint != nil {
-		fmt.Fprintf(stdout, "SMART Backend Services token endpoint: %s (%d registered clients)\n", tokenEndpoint.URL(), tokenEndpoint.Clients())
+		fmt.Fprintf(stdout, "SMART Backend Services token endpoint: %s (registered clients: %d)\n", tokenEndpoint.URL(), tokenEndpoint.Clients())
 	}
 
 	errc := make(chan error, 1)
