@@ -97,6 +97,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	e.GET("/health/ready", s.ready)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	e.GET("/.well-known/smart-configuration", s.smartConfiguration, s.rateLimit)
+	e.GET("/fhir/.well-known/smart-configuration", s.smartConfiguration, s.rateLimit)
 	e.POST(TokenPath, s.token, s.oauthRateLimit)
 
 	// Middleware is attached per route, not to the group: group middleware would turn a

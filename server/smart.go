@@ -15,7 +15,9 @@ import (
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
-// SMART Backend Services: POST /auth/token and GET /.well-known/smart-configuration
+// SMART Backend Services: POST /auth/token and GET /.well-known/smart-configuration, served
+// both at the root and below the FHIR base (/fhir/.well-known/smart-configuration, where SMART
+// clients look: the base URL + "/.well-known/smart-configuration")
 // (https://hl7.org/fhir/smart-app-launch/backend-services.html,
 // https://hl7.org/fhir/smart-app-launch/conformance.html). The token endpoint speaks OAuth
 // 2.0, not FHIR, so its errors are RFC 6749 JSON ({"error", "error_description"}), not

@@ -534,6 +534,11 @@ func TestSMARTConfiguration_DescribesTheTokenEndpoint(t *testing.T) {
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
 		t.Fatalf("%d %v %s", r.status, r.header, r.body)
 	}
+	// SMART clients look below the FHIR base; the same document is there.
+	req, _ = http.NewRequest(http.MethodGet, env.http.URL+"/fhir/.well-known/smart-configuration", nil)
+	if below := env.send(req); below.status != http.StatusOK || !bytes.Equal(below.body, r.body) {
+		t.Fatalf("below the base: %d %s", below.status, below.body)
+	}
 	got := smartDecode(t, r.body)
 	if got["token_endpoint"] != env.tokenURL || !strings.HasSuffix(env.tokenURL, "/auth/token") {
 		t.Errorf("token_endpoint %v, want %s", got["token_endpoint"], env.tokenURL)
@@ -592,8 +597,10 @@ func TestSMARTConfiguration_DescribesTheTokenEndpoint(t *testing.T) {
 func TestSMART_OffWithoutATokenEndpoint(t *testing.T) {
 	store, _ := fhirtest.SQLite.OpenFresh(t)
 	s := fhirtest.Start(t, store, fhirtest.Options{})
-	if r := s.Do("GET", "/.well-known/smart-configuration", nil, "Authorization", ""); r.Status != http.StatusNotFound {
-		t.Errorf("smart-configuration: %d %s", r.Status, r.Body)
+	for _, path := range []string{"/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"} {
+		if r := s.Do("GET", path, nil, "Authorization", ""); r.Status != http.StatusNotFound {
+			t.Errorf("%s: %d %s", path, r.Status, r.Body)
+		}
 	}
 	r := s.Do("POST", "/auth/token", []byte("grant_type=client_credentials"), "Content-Type", "application/x-www-form-urlencoded", "Authorization", "")
 	if r.Status != http.StatusNotFound {
