@@ -197,3 +197,34 @@ func TestServe_TokenEndpointConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// With --signing-key and no identity provider the server is its own and only issuer: its
+// tokens are accepted, development tokens are not.
+func TestBuildAuth_SigningKeyAlone(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	keyPath := filepath.Join(dir, "signing.pem")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	cfg, err := parseServeFlags([]string{"--data", dir, "--base-url", "https://fhir.example.org/fhir", "--signing-key", keyPath}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, devKey, te, err := buildAuth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if devKey != nil || te == nil || te.URL() != "https://fhir.example.org/auth/token" || v.Issuer() != "https://fhir.example.org/auth" {
+		t.Fatalf("dev %v, endpoint %v, issuer %s", devKey, te, v.Issuer())
+	}
+	own, _ := auth.LoadSigningKey(keyPath)
+	tok, _ := own.Mint(auth.MintOptions{Org: "Organization/p", Role: "plan", Issuer: v.Issuer(), Audience: "https://fhir.example.org/fhir"})
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("own token: %v", err)
+	}
+	dev, _ := auth.LoadOrCreateDevKey(t.TempDir())
+	devTok, _ := dev.Mint(auth.MintOptions{Org: "Organization/p", Role: "admin"})
+	if _, err := v.Verify(context.Background(), devTok); err == nil {
+		t.Fatal("a development token was accepted in production")
+	}
+}
