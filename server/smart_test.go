@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
+	"maps"
 	mathbig "math/big"
 	"net/http"
 	"net/http/httptest"
@@ -256,6 +257,13 @@ func TestSMARTBackendServices_RSAAndECClientsGetTokensThatReadFHIR(t *testing.T)
 		t.Fatalf("create Coverage: %d %s", r.status, r.body)
 	}
 
+	// And one who is not: tenancy must hide them from the plan's backend client.
+	r = env.fhir("POST", "/fhir/Patient", env.adminTok, []byte(`{"resourceType":"Patient","name":[{"family":"Okafor"}]}`))
+	if r.status != http.StatusCreated {
+		t.Fatalf("create Patient: %d %s", r.status, r.body)
+	}
+	otherID := smartDecode(t, r.body)["id"].(string)
+
 	tests := []struct {
 		name      string
 		client    string
@@ -309,10 +317,28 @@ func TestSMARTBackendServices_RSAAndECClientsGetTokensThatReadFHIR(t *testing.T)
 			if r.status != http.StatusOK || smartDecode(t, r.body)["resourceType"] != "Bundle" {
 				t.Fatalf("search Patient: %d %s", r.status, r.body)
 			}
-			if tt.client == smartPlan {
-				if r = env.fhir("GET", "/fhir/Patient/"+patientID, got.AccessToken, nil); r.status != http.StatusOK {
-					t.Fatalf("read covered Patient: %d %s", r.status, r.body)
+			// The token's org and role put the client in its tenancy: the plan sees its member
+			// only; the CBO, with no referral yet, sees no one.
+			ids := map[string]bool{}
+			entries, _ := smartDecode(t, r.body)["entry"].([]any)
+			for _, e := range entries {
+				if res, _ := e.(map[string]any)["resource"].(map[string]any); res["resourceType"] == "Patient" {
+					ids[res["id"].(string)] = true
 				}
+			}
+			wantIDs := map[string]bool{}
+			if tt.client == smartPlan {
+				wantIDs[patientID] = true
+			}
+			if !maps.Equal(ids, wantIDs) {
+				t.Errorf("Patient search found %v, want %v", ids, wantIDs)
+			}
+			wantRead := map[bool]int{true: http.StatusOK, false: http.StatusNotFound}[tt.client == smartPlan]
+			if r = env.fhir("GET", "/fhir/Patient/"+patientID, got.AccessToken, nil); r.status != wantRead {
+				t.Errorf("read the plan's member: %d, want %d", r.status, wantRead)
+			}
+			if r = env.fhir("GET", "/fhir/Patient/"+otherID, got.AccessToken, nil); r.status != http.StatusNotFound {
+				t.Errorf("read a Patient outside the tenancy: %d, want 404", r.status)
 			}
 			if r = env.fhir("POST", "/fhir/Patient", got.AccessToken, []byte(`{"resourceType":"Patient"}`)); r.status != http.StatusForbidden {
 				t.Errorf("create Patient with a read-only grant: %d, want 403", r.status)
