@@ -672,7 +672,7 @@ func (ck *Checker) supervisorProblem(c *Claim, f *facts) string {
 }
 
 // groupSize returns the group size that applies to an item: the supportingInfo it points at,
-// or the claim's only group-size entry.
+// or the claim's only group-size entry when no item points at supportingInfo.
 func groupSize(c *Claim, it *Item) (int, bool) {
 	var sizes []struct {
 		seq int
@@ -691,7 +691,11 @@ func groupSize(c *Claim, it *Item) (int, bool) {
 			return int(s.n), true
 		}
 	}
-	if len(sizes) == 1 && len(it.InformationSequence) == 0 {
+	pointed := false
+	for i := range c.Item {
+		pointed = pointed || len(c.Item[i].InformationSequence) > 0
+	}
+	if len(sizes) == 1 && !pointed {
 		return int(sizes[0].n), true
 	}
 	return 0, false
