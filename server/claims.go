@@ -128,11 +128,9 @@ func (s *Server) readClaimsBody(c echo.Context) ([]byte, error) {
 // claim-invalid).
 func claimBodies(body []byte) ([][]byte, error) {
 	var probe struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-		Entry        []struct {
-			Resource json.RawMessage `json:"resource"`
-		} `json:"entry"`
+		ResourceType string          `json:"resourceType"`
+		Type         json.RawMessage `json:"type"` // a code in a Bundle, a CodeableConcept in a Claim
+		Entry        json.RawMessage `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &probe); err != nil {
 		return nil, resources.Wrap(resources.KindBadRequest, err, "the body is not a JSON Claim or Bundle")
@@ -144,17 +142,27 @@ func claimBodies(body []byte) ([][]byte, error) {
 	default:
 		return nil, resources.Errorf(resources.KindBadRequest, "$submit takes a Claim or a Bundle of Claims, not %q", probe.ResourceType)
 	}
-	if probe.Type != "batch" && probe.Type != "collection" {
-		return nil, resources.Errorf(resources.KindBadRequest, "$submit takes a batch or collection Bundle, not %q", probe.Type)
+	var typ string
+	json.Unmarshal(probe.Type, &typ)
+	if typ != "batch" && typ != "collection" {
+		return nil, resources.Errorf(resources.KindBadRequest, "$submit takes a batch or collection Bundle, not %q", typ)
 	}
-	if len(probe.Entry) == 0 {
+	var entries []struct {
+		Resource json.RawMessage `json:"resource"`
+	}
+	if len(probe.Entry) > 0 {
+		if err := json.Unmarshal(probe.Entry, &entries); err != nil {
+			return nil, resources.Wrap(resources.KindBadRequest, err, "Bundle.entry must be an array of entries")
+		}
+	}
+	if len(entries) == 0 {
 		return nil, resources.Errorf(resources.KindBadRequest, "the Bundle holds no claims")
 	}
-	if len(probe.Entry) > maxClaimsPerSubmission {
-		return nil, resources.Errorf(resources.KindTooLarge, "the Bundle holds %d claims; the limit is %d per submission", len(probe.Entry), maxClaimsPerSubmission)
+	if len(entries) > maxClaimsPerSubmission {
+		return nil, resources.Errorf(resources.KindTooLarge, "the Bundle holds %d claims; the limit is %d per submission", len(entries), maxClaimsPerSubmission)
 	}
-	out := make([][]byte, len(probe.Entry))
-	for i, e := range probe.Entry {
+	out := make([][]byte, len(entries))
+	for i, e := range entries {
 		out[i] = e.Resource
 	}
 	return out, nil
