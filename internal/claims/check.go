@@ -125,7 +125,6 @@ type referral struct {
 func (ck *Checker) Check(ctx context.Context, lk Lookup, subs []Submission) ([]*Result, error) {
 	results := make([]*Result, len(subs))
 	subKeys := make([]string, len(subs))
-	var want []string
 	for i, s := range subs {
 		r := &Result{}
 		results[i] = r
@@ -137,28 +136,11 @@ func (ck *Checker) Check(ctx context.Context, lk Lookup, subs []Submission) ([]*
 		r.Claim, r.Doc = c, doc
 		if len(c.Identifier) > 0 && c.Identifier[0].Value != "" {
 			subKeys[i] = SubmissionKeySystem + "|" + hashKey("submission", s.Submitter, refOrIdentifier(c.Provider), c.Identifier[0].System, c.Identifier[0].Value)
-			want = append(want, subKeys[i])
 		}
 	}
-	// Resubmissions of accepted claims get their original answer.
-	if len(want) > 0 {
-		prior, err := lk.Responses(ctx, want)
-		if err != nil {
-			return nil, err
-		}
-		byKey := map[string]json.RawMessage{}
-		for _, raw := range prior {
-			for _, k := range identifierKeys(raw, SubmissionKeySystem) {
-				byKey[k] = raw
-			}
-		}
-		for i, k := range subKeys {
-			if raw, ok := byKey[k]; ok && k != "" {
-				results[i].Replay = raw
-			}
-		}
-	}
-	f, err := ck.gather(ctx, lk, results)
+	// One lookup finds both resubmissions (the submission key) and the keys of accepted
+	// items, so a claim accepted meanwhile is seen as one or the other consistently.
+	f, err := ck.gather(ctx, lk, results, subKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +238,7 @@ func identifierKeys(raw json.RawMessage, system string) []string {
 }
 
 // gather looks up, in a handful of batched calls, everything the claims refer to.
-func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result) (*facts, error) {
+func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result, subKeys []string) (*facts, error) {
 	f := &facts{referrals: map[string][]referral{}, existing: map[string]bool{}, seen: map[string]int{}}
 	refs := map[string]bool{}
 	npis := map[string]bool{}
@@ -264,7 +246,7 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result) (*f
 	var candidates []string
 	for _, r := range results {
 		c := r.Claim
-		if c == nil || r.Replay != nil {
+		if c == nil {
 			continue
 		}
 		if p := c.PatientRef(); refID(p, "Patient") != "" {
@@ -298,10 +280,13 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result) (*f
 			return nil, err
 		}
 	}
-	for _, r := range results {
-		if r.Claim != nil && r.Replay == nil {
+	for i, r := range results {
+		if r.Claim != nil {
 			_, _, npi := f.provider(r.Claim)
 			candidates = append(candidates, candidateKeys(r.Claim, npi)...)
+		}
+		if subKeys[i] != "" {
+			candidates = append(candidates, subKeys[i])
 		}
 	}
 	if len(patients) > 0 {
@@ -333,6 +318,7 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result) (*f
 		if err != nil {
 			return nil, err
 		}
+		replays := map[string]json.RawMessage{}
 		for _, raw := range prior {
 			var cr struct {
 				Outcome string `json:"outcome"`
@@ -343,6 +329,15 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result) (*f
 			}
 			for _, k := range identifierKeys(raw, "") {
 				f.existing[k] = true
+				if strings.HasPrefix(k, SubmissionKeySystem+"|") {
+					replays[k] = raw
+				}
+			}
+		}
+		// Resubmissions of accepted claims get their original answer.
+		for i, k := range subKeys {
+			if raw, ok := replays[k]; ok && k != "" {
+				results[i].Replay = raw
 			}
 		}
 	}
