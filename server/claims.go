@@ -31,8 +31,6 @@ const (
 	// claimsPerTransaction: accepted claims are stored in transactions of this many
 	// (Claim + ClaimResponse each), bounded by the Bundle entry limit.
 	claimsPerTransaction = 100
-	// lookupChunk bounds the values ORed in one lookup search.
-	lookupChunk = 100
 	// maxSubmitPasses bounds how often claims that lost a race with a concurrent
 	// submission are checked again.
 	maxSubmitPasses = 3
@@ -385,16 +383,27 @@ func claimTransaction(results []*claims.Result, chunk []int, now time.Time) ([]b
 		placeholder := "urn:uuid:" + uuidOf(resources.NewID())
 		cr := claims.Response(r, now)
 		cr["request"] = map[string]any{"reference": placeholder}
+		// The condition names the submission key only: one key is one index range scan,
+		// where several ORed keys would scan every Claim (see the README).
 		var claimCond, crCond string
-		if len(r.ConditionalKeys) > 0 {
-			claimCond = "_tag=" + url.QueryEscape(strings.Join(r.ConditionalKeys, ","))
-			crCond = "identifier=" + url.QueryEscape(strings.Join(r.ConditionalKeys, ","))
+		if k := submissionKey(r.ConditionalKeys); k != "" {
+			claimCond = "_tag=" + url.QueryEscape(k)
+			crCond = "identifier=" + url.QueryEscape(k)
 		}
 		out.Entry = append(out.Entry,
 			entry{FullURL: placeholder, Resource: claimJSON, Request: request{Method: "POST", URL: "Claim", IfNoneExist: claimCond}},
 			entry{FullURL: "urn:uuid:" + uuidOf(resources.NewID()), Resource: mustJSON(cr), Request: request{Method: "POST", URL: "ClaimResponse", IfNoneExist: crCond}})
 	}
 	return json.Marshal(out)
+}
+
+func submissionKey(keys []string) string {
+	for _, k := range keys {
+		if strings.HasPrefix(k, claims.SubmissionKeySystem+"|") {
+			return k
+		}
+	}
+	return ""
 }
 
 // uuidOf formats 32 hex digits as a UUID.
@@ -474,17 +483,26 @@ func (l *claimLookup) Responses(ctx context.Context, identifiers []string) ([]js
 	return l.searchAll(resources.AsSystem(ctx), "ClaimResponse", "identifier", identifiers)
 }
 
-// searchAll runs typ?param=v1,v2,... over the values in chunks and returns every match of
-// every page.
+// searchAll runs typ?param=value for each value and returns every match of every page. One
+// search per value: a single key is an index range scan on both stores, where a
+// comma-separated list scans every resource of the type on the embedded store.
 func (l *claimLookup) searchAll(ctx context.Context, typ, param string, values []string) ([]json.RawMessage, error) {
 	var out []json.RawMessage
-	for start := 0; start < len(values); start += lookupChunk {
-		chunk := values[start:min(start+lookupChunk, len(values))]
-		found, err := searchPages(ctx, l.s, typ, url.Values{param: {strings.Join(chunk, ",")}})
+	seen := map[string]bool{}
+	for _, v := range values {
+		found, err := searchPages(ctx, l.s, typ, url.Values{param: {v}})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, found...)
+		for _, raw := range found {
+			// A resource matching several values is returned once.
+			var probe struct{ ID string }
+			json.Unmarshal(raw, &probe)
+			if !seen[probe.ID] {
+				seen[probe.ID] = true
+				out = append(out, raw)
+			}
+		}
 	}
 	return out, nil
 }

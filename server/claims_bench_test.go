@@ -16,8 +16,12 @@ import (
 // second. Every claim is new (no resubmissions), so each is stored with its ClaimResponse.
 //
 //	go test ./server -run '^$' -bench Submit10k -benchtime 2x
-func BenchmarkSubmit10k(b *testing.B) {
-	const members, claimsPerBundle = 1000, 10000
+func BenchmarkSubmit10k(b *testing.B) { benchSubmit(b, 1000, 10000) }
+
+// BenchmarkSubmit1k is the same at a tenth of the size (100 members), for profiling.
+func BenchmarkSubmit1k(b *testing.B) { benchSubmit(b, 100, 1000) }
+
+func benchSubmit(b *testing.B, members, claimsPerBundle int) {
 	store, _ := fhirtest.SQLite.OpenFresh(b)
 	s := fhirtest.Start(b, store, fhirtest.Options{})
 	seedClaims(b, s)

@@ -280,13 +280,10 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result, sub
 			return nil, err
 		}
 	}
-	for i, r := range results {
+	for _, r := range results {
 		if r.Claim != nil {
 			_, _, npi := f.provider(r.Claim)
-			candidates = append(candidates, candidateKeys(r.Claim, npi)...)
-		}
-		if subKeys[i] != "" {
-			candidates = append(candidates, subKeys[i])
+			candidates = append(candidates, ck.candidateKeys(r.Claim, npi)...)
 		}
 	}
 	if len(patients) > 0 {
@@ -312,24 +309,38 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result, sub
 			f.referrals[p] = append(f.referrals[p], referral{sr: sr, tasks: byFocus[sr.ID]})
 		}
 	}
+	// Items first, submissions last: a claim accepted concurrently (its Claim and
+	// ClaimResponse commit together) is then seen either not at all, or as a resubmission;
+	// never only as duplicate items.
 	if len(candidates) > 0 {
 		slices.Sort(candidates)
 		prior, err := lk.Responses(ctx, slices.Compact(candidates))
 		if err != nil {
 			return nil, err
 		}
+		for _, raw := range prior {
+			if accepted(raw) {
+				for _, k := range identifierKeys(raw, "") {
+					f.existing[k] = true
+				}
+			}
+		}
+	}
+	var want []string
+	for _, k := range subKeys {
+		if k != "" {
+			want = append(want, k)
+		}
+	}
+	if len(want) > 0 {
+		prior, err := lk.Responses(ctx, want)
+		if err != nil {
+			return nil, err
+		}
 		replays := map[string]json.RawMessage{}
 		for _, raw := range prior {
-			var cr struct {
-				Outcome string `json:"outcome"`
-			}
-			json.Unmarshal(raw, &cr)
-			if cr.Outcome != "complete" && cr.Outcome != "partial" {
-				continue
-			}
-			for _, k := range identifierKeys(raw, "") {
-				f.existing[k] = true
-				if strings.HasPrefix(k, SubmissionKeySystem+"|") {
+			if accepted(raw) {
+				for _, k := range identifierKeys(raw, SubmissionKeySystem) {
 					replays[k] = raw
 				}
 			}
@@ -344,6 +355,14 @@ func (ck *Checker) gather(ctx context.Context, lk Lookup, results []*Result, sub
 	return f, nil
 }
 
+func accepted(cr json.RawMessage) bool {
+	var v struct {
+		Outcome string `json:"outcome"`
+	}
+	json.Unmarshal(cr, &v)
+	return v.Outcome == "complete" || v.Outcome == "partial"
+}
+
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -353,9 +372,9 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// candidateKeys are the line and care-month keys a claim's items would carry, for the
-// up-front lookup.
-func candidateKeys(c *Claim, npi string) []string {
+// candidateKeys are the line keys a claim's items would carry, and the care-month keys the
+// overlap warning of its ECM and CHW items looks for, for the up-front lookup.
+func (ck *Checker) candidateKeys(c *Claim, npi string) []string {
 	var out []string
 	member := "Patient/" + refID(c.PatientRef(), "Patient")
 	for i := range c.Item {
@@ -365,7 +384,14 @@ func candidateKeys(c *Claim, npi string) []string {
 		if d.IsZero() {
 			continue
 		}
-		out = append(out, careMonthKey("ecm", member, d), careMonthKey("chw-navigation", member, d))
+		if svc, _ := ck.Codes.MatchService(sys, code, it.Modifiers(), d); svc != nil {
+			switch {
+			case svc.Program == "ecm":
+				out = append(out, careMonthKey("chw-navigation", member, d))
+			case svc.Program == "chw" && (svc.Navigation || it.Category.Has(profiles.CHWServiceTypeSystem, NavigationCode)):
+				out = append(out, careMonthKey("ecm", member, d))
+			}
+		}
 		if npi != "" {
 			out = append(out, lineKey(member, sys, code, it.Modifiers(), d, npi))
 		}
