@@ -83,13 +83,13 @@ func (s *Server) submitClaims(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	submitter := ""
+	submitter, ownOnly := "", false
 	if caller, ok := auth.CallerFrom(ctx); ok {
-		submitter = caller.Org
+		submitter, ownOnly = caller.Org, caller.Role == auth.RoleCBO
 	}
 	subs := make([]claims.Submission, len(bodies))
 	for i, b := range bodies {
-		subs[i] = claims.Submission{Body: b, Submitter: submitter}
+		subs[i] = claims.Submission{Body: b, Submitter: submitter, OwnClaimsOnly: ownOnly}
 	}
 	entries, err := s.processClaims(ctx, subs)
 	if err != nil {
@@ -173,7 +173,6 @@ type claimEntry struct {
 	location string
 	resource []byte
 	outcome  []resources.Issue
-	done     bool
 }
 
 // processClaims checks every claim (lookups batched over the whole submission), stores the
@@ -210,7 +209,6 @@ func (s *Server) processClaims(ctx context.Context, subs []claims.Submission) ([
 				e.status = http.StatusUnprocessableEntity
 				e.resource = mustJSON(claims.Response(r, time.Now()))
 				e.outcome = []resources.Issue{{Severity: resources.SeverityError, Code: resources.IssueInvalid, Diagnostics: r.Problems[0].Message}}
-				e.done = true
 			default:
 				store = append(store, j)
 			}
@@ -257,7 +255,6 @@ func (e *claimEntry) setReplay(s *Server, cr json.RawMessage) {
 	e.location = "ClaimResponse/" + probe.ID
 	e.outcome = []resources.Issue{{Severity: resources.SeverityInformation, Code: resources.IssueInformational,
 		Diagnostics: "this claim was accepted before under the same identifier: the original ClaimResponse is returned and nothing was stored"}}
-	e.done = true
 }
 
 // storeClaims writes the claims of chunk (positions into results and todo) in one
@@ -269,7 +266,11 @@ func (s *Server) storeClaims(ctx context.Context, results []*claims.Result, chun
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.svc.ProcessBundle(ctx, tx, resources.BundleOptions{})
+	// The server writes as itself: the ClaimResponse is its own adjudication (a CBO may not
+	// create one), and the claim was checked above, billing provider included. The caller's
+	// scopes still apply to each entry, and both resources get the caller's tenant tag, so
+	// the submitter sees them afterwards.
+	res, err := s.svc.ProcessBundle(resources.AsSystem(ctx), tx, resources.BundleOptions{})
 	if err == nil {
 		return s.recordStored(results, chunk, todo, entries, res), nil
 	}
@@ -318,7 +319,6 @@ func (s *Server) recordFailure(r *claims.Result, index int, entries []*claimEntr
 	if asErr(err, &re) {
 		e.outcome = re.OutcomeIssues()
 	}
-	e.done = true
 	return nil, nil
 }
 
@@ -348,7 +348,6 @@ func (s *Server) recordStored(results []*claims.Result, chunk, todo []int, entri
 		e.resource = crRes.Resource
 		e.fullURL = s.cfg.BaseURL + "/ClaimResponse/" + probe.ID
 		e.location = crRes.Location
-		e.done = true
 	}
 	return retry
 }
@@ -533,7 +532,7 @@ func searchPages(ctx context.Context, s *Server, typ string, params url.Values) 
 	}
 }
 
-// errorf is a shorthand for the operations' input errors.
+// badRequest is a shorthand for the operations' input errors.
 func badRequest(format string, args ...any) error {
 	return resources.Errorf(resources.KindBadRequest, format, args...)
 }

@@ -259,12 +259,18 @@ func TestClaimSubmit_ResubmissionIsIdempotent(t *testing.T) {
 	if n := count(t, s, "Claim?identifier=https://valley-chw.example.org/claims|VCHW-2025-0001"); n != 1 {
 		t.Errorf("%d Claims stored for one identifier", n)
 	}
-	// Another organization with the same claim number is not a resubmission: its items
-	// are duplicates of the accepted ones.
-	cbo2 := s.Token("cbo", "Organization/cbo-2", "system/*.cruds")
-	e := submit(t, s, body, "Authorization", "Bearer "+cbo2)[0]
+	// Another organization with the same claim number (a plan forwarding it) is not a
+	// resubmission: its items are duplicates of the accepted ones.
+	plan := s.Token("plan", "Organization/plan-1", "system/*.cruds")
+	e := submit(t, s, body, "Authorization", "Bearer "+plan)[0]
 	if e.Resource.ID == first.Resource.ID || !slices.Equal(e.codes(), []string{"duplicate@1", "duplicate@2"}) {
 		t.Errorf("other submitter: %s %v", e.Resource.ID, e.codes())
+	}
+	// A CBO bills only as itself.
+	cbo2 := s.Token("cbo", "Organization/cbo-2", "system/*.cruds")
+	e = submit(t, s, body, "Authorization", "Bearer "+cbo2)[0]
+	if !slices.Contains(e.codes(), "provider-not-submitter") || e.Resource.Outcome != "error" {
+		t.Errorf("CBO billing as another: %s %v", e.Resource.Outcome, e.codes())
 	}
 }
 
@@ -348,6 +354,19 @@ func TestClaimSubmit_LooksAcrossTenants(t *testing.T) {
 	}
 	if r := s.Do("GET", "/fhir/Coverage/cov-1", nil, "Authorization", "Bearer "+cbo); r.Status != 403 {
 		t.Errorf("the token reads Coverage directly: %d", r.Status)
+	}
+	// The submitter reads back its ClaimResponses (they carry its tenant tag); another CBO
+	// does not see them.
+	reader := s.Token("cbo", "Organization/cbo-1", "system/ClaimResponse.rs system/Claim.rs")
+	if r := s.Do("GET", "/fhir/ClaimResponse/"+entries[0].Resource.ID, nil, "Authorization", "Bearer "+reader); r.Status != 200 {
+		t.Errorf("the submitter cannot read its ClaimResponse: %d %s", r.Status, r.Body)
+	}
+	if r := s.Do("GET", "/fhir/"+entries[0].Resource.Request.Reference, nil, "Authorization", "Bearer "+reader); r.Status != 200 {
+		t.Errorf("the submitter cannot read its Claim: %d %s", r.Status, r.Body)
+	}
+	other := s.Token("cbo", "Organization/cbo-2", "system/ClaimResponse.rs system/Claim.rs")
+	if r := s.Do("GET", "/fhir/ClaimResponse/"+entries[0].Resource.ID, nil, "Authorization", "Bearer "+other); r.Status != 404 {
+		t.Errorf("another CBO reads the ClaimResponse: %d", r.Status)
 	}
 }
 

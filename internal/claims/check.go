@@ -66,6 +66,9 @@ type Submission struct {
 	// Submitter is the caller's organization ("Organization/x"); resubmissions are
 	// recognized only from the same submitter.
 	Submitter string
+	// OwnClaimsOnly: the submitter may bill only as itself (a CBO): a claim whose billing
+	// provider is another organization is rejected (provider-not-submitter).
+	OwnClaimsOnly bool
 }
 
 // Result is the verdict on one claim.
@@ -99,8 +102,6 @@ type Conformance func(c *Claim) []*Problem
 type Checker struct {
 	Codes   Codes
 	Conform Conformance
-	// Now is the clock (for tests); time.Now when nil.
-	Now func() time.Time
 }
 
 // facts is everything looked up for one submission.
@@ -151,7 +152,7 @@ func (ck *Checker) Check(ctx context.Context, lk Lookup, subs []Submission) ([]*
 			}
 			continue
 		}
-		ck.checkClaim(r, f, subKeys[i], i)
+		ck.checkClaim(r, f, subs[i], subKeys[i], i)
 	}
 	return results, nil
 }
@@ -436,7 +437,7 @@ func (f *facts) resource(ref string, v any) bool {
 var icd10 = regexp.MustCompile(`^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
 
 // checkClaim runs every check on one claim and sets the verdict and keys.
-func (ck *Checker) checkClaim(r *Result, f *facts, subKey string, index int) {
+func (ck *Checker) checkClaim(r *Result, f *facts, sub Submission, subKey string, index int) {
 	c := r.Claim
 	add := func(item int, code, format string, args ...any) {
 		p := problem(code, format, args...)
@@ -491,6 +492,9 @@ func (ck *Checker) checkClaim(r *Result, f *facts, subKey string, index int) {
 		add(0, ProviderNPIInvalid, "the billing provider Organization/%s has no NPI identifier", org.ID)
 	case !ValidNPI(npi):
 		add(0, ProviderNPIInvalid, "the billing provider NPI %q is not valid (10 digits, Luhn check digit)", npi)
+	}
+	if sub.OwnClaimsOnly && haveOrg && "Organization/"+org.ID != sub.Submitter {
+		add(0, ProviderNotSubmitter, "a community organization submits claims only with itself as the billing provider")
 	}
 
 	// Diagnoses, at the earliest date of service.

@@ -491,3 +491,24 @@ func TestResponse(t *testing.T) {
 		t.Errorf("disposition %v", cr["disposition"])
 	}
 }
+
+func TestCheck_CBOBillsOnlyAsItself(t *testing.T) {
+	body := body(t, claimDoc(t, "claim-chw.json"))
+	for _, tc := range []struct {
+		submitter string
+		ownOnly   bool
+		want      []string
+	}{
+		{"Organization/cbo-1", true, nil},
+		{"Organization/cbo-2", true, []string{claims.ProviderNotSubmitter}},
+		{"Organization/plan-1", false, nil}, // a plan or clearinghouse submits for others
+	} {
+		res, err := checker().Check(context.Background(), newMemLookup(t), []claims.Submission{{Body: body, Submitter: tc.submitter, OwnClaimsOnly: tc.ownOnly}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := codes(res[0]); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.submitter, got, tc.want)
+		}
+	}
+}

@@ -21,6 +21,7 @@
 //	coverage-inactive      the Coverage is not active (claim), or not on the item's date (item)
 //	provider-npi-invalid   the billing provider has no NPI or it fails the Luhn check
 //	provider-unknown       the billing provider is not a known (active) Organization
+//	provider-not-submitter a CBO submitted a claim billed by another organization
 //	code-not-allowed       item: the code is not in the CalAIM catalog
 //	modifier-not-allowed   item: the modifiers do not fit the code's catalog entry
 //	service-not-effective  item: the service is not billable on the date (G0019/G0022 before 2025-04-01)

@@ -19,6 +19,7 @@ const (
 	CoverageInactive     = "coverage-inactive"
 	ProviderNPIInvalid   = "provider-npi-invalid"
 	ProviderUnknown      = "provider-unknown"
+	ProviderNotSubmitter = "provider-not-submitter"
 	CodeNotAllowed       = "code-not-allowed"
 	ModifierNotAllowed   = "modifier-not-allowed"
 	ServiceNotEffective  = "service-not-effective"
