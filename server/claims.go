@@ -375,6 +375,7 @@ func claimTransaction(results []*claims.Result, chunk []int, now time.Time) ([]b
 	for _, j := range chunk {
 		r := results[j]
 		delete(r.Doc, "id")
+		dropTenantTags(r.Doc)
 		claimJSON, err := json.Marshal(r.Doc)
 		if err != nil {
 			return nil, resources.Wrap(resources.KindBadRequest, err, "the claim cannot be encoded")
@@ -394,6 +395,27 @@ func claimTransaction(results []*claims.Result, chunk []int, now time.Time) ([]b
 			entry{FullURL: "urn:uuid:" + uuidOf(resources.NewID()), Resource: mustJSON(cr), Request: request{Method: "POST", URL: "ClaimResponse", IfNoneExist: crCond}})
 	}
 	return json.Marshal(out)
+}
+
+// dropTenantTags removes tenant tags the client sent: the claim is written by the server on
+// its own behalf, which would keep them, and a client must not claim or disown a resource.
+// The service adds the submitter's own tag.
+func dropTenantTags(doc map[string]any) {
+	meta, _ := doc["meta"].(map[string]any)
+	tags, _ := meta["tag"].([]any)
+	if tags == nil {
+		return
+	}
+	kept := tags[:0]
+	for _, tg := range tags {
+		if m, _ := tg.(map[string]any); m == nil || m["system"] != resources.TenantTagSystem {
+			kept = append(kept, tg)
+		}
+	}
+	meta["tag"] = kept
+	if len(kept) == 0 {
+		delete(meta, "tag")
+	}
 }
 
 func submissionKey(keys []string) string {

@@ -346,7 +346,10 @@ func TestClaimSubmit_LooksAcrossTenants(t *testing.T) {
 	s := fhirtest.Start(t, store, fhirtest.Options{})
 	seedClaims(t, s)
 	cbo := s.Token("cbo", "Organization/cbo-1", "system/Claim.c system/ClaimResponse.c")
-	entries := submit(t, s, claimsBundle("batch", claimFixture(t, "claim-chw.json"), claimFixture(t, "claim-cs.json")), "Authorization", "Bearer "+cbo)
+	chw := claimFixture(t, "claim-chw.json")
+	// A tenant tag sent by the client is not kept: it would hand the claim to another tenant.
+	chw["meta"] = map[string]any{"tag": []any{map[string]any{"system": "https://calaimfhir.org/fhir/sid/tenant", "code": "Organization/plan-1"}}}
+	entries := submit(t, s, claimsBundle("batch", chw, claimFixture(t, "claim-cs.json")), "Authorization", "Bearer "+cbo)
 	for i, e := range entries {
 		if e.Resource.Outcome != "complete" {
 			t.Errorf("entry %d: %s %v", i, e.Resource.Outcome, e.codes())
@@ -363,6 +366,9 @@ func TestClaimSubmit_LooksAcrossTenants(t *testing.T) {
 	}
 	if r := s.Do("GET", "/fhir/"+entries[0].Resource.Request.Reference, nil, "Authorization", "Bearer "+reader); r.Status != 200 {
 		t.Errorf("the submitter cannot read its Claim: %d %s", r.Status, r.Body)
+	}
+	if r := s.Do("GET", "/fhir/"+entries[0].Resource.Request.Reference, nil); bytes.Contains(r.Body, []byte(`"code":"Organization/plan-1"`)) || !bytes.Contains(r.Body, []byte(`"code":"Organization/cbo-1"`)) {
+		t.Errorf("tenant tags of the stored Claim: %s", r.Body)
 	}
 	other := s.Token("cbo", "Organization/cbo-2", "system/ClaimResponse.rs system/Claim.rs")
 	if r := s.Do("GET", "/fhir/ClaimResponse/"+entries[0].Resource.ID, nil, "Authorization", "Bearer "+other); r.Status != 404 {
