@@ -108,6 +108,9 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	n := s.negotiate
 	f.GET("/metadata", s.capabilities, n)
 	guarded := []echo.MiddlewareFunc{n, s.authenticate, s.rateLimit, s.authorize}
+	f.POST("/Claim/$submit", s.submitClaims, n, s.authenticate, s.rateLimit)
+	f.GET("/Claim/$export-invoice", s.exportInvoice, s.authenticate, s.rateLimit)
+	f.POST("/Claim/$export-837p", s.export837, s.authenticate, s.rateLimit)
 	f.GET("", s.systemSearch, guarded...)
 	f.GET("/", s.systemSearch, guarded...)
 	f.POST("", s.bundle, guarded...)

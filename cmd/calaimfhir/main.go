@@ -102,6 +102,7 @@ type serveConfig struct {
 	pprof        string
 	clients      string
 	signingKey   string
+	catalog      string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -128,6 +129,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
 	fs.StringVar(&cfg.pprof, "pprof", "", "serve Go profiles (/debug/pprof) on this separate loopback address, e.g. 127.0.0.1:6060; off by default (CALAIMFHIR_PPROF)")
+	fs.StringVar(&cfg.catalog, "claims-catalog", "", "JSON file replacing the embedded CalAIM service catalog used by Claim/$submit (CALAIMFHIR_CLAIMS_CATALOG)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
@@ -200,6 +202,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		CORSOrigins:               splitList(cfg.corsOrigins),
 		TokenEndpoint:             tokenEndpoint,
 	}, store, r4.Validate, logger, reg)
+	if err := srv.SetClaimsCatalog(cfg.catalog); err != nil {
+		return err
+	}
 
 	httpServer := &http.Server{
 		Handler:           srv,
