@@ -43,6 +43,11 @@ import (
 // TenantTagSystem is the meta.tag system of the tenant tag (profiles.TenantTagSystem).
 const TenantTagSystem = "https://calaimfhir.org/fhir/sid/tenant"
 
+// ServerTagPrefix starts the meta.tag systems only the server (and administrators) set: the
+// tenant tag and the claim submission keys (internal/claims). Tags under it sent by other
+// callers are dropped, so no client can plant a key that makes another claim a duplicate.
+const ServerTagPrefix = "https://calaimfhir.org/fhir/sid/"
+
 // Roles a caller may have (as internal/auth names them).
 const (
 	RoleAdmin    = "admin"
@@ -702,10 +707,22 @@ func (s *Service) stampTenant(ctx context.Context, t *tenant, doc, old map[strin
 	meta, _ := doc["meta"].(map[string]any)
 	var tags []any
 	if meta != nil {
-		old, _ := meta["tag"].([]any)
-		for _, tg := range old {
+		sent, _ := meta["tag"].([]any)
+		for _, tg := range sent {
 			m, _ := tg.(map[string]any)
-			if sys, _ := m["system"].(string); sys != TenantTagSystem {
+			sys, _ := m["system"].(string)
+			if sys != TenantTagSystem && (t == nil || !strings.HasPrefix(sys, ServerTagPrefix)) {
+				tags = append(tags, tg)
+			}
+		}
+	}
+	if t != nil && old != nil {
+		// Server tags a restricted client cannot set; an update keeps the stored ones.
+		oldMeta, _ := old["meta"].(map[string]any)
+		stored, _ := oldMeta["tag"].([]any)
+		for _, tg := range stored {
+			m, _ := tg.(map[string]any)
+			if sys, _ := m["system"].(string); sys != TenantTagSystem && strings.HasPrefix(sys, ServerTagPrefix) {
 				tags = append(tags, tg)
 			}
 		}

@@ -289,14 +289,15 @@ func TestTenancy_TenantTag(t *testing.T) {
 	cboA := s.Token("cbo", "Organization/cbo-a", "")
 	cboB := s.Token("cbo", "Organization/cbo-b", "")
 	forged := `{"system":"` + resources.TenantTagSystem + `","code":"Organization/cbo-b"}`
-	body := `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/ana"},"code":{"text":"housing navigation"},"meta":{"tag":[` + forged + `,{"system":"urn:other","code":"keep"}]}}`
+	planted := `{"system":"https://calaimfhir.org/fhir/sid/claim-line","code":"planted"}`
+	body := `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/ana"},"code":{"text":"housing navigation"},"meta":{"tag":[` + forged + `,` + planted + `,{"system":"urn:other","code":"keep"}]}}`
 	r := s.Do("POST", "/fhir/Procedure", []byte(body), "Authorization", "Bearer "+cboA)
 	wantStatus(t, r, http.StatusCreated)
 	proc := r.JSON(t)
 	id := proc["id"].(string)
 	tags, _ := json.Marshal(proc["meta"].(map[string]any)["tag"])
-	if !strings.Contains(string(tags), "Organization/cbo-a") || strings.Contains(string(tags), "Organization/cbo-b") || !strings.Contains(string(tags), "keep") {
-		t.Fatalf("tags %s: want cbo-a's tenant tag, not the forged one, and the other tag kept", tags)
+	if !strings.Contains(string(tags), "Organization/cbo-a") || strings.Contains(string(tags), "Organization/cbo-b") || strings.Contains(string(tags), "planted") || !strings.Contains(string(tags), "keep") {
+		t.Fatalf("tags %s: want cbo-a's tenant tag, not the forged tenant tag nor the planted server tag, and the other tag kept", tags)
 	}
 	wantStatus(t, s.Do("GET", "/fhir/Procedure/"+id, nil, "Authorization", "Bearer "+cboA), http.StatusOK)
 	wantStatus(t, s.Do("GET", "/fhir/Procedure/"+id, nil, "Authorization", "Bearer "+cboB), http.StatusNotFound)
