@@ -34,8 +34,9 @@ type Entry struct {
 // name-based UUID of the resource's identity (type + identifier), so the same Patient or
 // Organization met in several rows is one entry: the first row's version wins.
 type Bundle struct {
-	Entries []*Entry
-	byURL   map[string]*Entry
+	Entries   []*Entry
+	byURL     map[string]*Entry
+	referOnly map[string]bool
 }
 
 // NewBundle returns an empty Bundle.
@@ -44,6 +45,9 @@ func NewBundle() *Bundle { return &Bundle{byURL: map[string]*Entry{}} }
 // add appends a conditional create for a resource identified by (system, value) and returns
 // its fullUrl, to be used in references. A second resource with the same identity is dropped.
 func (b *Bundle) add(typ, system, value string, res map[string]any) string {
+	if b.referOnly[typ] {
+		return typ + "?" + url.Values{"identifier": {system + "|" + value}}.Encode()
+	}
 	fullURL := uuidURL(typ + "|" + system + "|" + value)
 	if _, ok := b.byURL[fullURL]; ok {
 		return fullURL

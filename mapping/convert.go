@@ -20,6 +20,11 @@ type Options struct {
 	Requester string
 	// Today, when set, refuses dates after it (a referral dated next year is a typo).
 	Today time.Time
+	// ReferOnly lists types the caller may not create (a CBO creates no Patient,
+	// Organization or Coverage): resources of these types are not put in the Bundle but
+	// referred to by a conditional reference on the same identifier, so they must already be
+	// stored and visible to the caller (the row fails with 404 otherwise).
+	ReferOnly map[string]bool
 }
 
 // Result is the conversion of one row: its entries, or what is wrong with it.
@@ -48,6 +53,7 @@ func Convert(name string, rows []Row, opts Options) ([]Result, error) {
 		} else {
 			r := &record{row: row.Num, f: row.Fields, opts: opts}
 			b := NewBundle()
+			b.referOnly = opts.ReferOnly
 			res.Key = conv(r, b)
 			if len(r.errs) > 0 {
 				res.Errors = r.errs

@@ -30,7 +30,7 @@ func convertMIF(r *record, b *Bundle) string {
 	day := assigned.Format(time.DateOnly)
 	patient := r.patient(b)
 	r.plan(b, patient, cin)
-	planRef := uuidURL("Organization|" + PlanIDSystem + "|" + plan)
+	planRef := b.add("Organization", PlanIDSystem, plan, map[string]any{}) // added by plan(): its reference
 	provider := organization(b, npi, r.str("ecm_provider_name"))
 
 	svc, _ := findService("ecm")

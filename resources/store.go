@@ -99,6 +99,9 @@ type Page struct {
 	Total int64
 	// Next is the keyset cursor for the following page; nil on the last page.
 	Next *Cursor
+	// Withheld reports that consent rules left out resources the search otherwise matched
+	// (set by the Service; the Bundle says so without saying what).
+	Withheld bool
 }
 
 // Cursor marks a position in a result ordered by (LastUpdated, ID[, Version]). Pages resume
@@ -109,6 +112,9 @@ type Cursor struct {
 	Version     int64
 	// Values are the sort values of the last row when the query has SortBy.
 	Values []string
+	// Snapshot is the instant a search's first page was taken: later pages show the
+	// resources as they were then (see Service.Search). Zero for history cursors.
+	Snapshot time.Time
 }
 
 // HistoryQuery selects versions for the instance (Type and ID), type (Type) history.

@@ -331,6 +331,9 @@ func (rep *ImportReport) OutcomeJSON() []byte {
 	return b
 }
 
+// cboReferOnly are the types a CBO may not create (resources/tenancy.go) that imports make.
+var cboReferOnly = map[string]bool{"Patient": true, "Organization": true, "Coverage": true}
+
 // importFile is POST /fhir/$import.
 func (s *Server) importFile(c echo.Context) error {
 	format := c.QueryParam("format")
@@ -373,6 +376,10 @@ func (s *Server) importFile(c echo.Context) error {
 	if caller, ok := auth.CallerFrom(ctx); ok && caller.Role != auth.RoleAdmin {
 		// The referral workflow lets only the requester's organization create a Task.
 		opts.Convert.Requester = caller.Org
+		if caller.Role == auth.RoleCBO {
+			// A CBO creates no members, organizations or coverage: its rows refer to them.
+			opts.Convert.ReferOnly = cboReferOnly
+		}
 	}
 	if dryRun {
 		return s.convertOnly(c, rows, opts)

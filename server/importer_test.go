@@ -95,8 +95,8 @@ func errorExpressions(t testing.TB, r *fhirtest.Response) []string {
 	return out
 }
 
-// count returns the number of matches of a search.
-func count(t testing.TB, s *fhirtest.Server, query string) int {
+// matches returns the number of matches of a search.
+func matches(t testing.TB, s *fhirtest.Server, query string) int {
 	t.Helper()
 	r := s.Do("GET", "/fhir/"+query+sep(query)+"_total=accurate&_count=1", nil)
 	wantStatus(t, r, http.StatusOK)
@@ -120,7 +120,7 @@ func total(t testing.TB, s *fhirtest.Server) int {
 	n := 0
 	for _, typ := range []string{"Patient", "Organization", "Practitioner", "Coverage", "Condition", "Consent", "ServiceRequest", "Task",
 		"QuestionnaireResponse", "Observation", "Encounter", "Procedure", "Claim"} {
-		n += count(t, s, typ)
+		n += matches(t, s, typ)
 	}
 	return n
 }
@@ -167,13 +167,13 @@ func TestImport_Referral_StoresAndIsIdempotent(t *testing.T) {
 		if id := types["Organization"]["identifier"].([]any)[0].(map[string]any)["value"]; id != "1987654328" {
 			t.Errorf("Task owner NPI %v, want the receiving CBO 1987654328", id)
 		}
-		if n := count(t, s, "Condition?patient.identifier="+tokenParam(profiles.CINSystem, "91234567A")); n != 2 {
+		if n := matches(t, s, "Condition?patient.identifier="+tokenParam(profiles.CINSystem, "91234567A")); n != 2 {
 			t.Errorf("member has %d Conditions, want 2 (Z59.41, E11.9)", n)
 		}
-		if n := count(t, s, "Consent?patient.identifier="+tokenParam(profiles.CINSystem, "91234567A")); n != 1 {
+		if n := matches(t, s, "Consent?patient.identifier="+tokenParam(profiles.CINSystem, "91234567A")); n != 1 {
 			t.Errorf("member has %d Consents, want 1", n)
 		}
-		if n := count(t, s, "Consent?patient.identifier="+tokenParam(profiles.CINSystem, "98765432B")); n != 0 {
+		if n := matches(t, s, "Consent?patient.identifier="+tokenParam(profiles.CINSystem, "98765432B")); n != 0 {
 			t.Errorf("member who gave no consent has %d Consents", n)
 		}
 
@@ -207,11 +207,11 @@ func TestImport_BadRows_RejectedOthersLand(t *testing.T) {
 			t.Errorf("report lacks %q: %s", msg, r.Body)
 		}
 	}
-	if n := count(t, s, "ServiceRequest"); n != 1 {
+	if n := matches(t, s, "ServiceRequest"); n != 1 {
 		t.Errorf("%d ServiceRequests stored, want the one good row's", n)
 	}
 	for _, cin := range []string{"32345678E", "42345678F", "52345678G", "62345678H", "82345678K"} {
-		if n := count(t, s, "Patient?identifier="+tokenParam(profiles.CINSystem, cin)); n != 0 {
+		if n := matches(t, s, "Patient?identifier="+tokenParam(profiles.CINSystem, cin)); n != 0 {
 			t.Errorf("member %s of a rejected row was stored", cin)
 		}
 	}
@@ -244,7 +244,7 @@ func TestImport_DryRun_ReturnsBundleStoresNothing(t *testing.T) {
 	}
 	// The Bundle it returns is what $import would store: posting it works.
 	wantStatus(t, s.Do("POST", "/fhir", r.Body), http.StatusOK)
-	if n := count(t, s, "Task"); n != 2 {
+	if n := matches(t, s, "Task"); n != 2 {
 		t.Fatalf("%d Tasks after posting the dryRun Bundle", n)
 	}
 }
@@ -274,7 +274,7 @@ func TestImport_AllFormats(t *testing.T) {
 		if got := summary(t, r); got["stored"] != st.stored {
 			t.Fatalf("%s: summary %v, want %d stored: %s", st.file, got, st.stored, r.Body)
 		}
-		if n := count(t, s, st.check); n != st.want {
+		if n := matches(t, s, st.check); n != st.want {
 			t.Errorf("after %s: %s finds %d, want %d", st.file, st.check, n, st.want)
 		}
 	}
@@ -297,7 +297,7 @@ func TestImport_AllFormats(t *testing.T) {
 	if !strings.Contains(string(r.Body), `"evidence"`) || !strings.Contains(string(r.Body), "733423003") {
 		t.Errorf("HVS-1001 Condition lacks SNOMED code or evidence: %s", r.Body)
 	}
-	if n := count(t, s, "Condition?identifier="+tokenParam(mapping.SourceKeySystem, "screening/HVS-1002/condition/Z59.41")); n != 0 {
+	if n := matches(t, s, "Condition?identifier="+tokenParam(mapping.SourceKeySystem, "screening/HVS-1002/condition/Z59.41")); n != 0 {
 		t.Errorf("a negative screen produced a Condition")
 	}
 	// CHW claim E-5002: 90 minutes with 5 patients → 98962 × 3 units.
@@ -315,7 +315,7 @@ func TestImport_NonAdminCallerIsTheTaskRequester(t *testing.T) {
 	tok := s.Token("plan", "Organization/plan-iehp", "system/*.cruds")
 	r := importFile(s, "referral", "referral.json", mappingFixture(t, "referral.json"), "", "Authorization", "Bearer "+tok)
 	wantStatus(t, r, http.StatusOK)
-	if n := count(t, s, "Task?requester=Organization/plan-iehp"); n != 2 {
+	if n := matches(t, s, "Task?requester=Organization/plan-iehp"); n != 2 {
 		t.Fatalf("%d Tasks requested by the importing plan, want 2", n)
 	}
 	// A token without create scopes cannot import.
@@ -510,4 +510,48 @@ func mustSearch(t *testing.T, typ string) *resources.SearchRequest {
 		t.Fatal(err)
 	}
 	return sr
+}
+
+// TestImport_CBO_RefersToMembersItMayNotCreate: under tenancy a CBO creates no Patient,
+// Organization or Coverage, so its CHW log and screenings refer to the ones the plan's
+// referral import stored; a row for a member the CBO cannot see fails alone.
+func TestImport_CBO_RefersToMembersItMayNotCreate(t *testing.T) {
+	s := start(t, fhirtest.SQLite)
+	plan := s.Token("plan", "Organization/plan-lacare", "system/*.cruds")
+	wantStatus(t, importFile(s, "referral", "referral.csv", mappingFixture(t, "referral.csv"), "", "Authorization", "Bearer "+plan), http.StatusOK)
+	// The receiving CBO (NPI 1987654328) as the plan's import stored it.
+	r := s.Do("GET", "/fhir/Organization?identifier="+tokenParam(profiles.NPISystem, "1987654328"), nil)
+	var b struct {
+		Entry []struct {
+			Resource map[string]any `json:"resource"`
+		} `json:"entry"`
+	}
+	json.Unmarshal(r.Body, &b)
+	if len(b.Entry) != 1 {
+		t.Fatalf("CBO organization: %s", r.Body)
+	}
+	cbo := s.Token("cbo", "Organization/"+b.Entry[0].Resource["id"].(string), "system/*.cruds")
+
+	log := []byte("encounter_id,member_cin,member_given_name,member_family_name,member_birth_date,member_sex,plan_id,chw_id,supervising_npi,billing_npi,encounter_date,minutes,modality,service_type,needs_addressed\n" +
+		"K-1,12345678C,Lin,Nguyen,1990-11-02,female,LACARE,chw-9,1122334455,1987654328,2026-02-20,40,in-person,health-navigation,Z59.01\n" +
+		"K-2,99999999Z,,,,,LACARE,chw-9,1122334455,1987654328,2026-02-20,40,in-person,health-navigation,Z59.01\n")
+	before := matches(t, s, "Patient") + matches(t, s, "Organization") + matches(t, s, "Coverage")
+	r = importFile(s, "chw-encounter", "log.csv", log, "", "Authorization", "Bearer "+cbo)
+	wantStatus(t, r, http.StatusOK)
+	if got := summary(t, r); got["stored"] != 1 || got["rejected"] != 1 {
+		t.Fatalf("CBO import: %v\n%s", got, r.Body)
+	}
+	if after := matches(t, s, "Patient") + matches(t, s, "Organization") + matches(t, s, "Coverage"); after != before {
+		t.Errorf("the CBO's import created members, organizations or coverage: %d → %d", before, after)
+	}
+	if n := matches(t, s, "Claim?identifier="+tokenParam(mapping.SourceKeySystem, "chw-encounter/1987654328/K-1/claim")); n != 1 {
+		t.Errorf("the CBO's claim for K-1 was not stored")
+	}
+	// A CBO refers nobody: a referral file about members it cannot see stores nothing.
+	srs := matches(t, s, "ServiceRequest")
+	r = importFile(s, "referral", "referral.json", mappingFixture(t, "referral.json"), "", "Authorization", "Bearer "+cbo)
+	wantOutcome(t, r, http.StatusUnprocessableEntity, "")
+	if n := matches(t, s, "ServiceRequest"); n != srs {
+		t.Errorf("a CBO's referral import stored ServiceRequests")
+	}
 }
