@@ -331,8 +331,9 @@ func (rep *ImportReport) OutcomeJSON() []byte {
 	return b
 }
 
-// cboReferOnly are the types a CBO may not create (resources/tenancy.go) that imports make.
-var cboReferOnly = map[string]bool{"Patient": true, "Organization": true, "Coverage": true}
+// CBOReferOnly are the types a CBO may not create (resources/tenancy.go) that imports make:
+// its imports refer to them instead (mapping.Options.ReferOnly).
+var CBOReferOnly = map[string]bool{"Patient": true, "Organization": true, "Coverage": true}
 
 // importFile is POST /fhir/$import.
 func (s *Server) importFile(c echo.Context) error {
@@ -378,7 +379,7 @@ func (s *Server) importFile(c echo.Context) error {
 		opts.Convert.Requester = caller.Org
 		if caller.Role == auth.RoleCBO {
 			// A CBO creates no members, organizations or coverage: its rows refer to them.
-			opts.Convert.ReferOnly = cboReferOnly
+			opts.Convert.ReferOnly = CBOReferOnly
 		}
 	}
 	if dryRun {

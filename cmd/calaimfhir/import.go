@@ -121,6 +121,9 @@ func importCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		exec = httpExecutor(strings.TrimSuffix(*base, "/"), *token)
 		if org, role := tokenClaims(*token); role != "admin" {
 			opts.Convert.Requester = org // the server lets only the requester's organization create a Task
+			if role == "cbo" {
+				opts.Convert.ReferOnly = server.CBOReferOnly
+			}
 		}
 	} else {
 		store, err := sqlitestore.Open(ctx, *data, sqlitestore.Options{})
