@@ -150,6 +150,7 @@ func (s *Server) bundle(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	noteSubtype(c, strings.TrimSuffix(res.Type, "-response"))
 	return c.Blob(http.StatusOK, fhirJSON, s.bundleResponse(res))
 }
 

@@ -47,6 +47,12 @@ type Config struct {
 	RateBurst int
 	// CORSOrigins may call from browsers; none by default.
 	CORSOrigins []string
+	// AuditRetention is how long audit records are kept (0: forever); AuditPurgeInterval how
+	// often older ones are deleted (default 1h); AuditQueue how many records may wait to be
+	// stored (default 10000). See audit.go.
+	AuditRetention     time.Duration
+	AuditPurgeInterval time.Duration
+	AuditQueue         int
 }
 
 // Server wires the service into an Echo instance.
@@ -57,6 +63,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	limiter *limiter
+	audit   *auditor // nil when the store keeps no audit trail
 	Echo    *echo.Echo
 	capCache
 }
@@ -85,10 +92,11 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	}
 	s.svc.Authorize = s.serviceAuthorizer
 	s.svc.Caller = callerInfo
+	s.startAudit(store, reg)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)
-	e.Use(s.observe, s.recoverPanics, securityHeaders, s.cors)
+	e.Use(s.observe, s.auditRequests, s.recoverPanics, securityHeaders, s.cors)
 
 	e.GET("/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
 	e.GET("/health/ready", s.ready)
@@ -119,6 +127,16 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.DELETE("/:type/:id", s.delete, guarded...)
 	f.GET("/:type/:id/_history", s.instanceHistory, guarded...)
 	f.GET("/:type/:id/_history/:vid", s.vread, guarded...)
+	auditGuard := []echo.MiddlewareFunc{n, s.authenticate, s.rateLimit}
+	f.GET("/AuditEvent", s.auditEventSearch, append(auditGuard, s.requireAuditReader)...)
+	f.POST("/AuditEvent/_search", s.auditEventSearch, append(auditGuard, s.requireAuditReader)...)
+	f.GET("/AuditEvent/:id", s.auditEventRead, append(auditGuard, s.requireAuditReader)...)
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		f.Add(m, "/AuditEvent", s.auditReadOnly, auditGuard...)
+		if m != http.MethodPost {
+			f.Add(m, "/AuditEvent/:id", s.auditReadOnly, auditGuard...)
+		}
+	}
 	s.Echo = e
 	return s
 }

@@ -94,6 +94,7 @@ type serveConfig struct {
 	audience     string
 	jwksURL      string
 	jwksFile     string
+	auditKeep    time.Duration
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -116,6 +117,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 200, "sustained requests per second per client (token client id, else address); 0 turns limiting off (CALAIMFHIR_RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 400, "requests a client may send at once above the rate (CALAIMFHIR_RATE_BURST)")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
+	fs.DurationVar(&cfg.auditKeep, "audit-retention", 52560*time.Hour, "how long audit records are kept (default 6 years); 0 keeps them forever (CALAIMFHIR_AUDIT_RETENTION)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
@@ -187,7 +189,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RateLimit:                 cfg.rateLimit,
 		RateBurst:                 cfg.rateBurst,
 		CORSOrigins:               splitList(cfg.corsOrigins),
+		AuditRetention:            cfg.auditKeep,
 	}, store, r4.Validate, logger, reg)
+	defer srv.Close() // after the HTTP server stopped, before the store closes: flushes the audit queue
 
 	httpServer := &http.Server{
 		Handler:           srv,
