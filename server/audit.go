@@ -559,7 +559,9 @@ const (
 // would widen an audit query.
 func ParseAuditQuery(params url.Values, base string) (*resources.AuditQuery, error) {
 	q := &resources.AuditQuery{Count: auditDefaultCount}
-	bad := func(format string, args ...any) error { return resources.Errorf(resources.KindBadRequest, format, args...) }
+	bad := func(format string, args ...any) error {
+		return resources.Errorf(resources.KindBadRequest, format, args...)
+	}
 	for name, values := range params {
 		if !auditParams[name] {
 			return nil, bad("AuditEvent has no search parameter %q here (supported: date, agent, entity, entity-type, action, outcome, subtype, _count)", name)
