@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -358,7 +359,7 @@ func (s *Server) auditRecord(c echo.Context, start time.Time, note *auditNote, f
 	status := c.Response().Status
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	rec := &resources.AuditRecord{
-		ID:        resources.NewID(),
+		ID:        auditID(now),
 		Recorded:  now,
 		Start:     start.UTC().Truncate(time.Microsecond),
 		Status:    status,
@@ -428,6 +429,13 @@ func (s *Server) auditRecord(c echo.Context, start time.Time, note *auditNote, f
 	}
 	rec.Query = query
 	return rec
+}
+
+// auditID is a FHIR id that sorts by time: 16 hex digits of the Unix microseconds, then 64
+// random bits. Records are then appended at the end of the stores' id indexes instead of at
+// random places, which keeps the per-request insert cheap.
+func auditID(t time.Time) string {
+	return fmt.Sprintf("%016x", t.UnixMicro()) + resources.NewID()[:16]
 }
 
 // operationName is "$name" when the last segment of a path names a FHIR operation.

@@ -481,3 +481,54 @@ func TestAudit_CloseFlushesTheQueue(t *testing.T) {
 		t.Errorf("%d records stored at shutdown, want 30", len(page.Records))
 	}
 }
+
+// BenchmarkAudit measures what recording costs on the embedded store, to choose between a
+// synchronous write per request and the batched background writer:
+//
+//	go test ./server -run '^$' -bench BenchmarkAudit -benchtime 2000x
+//
+// append-1 is a synchronous write (one transaction per record), append-256 one batch of the
+// background writer (reported per record), read the whole request path of GET Patient/id
+// with the batched writer on.
+func BenchmarkAudit(b *testing.B) {
+	store, _ := fhirtest.SQLite.OpenFresh(b)
+	al := store.(resources.AuditLog)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	record := func(i int) *resources.AuditRecord {
+		at := now.Add(time.Duration(i) * time.Microsecond)
+		return &resources.AuditRecord{ID: fmt.Sprintf("%016x%s", at.UnixMicro(), resources.NewID()[:16]), Recorded: at, Start: now, // ids as the server makes them
+			Subtype: "read", Action: "R", Status: 200, Method: "GET", Subject: "nurse-7", ClientID: "plan-app",
+			Org: "Organization/plan-1", Role: "plan", Address: "10.1.2.3", RequestID: resources.NewID()[:16],
+			Type: "Patient", Entities: []string{fmt.Sprintf("Patient/p-%d", i%1000)}}
+	}
+	b.Run("append-1", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if err := al.AppendAudit(context.Background(), []*resources.AuditRecord{record(i)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("append-256", func(b *testing.B) {
+		batch := make([]*resources.AuditRecord, 256)
+		for i := 0; b.Loop(); i++ {
+			for j := range batch {
+				batch[j] = record(i*256 + j)
+			}
+			if err := al.AppendAudit(context.Background(), batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/record")
+	})
+	b.Run("read", func(b *testing.B) {
+		s := fhirtest.Start(b, store, fhirtest.Options{})
+		if rec := serve(b, s, "PUT", "/fhir/Patient/p-1", []byte(`{"resourceType":"Patient","id":"p-1"}`)); rec.Code != http.StatusCreated {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		for b.Loop() {
+			if rec := serve(b, s, "GET", "/fhir/Patient/p-1", nil); rec.Code != http.StatusOK {
+				b.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+}
