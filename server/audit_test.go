@@ -532,3 +532,68 @@ func BenchmarkAudit(b *testing.B) {
 		}
 	})
 }
+
+// metricValue reads one unlabelled metric from /metrics.
+func metricValue(t *testing.T, s *fhirtest.Server, name string) float64 {
+	t.Helper()
+	r := s.Do("GET", "/metrics", nil)
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	t.Fatalf("metric %s not exported", name)
+	return 0
+}
+
+// TestAudit_StoreOutage_RecordsWaitOrAreCounted: while the store refuses writes the records
+// wait in the queue; once it is full they are dropped and counted; after the outage every
+// record is either stored or counted as dropped, none silently lost.
+func TestAudit_StoreOutage_RecordsWaitOrAreCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the audit writer's retries")
+	}
+	h := fhirtest.SQLite
+	store, loc := h.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{AuditQueue: 4})
+	restore := h.Outage(t, loc)
+	// A first record makes the writer fail and retry; meanwhile it takes nothing from the queue.
+	wantStatus(t, s.Do("GET", "/fhir/metadata", nil), http.StatusOK)
+	for deadline := time.Now().Add(30 * time.Second); metricValue(t, s, "calaimfhir_audit_write_failures_total") == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the audit writer did not fail during the outage")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	const requests = 21
+	for i := 1; i < requests; i++ {
+		wantStatus(t, s.Do("GET", "/fhir/metadata", nil), http.StatusOK)
+	}
+	if d := metricValue(t, s, "calaimfhir_audit_dropped_total"); d == 0 {
+		t.Errorf("no record counted as dropped while the queue of 4 was full")
+	}
+	restore()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		written := metricValue(t, s, "calaimfhir_audit_written_total")
+		dropped := metricValue(t, s, "calaimfhir_audit_dropped_total")
+		if written+dropped == requests {
+			if written < 4 {
+				t.Errorf("%v records written after the outage, want at least the 4 queued", written)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("written %v + dropped %v, want %d", written, dropped, requests)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if f := metricValue(t, s, "calaimfhir_audit_write_failures_total"); f == 0 {
+		t.Errorf("no failed write counted during the outage")
+	}
+	if logs := s.LogText(); !strings.Contains(logs, "audit queue full") {
+		t.Errorf("the drops were not logged")
+	}
+}

@@ -66,8 +66,10 @@ type Options struct {
 	// AnyReferences turns off the required-reference checks (resources.DefaultRequiredReferences),
 	// for fixtures such as the official examples that refer to resources not in the set.
 	AnyReferences bool
-	// AuditRetention and AuditPurgeInterval turn on the audit trail's retention purge.
+	// AuditRetention and AuditPurgeInterval turn on the audit trail's retention purge;
+	// AuditQueue bounds its queue (default 10000).
 	AuditRetention, AuditPurgeInterval time.Duration
+	AuditQueue                         int
 }
 
 // Start serves store over HTTP until the test ends.
@@ -94,7 +96,7 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s.AdminToken = s.Token("admin", "Organization/calaimfhir-test", "")
 	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
 		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins,
-		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval},
+		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval, AuditQueue: opts.AuditQueue},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
