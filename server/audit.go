@@ -223,8 +223,9 @@ func (a *auditor) run() {
 	}
 }
 
-// store writes one batch, retrying with backoff: a store outage shorter than about 30 s loses
-// nothing (the queue holds the requests meanwhile).
+// store writes one batch, retrying with backoff (six attempts over at least 15 s, up to about a
+// minute when each attempt waits out its timeout): a shorter store outage loses nothing as long
+// as the queue holds the requests meanwhile.
 func (a *auditor) store(batch []*resources.AuditRecord) {
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -238,7 +239,7 @@ func (a *auditor) store(batch []*resources.AuditRecord) {
 		a.failures.Inc()
 		if attempt == auditAttempts {
 			a.dropped.Add(float64(len(batch)))
-			a.logger.Error("audit records dropped: the store refused them", "records", len(batch), "kind", resources.KindOf(err).Status())
+			a.logger.Error("audit records dropped: the store refused them", "records", len(batch), "status", resources.KindOf(err).Status())
 			return
 		}
 		select {
@@ -263,7 +264,7 @@ func (a *auditor) purgeLoop(retention, interval time.Duration) {
 		cancel()
 		a.purged.Add(float64(n))
 		if err != nil {
-			a.logger.Error("audit retention purge failed", "kind", resources.KindOf(err).Status())
+			a.logger.Error("audit retention purge failed", "status", resources.KindOf(err).Status())
 		} else if n > 0 {
 			a.logger.Info("audit retention purge", "records", n)
 		}
