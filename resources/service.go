@@ -46,6 +46,8 @@ type Service struct {
 
 	clockMu sync.Mutex
 	last    time.Time
+
+	orgCache orgCache // tenancy.go
 }
 
 // authorize runs the Authorize hook, if any.
@@ -480,7 +482,7 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 	if sr.CountOnly {
 		q.Count = 1
 	}
-	page, err := s.Store.Search(ctx, &q)
+	page, err := s.searchSnapshot(ctx, &q) // snapshot.go: stable pages under updates
 	if err != nil {
 		return nil, err
 	}

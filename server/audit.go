@@ -388,6 +388,12 @@ func (s *Server) auditRecord(c echo.Context, start time.Time, note *auditNote, f
 		if strings.HasPrefix(id, "$") {
 			id = ""
 		}
+		if typ == "" { // a type-level operation route such as /fhir/Claim/$submit
+			segs := strings.Split(strings.TrimSuffix(req.URL.Path, "/"+op), "/")
+			if t := segs[len(segs)-1]; resources.Supported(t) {
+				typ = t
+			}
+		}
 	}
 	note.mu.Lock()
 	if note.subtype != "" {
@@ -402,6 +408,9 @@ func (s *Server) auditRecord(c echo.Context, start time.Time, note *auditNote, f
 	}
 	rec.Subtype = subtype
 	rec.Action = auditAction(subtype, req.Method)
+	if req.URL.Path == TokenPath {
+		rec.Action = resources.AuditExecute // a log-on (SMART Backend Services token request)
+	}
 	if len(typ) <= 64 {
 		rec.Type = typ
 	}

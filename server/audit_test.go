@@ -146,6 +146,8 @@ func summaries(t *testing.T, events []json.RawMessage) map[string]auditSummary {
 	return out
 }
 
+func outcomeOf(status int) string { return fmt.Sprint(resources.AuditOutcome(status)) }
+
 // TestAudit_RequestSequence_TrailIsExactlyAsExpected sends one request of each kind, success
 // and failure, and checks the audit trail holds exactly one event per request with the
 // expected who, what, action and outcome; every event is valid R4.
@@ -201,6 +203,8 @@ func TestAudit_RequestSequence_TrailIsExactlyAsExpected(t *testing.T) {
 		wantStatus(t, send("r15-nowhere", "GET", "/nowhere/"+pid, "", "Authorization", as(nurse)), http.StatusNotFound)
 		wantStatus(t, send("r16-metadata", "GET", "/fhir/metadata", "", "Authorization", ""), http.StatusOK)
 		s.Do("GET", "/health/ready", nil, "X-Request-Id", "r19-health") // not audited
+		opStatus := send("r20-operation", "GET", "/fhir/Claim/$export-invoice?status=active", "").Status
+		tokenStatus := send("r21-token", "POST", "/auth/token", "grant_type=client_credentials", "Content-Type", "application/x-www-form-urlencoded", "Authorization", "").Status
 
 		nurseWho := auditSummary{Who: "nurse-7", Client: "plan-app", Role: "plan", Org: "Organization/plan-1"}
 		who := func(w auditSummary, sum auditSummary) auditSummary {
@@ -227,7 +231,10 @@ func TestAudit_RequestSequence_TrailIsExactlyAsExpected(t *testing.T) {
 			"r15-nowhere":            {Action: "R", Outcome: "4", Status: "404", Detail: "GET /nowhere/" + pid},
 			"r16-metadata":           {Subtype: "capabilities", Action: "R", Outcome: "0", Status: "200"},
 			"r12a-history":           who(nurseWho, auditSummary{Subtype: "history-instance", Action: "R", Outcome: "0", Status: "200", Entities: []string{"Patient/" + pid}, Type: "Patient", Query: "_count=2"}),
-			"r12b-vread":             who(nurseWho, auditSummary{Subtype: "vread", Action: "R", Outcome: "0", Status: "200", Entities: []string{"Patient/" + pid + "/_history/1"}}),
+			"r20-operation": who(admin, auditSummary{Subtype: "operation", Action: "E", Outcome: outcomeOf(opStatus), Status: fmt.Sprint(opStatus),
+				Type: "Claim", Query: "status=active", Detail: "GET $export-invoice"}),
+			"r21-token":  {Action: "E", Outcome: outcomeOf(tokenStatus), Status: fmt.Sprint(tokenStatus), Detail: "POST /auth/token"},
+			"r12b-vread": who(nurseWho, auditSummary{Subtype: "vread", Action: "R", Outcome: "0", Status: "200", Entities: []string{"Patient/" + pid + "/_history/1"}}),
 		}
 		for id, w := range want {
 			w.RequestID = id
