@@ -426,13 +426,19 @@ func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
 	}
 	// Visibility is decided on current resources, so to a restricted caller a deleted
 	// resource is unknown (404), not gone (410).
-	if ok, verr := s.visible(ctx, typ, id); verr != nil || !ok {
+	if err != nil { // gone
+		if s.tenant(ctx) != nil {
+			return nil, notVisible(typ, id)
+		}
+		return r, err
+	}
+	if ok, verr := s.visibleAs(ctx, r); verr != nil || !ok {
 		if verr != nil {
 			return nil, verr
 		}
 		return nil, notVisible(typ, id)
 	}
-	return r, err
+	return r, nil
 }
 
 // VRead returns one version.

@@ -117,11 +117,11 @@ type scoped struct {
 	gated  *Clause
 }
 
-// scopeMemo caches a request's scopes: a search with _include and _has asks for several.
+// scopeMemo caches a request's scopes and access sets: a search with _include and _has asks
+// for several.
 type scopeMemo struct {
-	mu     sync.Mutex
-	scopes map[string]*scoped
-	sets   map[string]any
+	mu   sync.Mutex
+	sets map[string]any
 }
 
 type scopeMemoKey struct{}
@@ -129,7 +129,7 @@ type scopeMemoKey struct{}
 // WithScopeCache lets the scopes computed for one request be reused within it. The server
 // calls it once per request after authentication.
 func WithScopeCache(ctx context.Context) context.Context {
-	return context.WithValue(ctx, scopeMemoKey{}, &scopeMemo{scopes: map[string]*scoped{}, sets: map[string]any{}})
+	return context.WithValue(ctx, scopeMemoKey{}, &scopeMemo{sets: map[string]any{}})
 }
 
 func memoOf(ctx context.Context) *scopeMemo {
@@ -143,25 +143,14 @@ func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
 	if t == nil || directoryTypes[typ] {
 		return nil, nil
 	}
-	m := memoOf(ctx)
-	if m != nil {
-		m.mu.Lock()
-		sc, ok := m.scopes[typ]
-		m.mu.Unlock()
-		if ok {
-			return sc, nil
-		}
-	}
-	sc, err := s.buildScope(ctx, t, typ)
+	// The limit is cached with the organization's access sets (same invalidation): building
+	// it sorts the sets into id and key lists, which a busy organization would otherwise pay
+	// on every request.
+	v, err := s.cached(ctx, t, "scope|"+typ, func() (any, error) { return s.buildScope(ctx, t, typ) })
 	if err != nil {
 		return nil, err
 	}
-	if m != nil {
-		m.mu.Lock()
-		m.scopes[typ] = sc
-		m.mu.Unlock()
-	}
-	return sc, nil
+	return v.(*scoped), nil
 }
 
 func keysClause(keys ...string) Clause { return Clause{AnyKey: keys} }
@@ -490,15 +479,32 @@ func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]b
 
 // visible reports whether ctx's caller may see the current version of typ/id.
 func (s *Service) visible(ctx context.Context, typ, id string) (bool, error) {
-	sc, err := s.scope(ctx, typ)
+	if s.tenant(ctx) == nil {
+		return true, nil
+	}
+	r, err := s.Store.Read(ctx, typ, id)
+	switch {
+	case IsKind(err, KindNotFound), IsKind(err, KindGone):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return s.visibleAs(ctx, r)
+}
+
+// visibleAs reports whether ctx's caller may see r, the current version of its resource (a
+// tombstone is never visible to a restricted caller). The scope is judged in memory against
+// r's search keys, with the stores' semantics (Matches): cheaper than asking the store again.
+func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
+	sc, err := s.scope(ctx, r.Type)
 	if err != nil || sc == nil {
 		return err == nil, err
 	}
-	page, err := s.Store.Search(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: []string{id}}, sc.clause}, Count: 1})
-	if err != nil {
-		return false, err
+	if r.Deleted || len(r.JSON) == 0 {
+		return false, nil
 	}
-	return len(page.Resources) == 1, nil
+	k := s.keysOf(r)
+	return k != nil && Matches([]Clause{sc.clause}, r, k), nil
 }
 
 // scopeQuery adds the caller's limit to q; withheld is set when consent rules hide matches of
@@ -566,10 +572,10 @@ func (s *Service) preWrite(ctx context.Context, typ, id string) error {
 		return Errorf(KindForbidden, "the access token names no organization (Organization/<id>) to write for")
 	}
 	if id != "" {
-		_, err := s.Store.Read(ctx, typ, id)
+		r, err := s.Store.Read(ctx, typ, id)
 		switch {
 		case err == nil:
-			ok, err := s.visible(ctx, typ, id)
+			ok, err := s.visibleAs(ctx, r)
 			if err != nil {
 				return err
 			}
