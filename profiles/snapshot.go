@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -18,6 +19,9 @@ const r4Base = "http://hl7.org/fhir/StructureDefinition/"
 
 // resourceDescriptor finds the R4 message for a resource type.
 func resourceDescriptor(typ string) protoreflect.MessageDescriptor {
+	if typ == "Extension" {
+		return (&dtpb.Extension{}).ProtoReflect().Descriptor()
+	}
 	fields := (&rpb.ContainedResource{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		if m := fields.Get(i).Message(); m != nil && string(m.Name()) == typ {
