@@ -34,6 +34,9 @@ func TestFixtures(t *testing.T) {
 	e := profiles.Default()
 	seen := map[string]bool{}
 	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			continue // referral-bundle.json: a transaction, tested through the server
+		}
 		id := filepath.Base(dir)
 		d, ok := e.DefinitionByID(id)
 		if !ok {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/calaimfhir/calaimfhir/internal/auth"
+	"github.com/calaimfhir/calaimfhir/profiles"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -47,6 +48,10 @@ type Config struct {
 	RateBurst int
 	// CORSOrigins may call from browsers; none by default.
 	CORSOrigins []string
+	// Profiles validates CalAIM profiles (profiles.Default() when nil); RequireProfiles lists
+	// the types whose writes must conform to their CalAIM profile (see server/conformance.go).
+	Profiles        *profiles.Engine
+	RequireProfiles []string
 }
 
 // Server wires the service into an Echo instance.
@@ -57,6 +62,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	limiter *limiter
+	conf    *conformance
 	Echo    *echo.Echo
 	capCache
 }
@@ -71,6 +77,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	m := newMetrics(reg, cfg.StoreName)
 	timed := &timedStore{Store: store, m: m}
+	conf := newConformance(cfg, validate)
+	validate = conf.enforce
 	s := &Server{
 		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
@@ -78,6 +86,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		store:   timed,
 		log:     logger,
 		metrics: m,
+		conf:    conf,
 	}
 	s.started = time.Now().UTC()
 	if cfg.RateLimit > 0 {
@@ -119,6 +128,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.DELETE("/:type/:id", s.delete, guarded...)
 	f.GET("/:type/:id/_history", s.instanceHistory, guarded...)
 	f.GET("/:type/:id/_history/:vid", s.vread, guarded...)
+	s.conformanceRoutes(f, guarded)
 	s.Echo = e
 	return s
 }

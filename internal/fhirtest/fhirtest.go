@@ -65,6 +65,8 @@ type Options struct {
 	// AnyReferences turns off the required-reference checks (resources.DefaultRequiredReferences),
 	// for fixtures such as the official examples that refer to resources not in the set.
 	AnyReferences bool
+	// RequireProfiles lists the types whose writes must conform to their CalAIM profile.
+	RequireProfiles []string
 }
 
 // Start serves store over HTTP until the test ends.
@@ -90,7 +92,8 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s.Key = key
 	s.AdminToken = s.Token("admin", "Organization/calaimfhir-test", "")
 	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
-		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins},
+		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins,
+		RequireProfiles: opts.RequireProfiles},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
