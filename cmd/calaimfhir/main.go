@@ -41,6 +41,8 @@ Usage:
   calaimfhir serve [flags]     run the server (embedded SQLite store unless --mongodb-uri is set)
   calaimfhir token --data DIR --org Organization/ID --role admin|plan|cbo|provider [--scope S] [--ttl 1h]
                                mint a development token with the key serve keeps in DIR
+  calaimfhir validate [--profile URL|ID] [--terminology DIR] FILE...
+                               check FHIR JSON files against R4 and the CalAIM profiles
   calaimfhir version           print the version
 
 Run 'calaimfhir serve -h' for the flags.
@@ -60,6 +62,11 @@ func main() {
 		stop()
 	case "token":
 		err = token(os.Args[2:], os.Stdout, os.Stderr)
+	case "validate":
+		err = validateCmd(os.Args[2:], os.Stdout, os.Stderr)
+		if errors.Is(err, errInvalid) {
+			os.Exit(1)
+		}
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -94,6 +101,8 @@ type serveConfig struct {
 	audience     string
 	jwksURL      string
 	jwksFile     string
+	requireProfs string
+	termDir      string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -118,6 +127,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
+	fs.StringVar(&cfg.requireProfs, "require-profiles", "", `types whose writes must conform to their CalAIM profile, comma-separated, or "calaim" for Patient,ServiceRequest,Task,Consent,Claim; off by default (CALAIMFHIR_REQUIRE_PROFILES)`)
+	fs.StringVar(&cfg.termDir, "terminology", "", "folder of CodeSystem/ValueSet JSON files that replace (same id) or add to the built-in CalAIM terminology (CALAIMFHIR_TERMINOLOGY)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -175,6 +186,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	engine, err := profileEngine(cfg.termDir)
+	if err != nil {
+		return err
+	}
+	requireProfiles, err := requiredProfileTypes(engine, cfg.requireProfs)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		BaseURL:                   cfg.baseURL,
 		MaxBodyBytes:              cfg.maxBodyBytes,
@@ -187,6 +206,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RateLimit:                 cfg.rateLimit,
 		RateBurst:                 cfg.rateBurst,
 		CORSOrigins:               splitList(cfg.corsOrigins),
+		Profiles:                  engine,
+		RequireProfiles:           requireProfiles,
 	}, store, r4.Validate, logger, reg)
 
 	httpServer := &http.Server{
