@@ -34,13 +34,17 @@ func (e *Engine) Enforce(base resources.Validator, require []string) (resources.
 		if err != nil {
 			return typ, err
 		}
-		urls := e.Applicable(body, typ, req[typ])
-		if len(urls) == 0 {
-			return typ, nil
+		required := req[typ]
+		if required == "" && !bytes.Contains(body, []byte(Base)) {
+			return typ, nil // claims no CalAIM profile: nothing more to check
 		}
 		doc, err := decode(body)
 		if err != nil {
 			return "", resources.Wrap(resources.KindBadRequest, err, "the body is not a JSON object")
+		}
+		urls := applicable(doc, required)
+		if len(urls) == 0 {
+			return typ, nil
 		}
 		var issues []Issue
 		for _, url := range urls {
@@ -57,14 +61,24 @@ func (e *Engine) Enforce(base resources.Validator, require []string) (resources.
 // Applicable lists the CalAIM profiles a resource must be checked against: those it names in
 // meta.profile under the CalAIM base, plus required (when not empty).
 func (e *Engine) Applicable(body []byte, typ, required string) []string {
+	if !bytes.Contains(body, []byte(Base)) {
+		if required != "" {
+			return []string{required}
+		}
+		return nil
+	}
+	doc, err := decode(body)
+	if err != nil {
+		return nil
+	}
+	return applicable(doc, required)
+}
+
+func applicable(doc map[string]any, required string) []string {
 	var urls []string
-	if bytes.Contains(body, []byte(Base)) {
-		if doc, err := decode(body); err == nil {
-			for _, p := range Claims(doc) {
-				if strings.HasPrefix(p, Base+"/") && !slices.Contains(urls, p) {
-					urls = append(urls, p)
-				}
-			}
+	for _, p := range Claims(doc) {
+		if strings.HasPrefix(p, Base+"/") && !slices.Contains(urls, p) {
+			urls = append(urls, p)
 		}
 	}
 	if required != "" && !slices.Contains(urls, required) {

@@ -27,17 +27,8 @@ type Service struct {
 }
 
 // Services lists the CalAIM services of the catalog (the calaim-service code system).
-func (s *Set) Services() []Service {
-	cs := s.systems[serviceSystem]
-	if cs == nil {
-		return nil
-	}
-	out := make([]Service, 0, len(cs.order))
-	for _, code := range cs.order {
-		out = append(out, serviceOf(cs.concepts[code]))
-	}
-	return out
-}
+// The slice is shared: callers must not modify it.
+func (s *Set) Services() []Service { return s.services }
 
 // Service returns one service of the catalog by its calaim-service code.
 func (s *Set) Service(code string) (Service, bool) {
@@ -68,7 +59,7 @@ func serviceOf(c *Concept) Service {
 // in the catalog.
 func (s *Set) ServicesFor(system, code string, modifiers []string) []Service {
 	var out []Service
-	for _, sv := range s.Services() {
+	for _, sv := range s.services {
 		for _, b := range sv.Billing {
 			if b.System == system && b.Code == code && sameModifiers(b.Modifiers, modifiers) {
 				out = append(out, sv)

@@ -109,6 +109,10 @@ type valueSet struct {
 	title   string
 	include []include
 	exclude []include
+	// members indexes the expansion (all dates) by system|code and by code alone, built once
+	// at load so that validation does not expand on every call.
+	bySystemCode map[[2]string]Coding
+	byCode       map[string][]Coding
 }
 
 // Set is a loaded set of code systems and value sets. It is read-only after Load and safe for
@@ -118,6 +122,7 @@ type Set struct {
 	sysRes    []Resource             // every CodeSystem resource, in id order
 	valueSets map[string]*valueSet
 	vsRes     []Resource
+	services  []Service // the catalog, from the calaim-service code system
 }
 
 var defaultSet = sync.OnceValues(func() (*Set, error) { return Load(nil) })
@@ -194,6 +199,23 @@ func Load(overlay fs.FS) (*Set, error) {
 			if len(inc.Concept) == 0 && inc.System != "" && s.systems[inc.System] == nil {
 				return nil, fmt.Errorf("ValueSet %s includes all of %s, which is not loaded", url, inc.System)
 			}
+		}
+	}
+	for _, vs := range s.valueSets {
+		all, err := s.expand(vs, time.Time{}, "", 0)
+		if err != nil {
+			return nil, err
+		}
+		vs.bySystemCode = make(map[[2]string]Coding, len(all))
+		vs.byCode = make(map[string][]Coding, len(all))
+		for _, c := range all {
+			vs.bySystemCode[[2]string{c.System, c.Code}] = c
+			vs.byCode[c.Code] = append(vs.byCode[c.Code], c)
+		}
+	}
+	if cs := s.systems[serviceSystem]; cs != nil {
+		for _, code := range cs.order {
+			s.services = append(s.services, serviceOf(cs.concepts[code]))
 		}
 	}
 	return s, nil
@@ -464,14 +486,15 @@ func (s *Set) ValidateCode(url, system, code string, date time.Time) (Validation
 	if vs == nil {
 		return Validation{}, &ErrUnknownValueSet{URL: url}
 	}
-	all, err := s.expand(vs, time.Time{}, "", 0)
-	if err != nil {
-		return Validation{}, err
-	}
-	for _, c := range all {
-		if c.Code != code || system != "" && c.System != system {
-			continue
+	var candidates []Coding
+	if system != "" {
+		if c, ok := vs.bySystemCode[[2]string{system, code}]; ok {
+			candidates = []Coding{c}
 		}
+	} else {
+		candidates = vs.byCode[code]
+	}
+	for _, c := range candidates {
 		if concept, ok := s.Lookup(c.System, c.Code); ok && !concept.ActiveOn(date) {
 			return Validation{Display: c.Display, Message: fmt.Sprintf("code %s is not usable on %s (%s)", code, date.Format("2006-01-02"), effective(concept))}, nil
 		}
