@@ -49,6 +49,25 @@ func newConformance(cfg Config, base resources.Validator) *conformance {
 	return c
 }
 
+// warnings lists the warning-level issues of the CalAIM profiles that apply to a stored
+// resource, for a write answered with Prefer: return=OperationOutcome (errors never get this
+// far: they fail the write).
+func (c *conformance) warnings(ec echo.Context, r *resources.Resource) []resources.Issue {
+	required := ""
+	if c.require[r.Type] {
+		required, _ = c.engine.ProfileFor(r.Type)
+	}
+	var out []profiles.Issue
+	for _, u := range c.engine.Applicable(r.JSON, r.Type, required) {
+		for _, is := range c.engine.Validate(ec.Request().Context(), r.JSON, u) {
+			if is.Severity == "warning" {
+				out = append(out, is)
+			}
+		}
+	}
+	return profiles.ToOutcome(out)
+}
+
 // conformanceRoutes adds the read-only definition endpoints and the operations.
 func (s *Server) conformanceRoutes(f *echo.Group, guarded []echo.MiddlewareFunc) {
 	for _, typ := range []string{"StructureDefinition", "CodeSystem", "ValueSet"} {

@@ -287,8 +287,16 @@ func TestWrite_ClaimedProfileEnforced(t *testing.T) {
 	wantOutcome(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusUnprocessableEntity, "required")
 	delete(doc, "meta")
 	wantStatus(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusCreated)
-	// Warnings do not stop a write.
-	wantStatus(t, s.Do("POST", "/fhir/Consent", profileFixture(t, "calaim-consent", "invalid-no-source-warning.json")), http.StatusCreated)
+	// Warnings do not stop a write; Prefer: return=OperationOutcome shows them.
+	r = s.Do("POST", "/fhir/Consent", profileFixture(t, "calaim-consent", "invalid-no-source-warning.json"), "Prefer", "return=OperationOutcome")
+	wantStatus(t, r, http.StatusCreated)
+	if got := expressions(t, r, "warning"); !slices.Equal(got, []string{"Consent"}) || !strings.Contains(string(r.Body), "calaim-cons-1") {
+		t.Fatalf("warnings %v: %s", got, r.Body)
+	}
+	r = s.Do("POST", "/fhir/Consent", profileFixture(t, "calaim-consent", "valid-hipaa.json"), "Prefer", "return=OperationOutcome")
+	if got := expressions(t, r, "warning"); len(got) != 0 {
+		t.Fatalf("a conformant Consent has warnings: %s", r.Body)
+	}
 	// A CalAIM profile that does not exist is refused; other profiles are not checked here.
 	doc["meta"] = map[string]any{"profile": []any{profiles.Base + "/StructureDefinition/nope"}}
 	wantOutcome(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusUnprocessableEntity, "not-supported")
