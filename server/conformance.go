@@ -8,9 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -127,13 +125,11 @@ func (s *Server) definitionSearch(c echo.Context, typ string) error {
 		switch name {
 		case "url", "_id", "_format":
 		case "type":
-			if typ == "StructureDefinition" {
-				continue
+			if typ != "StructureDefinition" {
+				return resources.Errorf(resources.KindBadRequest, "search parameter type is supported on StructureDefinition only")
 			}
-			fallthrough
 		default:
-			return resources.Errorf(resources.KindBadRequest, "search parameter %q is not supported on %s (supported: url, _id%s)", name, typ,
-				map[bool]string{true: ", type"}[typ == "StructureDefinition"])
+			return resources.Errorf(resources.KindBadRequest, "search parameter %q is not supported on %s (supported: url, _id; type on StructureDefinition)", name, typ)
 		}
 	}
 	var entries []map[string]any
@@ -330,9 +326,10 @@ func (s *Server) expand(c echo.Context) error {
 	for _, cd := range codes {
 		contains = append(contains, map[string]any{"system": cd.System, "code": cd.Code, "display": cd.Display})
 	}
-	var raw map[string]any
+	raw := map[string]any{}
+	plain, _, _ := strings.Cut(vsURL, "|")
 	for _, d := range s.definitions("ValueSet") {
-		if d.url == vsURL {
+		if d.url == plain {
 			json.Unmarshal(d.json, &raw)
 		}
 	}
@@ -457,36 +454,15 @@ func (s *Server) lookup(c echo.Context) error {
 	if concept.Definition != "" {
 		out = append(out, map[string]any{"name": "definition", "valueString": concept.Definition})
 	}
-	for prop, vals := range sortedProps(concept.Properties) {
-		for _, v := range vals {
-			part := []map[string]any{{"name": "code", "valueCode": prop}}
-			switch x := v.(type) {
-			case bool:
-				part = append(part, map[string]any{"name": "value", "valueBoolean": x})
-			case float64:
-				part = append(part, map[string]any{"name": "value", "valueInteger": int(x)})
-			default:
-				part = append(part, map[string]any{"name": "value", "valueString": fmt.Sprint(x)})
-			}
-			out = append(out, map[string]any{"name": "property", "part": part})
-		}
+	for _, prop := range concept.Props {
+		out = append(out, map[string]any{"name": "property", "part": []map[string]any{
+			{"name": "code", "valueCode": prop.Code}, {"name": "value", prop.Element: prop.Value}}})
 	}
 	if !date.IsZero() {
 		out = append(out, map[string]any{"name": "property", "part": []map[string]any{
 			{"name": "code", "valueCode": "active-on-date"}, {"name": "value", "valueBoolean": concept.ActiveOn(date)}}})
 	}
 	return c.Blob(http.StatusOK, fhirJSON, paramsJSON(out...))
-}
-
-// sortedProps iterates properties in name order so answers are stable.
-func sortedProps(m map[string][]any) func(func(string, []any) bool) {
-	return func(yield func(string, []any) bool) {
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			if !yield(k, m[k]) {
-				return
-			}
-		}
-	}
 }
 
 // validateOp implements $validate (https://hl7.org/fhir/R4/resource-operation-validate.html)

@@ -101,6 +101,7 @@ func TestStructureDefinition_ReadAndSearchByURL(t *testing.T) {
 	}
 	wantOutcome(t, s.Do("GET", "/fhir/StructureDefinition/nope", nil), http.StatusNotFound, "not-found")
 	wantOutcome(t, s.Do("GET", "/fhir/StructureDefinition?name=x", nil), http.StatusBadRequest, "")
+	wantOutcome(t, s.Do("GET", "/fhir/ValueSet?type=x", nil), http.StatusBadRequest, "")
 	wantOutcome(t, s.Do("GET", "/fhir/ValueSet/calaim-services", nil, "Authorization", ""), http.StatusUnauthorized, "")
 	wantStatus(t, s.Do("GET", "/fhir/CodeSystem/icd10cm-sdoh", nil), http.StatusOK)
 }
@@ -116,6 +117,7 @@ func TestValueSetExpand(t *testing.T) {
 	}{
 		{"community supports", "GET", "/fhir/ValueSet/$expand?url=" + cs, "", 15, "cs-recuperative-care", "chw-health-navigation"},
 		{"instance", "GET", "/fhir/ValueSet/chw-billing-codes/$expand", "", 5, "G0019", "H0043"},
+		{"versioned url", "GET", "/fhir/ValueSet/$expand?url=" + cs + url.QueryEscape("|2026.1"), "", 15, "cs-sobering-centers", "chw-"},
 		{"filter", "GET", "/fhir/ValueSet/$expand?url=" + cs + "&filter=housing", "", 4, "cs-housing-deposits", "cs-sobering-centers"},
 		{"Z-codes in force on 2021-06-01", "GET", "/fhir/ValueSet/sdoh-zcodes/$expand?date=2021-06-01", "", 27, `"Z59.0"`, "Z59.41"},
 		{"POST Parameters", "POST", "/fhir/ValueSet/$expand",
@@ -203,7 +205,7 @@ func TestCodeSystemLookup(t *testing.T) {
 	if got := parameter(t, r, "display")["valueString"]; got != "Recuperative Care (Medical Respite)" {
 		t.Errorf("display %v", got)
 	}
-	for _, want := range []string{`"valueString":"T2033-U6"`, `"valueCode":"unverified"`, `"valueBoolean":true`} {
+	for _, want := range []string{`"valueString":"T2033-U6"`, `"valueCode":"unverified"`, `"valueBoolean":true`, `"valueCode":"community-supports"`} {
 		if !strings.Contains(string(r.Body), want) {
 			t.Errorf("lookup lacks %s: %s", want, r.Body)
 		}
@@ -211,7 +213,8 @@ func TestCodeSystemLookup(t *testing.T) {
 	r = s.Do("POST", "/fhir/CodeSystem/$lookup", []byte(`{"resourceType":"Parameters","parameter":[
 		{"name":"coding","valueCoding":{"system":"`+profiles.ICD10CMSystem+`","code":"Z59.86"}},{"name":"date","valueDate":"2025-10-01"}]}`))
 	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(string(r.Body), `"valueCode":"active-on-date"},{"name":"value","valueBoolean":false}`) {
+	if !strings.Contains(string(r.Body), `"valueCode":"active-on-date"},{"name":"value","valueBoolean":false}`) ||
+		!strings.Contains(string(r.Body), `"valueDateTime":"2025-09-30"`) {
 		t.Errorf("Z59.86 is a header from FY26: %s", r.Body)
 	}
 	wantOutcome(t, s.Do("GET", "/fhir/CodeSystem/$lookup?system="+url.QueryEscape(profiles.ServiceSystem)+"&code=nope", nil), http.StatusNotFound, "not-found")

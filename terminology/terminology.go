@@ -36,8 +36,18 @@ type Concept struct {
 	// Properties holds the concept's property values by property code, in file order; each
 	// value is the JSON value of the value[x] (string, bool, number).
 	Properties map[string][]any
+	// Props lists the same values with the value[x] element they came in (valueString,
+	// valueDateTime, ...), in file order, for answers that echo them ($lookup).
+	Props []Property
 	// Start and End bound the dates of service on which the code may be used (zero: open).
 	Start, End time.Time
+}
+
+// Property is one property value of a concept.
+type Property struct {
+	Code    string // the property code
+	Element string // valueString, valueCode, valueBoolean, valueDateTime, valueInteger, ...
+	Value   any
 }
 
 // Unverified reports whether the concept carries unverified=true.
@@ -257,6 +267,7 @@ func (s *Set) addCodeSystem(b []byte) error {
 				for k, v := range p {
 					if strings.HasPrefix(k, "value") {
 						c.Properties[code] = append(c.Properties[code], v)
+						c.Props = append(c.Props, Property{Code: code, Element: k, Value: v})
 					}
 				}
 			}
