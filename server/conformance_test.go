@@ -312,6 +312,11 @@ func TestWrite_ClaimedProfileEnforced(t *testing.T) {
 	json.Unmarshal(bad, &badDoc)
 	badDoc["id"] = created["id"]
 	wantOutcome(t, s.Do("PUT", "/fhir/Patient/"+created["id"].(string), mustJSON(t, badDoc)), http.StatusUnprocessableEntity, "structure")
+	r = s.Do("PATCH", "/fhir/Patient/"+created["id"].(string), []byte(`[{"op":"remove","path":"/birthDate"}]`), "Content-Type", "application/json-patch+json")
+	wantOutcome(t, r, http.StatusUnprocessableEntity, "required")
+	if got := expressions(t, r, "error"); !slices.Equal(got, []string{"Patient.birthDate"}) {
+		t.Fatalf("patch: %s", r.Body)
+	}
 	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:6b1a3f9e-1c55-4c5e-9a0e-2f1f4f8a0001","resource":` +
 		string(profileFixture(t, "calaim-task", "invalid-rejected-no-reason.json")) + `,"request":{"method":"POST","url":"Task"}}]}`
 	r = s.Do("POST", "/fhir", []byte(tx))

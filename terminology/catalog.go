@@ -54,6 +54,18 @@ func serviceOf(c *Concept) Service {
 	return sv
 }
 
+// ServicesIn lists the services of one program (calaim-program code: ecm,
+// community-supports, chw).
+func (s *Set) ServicesIn(program string) []Service {
+	var out []Service
+	for _, sv := range s.services {
+		if sv.Program == program {
+			out = append(out, sv)
+		}
+	}
+	return out
+}
+
 // ServicesFor lists the CalAIM services a claim line belongs to: those billed with system|code
 // and exactly the given modifiers, in any order. An empty result means the combination is not
 // in the catalog.

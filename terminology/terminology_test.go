@@ -69,15 +69,9 @@ func TestZCodeBillable(t *testing.T) {
 
 func TestServiceCatalog(t *testing.T) {
 	set := terminology.Default()
-	services := set.Services()
-	var cs, chw int
-	for _, s := range services {
-		switch s.Program {
-		case "community-supports":
-			cs++
-		case "chw":
-			chw++
-		}
+	cs, chw, ecm := len(set.ServicesIn("community-supports")), len(set.ServicesIn("chw")), len(set.ServicesIn("ecm"))
+	if len(set.Services()) != cs+chw+ecm || ecm != 1 {
+		t.Fatalf("%d services, %d CS + %d CHW + %d ECM", len(set.Services()), cs, chw, ecm)
 	}
 	if cs != 15 || chw != 4 {
 		t.Fatalf("%d Community Supports (want 15 with Transitional Rent) and %d CHW services (want 4)", cs, chw)
@@ -126,6 +120,16 @@ func TestExpandAndValidateCode(t *testing.T) {
 	for _, c := range codes {
 		if c.Code == "U6" {
 			t.Fatalf("a modifier is listed as a billing code")
+		}
+	}
+	questions, _ := set.Expand(profiles.Base+"/ValueSet/sdoh-screening-loinc", time.Time{}, "")
+	answers, _ := set.Expand(profiles.Base+"/ValueSet/hunger-vital-sign-answers", time.Time{}, "")
+	if len(questions) != 26 || len(answers) != 4 || answers[0].Display != "Often true" {
+		t.Fatalf("%d screening questions (want 26), answers %v", len(questions), answers)
+	}
+	for _, q := range questions {
+		if q.Code[:2] == "LA" {
+			t.Fatalf("answer %s listed as a screening question", q.Code)
 		}
 	}
 	if _, err := set.Expand("http://example.org/none", time.Time{}, ""); err == nil {
