@@ -38,6 +38,7 @@ var invariants = map[string]invariant{
 	"calaim-enc-1":  encounterFinishedEnd,
 	"calaim-cond-1": conditionCodeSystem,
 	"calaim-obs-1":  observationValue,
+	"calaim-obs-2":  observationHungerAnswer,
 }
 
 func obj(v any) map[string]any { m, _ := v.(map[string]any); return m }
@@ -367,4 +368,27 @@ func observationValue(_ *run, n node) []finding {
 		}
 	}
 	return []finding{{at: n.path}}
+}
+
+// hungerQuestions are the Hunger Vital Sign questions whose answers come from one list.
+var hungerQuestions = map[string]bool{"88122-7": true, "88123-5": true}
+
+func observationHungerAnswer(v *run, n node) []finding {
+	m := obj(n.v)
+	asked := false
+	for _, c := range codesOf(m["code"]) {
+		if c.system == LOINCSystem && hungerQuestions[c.code] {
+			asked = true
+		}
+	}
+	answer, ok := m["valueCodeableConcept"]
+	if !asked || !ok {
+		return nil
+	}
+	for _, c := range codesOf(answer) {
+		if res, err := v.e.terms.ValidateCode(Base+"/ValueSet/hunger-vital-sign-answers", c.system, c.code, zeroTime); err == nil && res.Valid {
+			return nil
+		}
+	}
+	return []finding{{at: n.path + ".valueCodeableConcept"}}
 }
