@@ -69,7 +69,6 @@ func (c *conformance) warnings(ec echo.Context, r *resources.Resource) []resourc
 // conformanceRoutes adds the read-only definition endpoints and the operations.
 func (s *Server) conformanceRoutes(f *echo.Group, guarded []echo.MiddlewareFunc) {
 	for _, typ := range []string{"StructureDefinition", "CodeSystem", "ValueSet"} {
-		typ := typ
 		f.GET("/"+typ, func(c echo.Context) error { return s.definitionSearch(c, typ) }, guarded...)
 		f.GET("/"+typ+"/:id", func(c echo.Context) error { return s.definitionRead(c, typ) }, guarded...)
 	}

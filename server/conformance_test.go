@@ -104,6 +104,15 @@ func TestStructureDefinition_ReadAndSearchByURL(t *testing.T) {
 	wantOutcome(t, s.Do("GET", "/fhir/ValueSet?type=x", nil), http.StatusBadRequest, "")
 	wantOutcome(t, s.Do("GET", "/fhir/ValueSet/calaim-services", nil, "Authorization", ""), http.StatusUnauthorized, "")
 	wantStatus(t, s.Do("GET", "/fhir/CodeSystem/icd10cm-sdoh", nil), http.StatusOK)
+	// The definitions are read-only.
+	sdBody := []byte(`{"resourceType":"StructureDefinition"}`)
+	for _, req := range [][2]string{{"POST", "/fhir/StructureDefinition"}, {"PUT", "/fhir/StructureDefinition/calaim-patient"},
+		{"DELETE", "/fhir/ValueSet/calaim-services"}, {"PUT", "/fhir/CodeSystem?url=x"}} {
+		r := s.Do(req[0], req[1], sdBody)
+		if r.Status != http.StatusNotFound && r.Status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d %s", req[0], req[1], r.Status, r.Body)
+		}
+	}
 }
 
 func TestValueSetExpand(t *testing.T) {
