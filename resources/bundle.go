@@ -408,7 +408,7 @@ func (s *Service) resolveConditionalRefs(ctx context.Context, raw json.RawMessag
 		if !isCond || !Supported(typ) || strings.Contains(typ, "/") {
 			return ref
 		}
-		cond, err := s.ParseCondition(typ, query)
+		cond, err := s.condition(ctx, typ, query)
 		if err != nil {
 			firstErr = err
 			return ref
@@ -553,6 +553,9 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			if ifMatch > 0 && cur.VersionID != ifMatch {
 				return nil, fail(p, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, cur.VersionID))
 			}
+			if err := s.checkTenantDelete(ctx, p.typ, id, cur); err != nil {
+				return nil, fail(p, err)
+			}
 			if err := claim(p, p.typ+"/"+id, false); err != nil {
 				return nil, err
 			}
@@ -576,7 +579,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				s.mapPlaceholder(placeholders, p.entry.FullURL, p.typ, p.existing.ID)
 				continue
 			}
-			if p.cond, err = s.ParseCondition(p.typ, c); err != nil {
+			if p.cond, err = s.condition(ctx, p.typ, c); err != nil {
 				return nil, fail(p, err)
 			}
 		}
@@ -596,7 +599,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				// No If-Match: the version read below is checked by Apply (compare-and-set).
 				p.id = matches[0].ID
 			} else {
-				if p.cond, err = s.ParseCondition(p.typ, p.query); err != nil {
+				if p.cond, err = s.condition(ctx, p.typ, p.query); err != nil {
 					return nil, fail(p, err)
 				}
 				p.id, p.created = NewID(), true
@@ -671,6 +674,13 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 					return nil, fail(p, Errorf(KindBadRequest, "the resource id %q does not match the request URL id %q", bodyID, p.id))
 				}
 			}
+			existingID := p.id
+			if p.created {
+				existingID = ""
+			}
+			if err := s.preWrite(ctx, p.typ, existingID); err != nil {
+				return nil, fail(p, err)
+			}
 			if err := s.checkReferences(ctx, p.typ, prep.doc, tx, ""); err != nil {
 				return nil, fail(p, err)
 			}
@@ -688,6 +698,9 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				version, p.created = current+1, current == 0
 			}
 			if err := s.checkTaskWrite(ctx, p.typ, currentJSON, prep.doc); err != nil {
+				return nil, fail(p, err)
+			}
+			if err := s.checkTenantWrite(ctx, p.typ, p.id, currentJSON, prep.doc); err != nil {
 				return nil, fail(p, err)
 			}
 			r, err := prep.stamp(p.typ, p.id, version, s.now(), s.Base)
@@ -788,7 +801,7 @@ func (s *Service) multipleDelete() bool { return s.MultipleConditionalDelete }
 // conditionalMatches returns the current resources matching a condition: at most one unless
 // several are allowed (then up to MaxResolved); more is KindPreconditionFailed.
 func (s *Service) conditionalMatches(ctx context.Context, typ, query string, several bool) ([]*Resource, error) {
-	cond, err := s.ParseCondition(typ, query)
+	cond, err := s.condition(ctx, typ, query)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,14 @@ func (s *Service) checkReferences(ctx context.Context, typ string, doc map[strin
 				continue
 			}
 			_, err := s.Store.Read(ctx, rt, id)
+			if err == nil {
+				// A reference to what the caller may not see is reported like a missing one,
+				// so writes cannot be used to probe other tenants' ids.
+				var ok bool
+				if ok, err = s.visible(ctx, rt, id); err == nil && !ok {
+					err = notVisible(rt, id)
+				}
+			}
 			switch {
 			case err == nil:
 			case IsKind(err, KindNotFound), IsKind(err, KindGone):

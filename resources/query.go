@@ -32,6 +32,11 @@ type Clause struct {
 	Dates       []ValueMatch  // some date value (Keys.Dates) satisfies the bounds
 	Numbers     []ValueMatch  // some number value (Keys.Numbers) satisfies the bounds
 
+	// Or holds when all the clauses of at least one alternative hold (an empty Or, like every
+	// empty clause, matches nothing). Its clauses may only be AnyKey, NoKey or IDs clauses:
+	// the Service builds them for tenancy and consent (tenancy.go), never from request syntax.
+	Or [][]Clause
+
 	// Chain and Has are resolved by the Service into AnyKey or IDs clauses before a query
 	// reaches a store; stores never see them.
 	Chain *Chain

@@ -113,6 +113,9 @@ func (s *Service) matchAll(ctx context.Context, typ string, c Clause, depth int)
 		return nil, err
 	}
 	q := &Query{Type: typ, Clauses: clauses, Count: MaxResolved + 1}
+	if _, err := s.scopeQuery(ctx, q); err != nil {
+		return nil, err
+	}
 	page, err := s.Store.Search(ctx, q)
 	if err != nil {
 		return nil, err
@@ -179,14 +182,16 @@ func (s *Service) include(ctx context.Context, sr *SearchRequest, page *Page) er
 			}
 			var found []*Resource
 			var err error
+			var withheld bool
 			if inc.Rev {
-				found, err = s.revIncluded(ctx, inc, round)
+				found, withheld, err = s.revIncluded(ctx, inc, round)
 			} else {
-				found, err = s.included(ctx, inc, round)
+				found, withheld, err = s.included(ctx, inc, round)
 			}
 			if err != nil {
 				return err
 			}
+			page.Withheld = page.Withheld || withheld
 			for _, r := range found {
 				if s.authorize(ctx, r.Type, "read") != nil {
 					continue // not the caller's to see: left out, not an error
@@ -206,8 +211,23 @@ func (s *Service) include(ctx context.Context, sr *SearchRequest, page *Page) er
 	return nil
 }
 
+// scopedFind runs q limited to what the caller may see, and reports whether consent rules
+// withheld some of its matches.
+func (s *Service) scopedFind(ctx context.Context, q *Query) (*Page, bool, error) {
+	gated, err := s.scopeQuery(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	page, err := s.Store.Search(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	withheld, err := s.withheld(ctx, *q, gated, int64(len(page.Resources)))
+	return page, withheld, err
+}
+
 // included reads the resources that resources of inc.Source refer to through inc.Param.
-func (s *Service) included(ctx context.Context, inc Include, from []*Resource) ([]*Resource, error) {
+func (s *Service) included(ctx context.Context, inc Include, from []*Resource) ([]*Resource, bool, error) {
 	byType := map[string][]string{}
 	for _, r := range from {
 		if r.Type != inc.Source {
@@ -221,18 +241,20 @@ func (s *Service) included(ctx context.Context, inc Include, from []*Resource) (
 		}
 	}
 	var out []*Resource
+	var withheld bool
 	for _, typ := range sortedKeys(byType) {
-		page, err := s.Store.Search(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: byType[typ]}}, Count: len(byType[typ])})
+		page, w, err := s.scopedFind(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: byType[typ]}}, Count: len(byType[typ])})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out = append(out, page.Resources...)
+		withheld = withheld || w
 	}
-	return out, nil
+	return out, withheld, nil
 }
 
 // revIncluded finds resources of inc.Source that refer to the given ones through inc.Param.
-func (s *Service) revIncluded(ctx context.Context, inc Include, to []*Resource) ([]*Resource, error) {
+func (s *Service) revIncluded(ctx context.Context, inc Include, to []*Resource) ([]*Resource, bool, error) {
 	params := []string{inc.Param}
 	if inc.Param == "*" {
 		params = nil
@@ -252,16 +274,16 @@ func (s *Service) revIncluded(ctx context.Context, inc Include, to []*Resource) 
 		}
 	}
 	if len(keys) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
-	page, err := s.Store.Search(ctx, &Query{Type: inc.Source, Clauses: []Clause{{AnyKey: keys}}, Count: MaxIncluded + 1})
+	page, withheld, err := s.scopedFind(ctx, &Query{Type: inc.Source, Clauses: []Clause{{AnyKey: keys}}, Count: MaxIncluded + 1})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(page.Resources) > MaxIncluded {
-		return nil, Errorf(KindBadRequest, "_revinclude=%s:%s matches more than %d resources; use a smaller _count", inc.Source, inc.Param, MaxIncluded)
+		return nil, false, Errorf(KindBadRequest, "_revinclude=%s:%s matches more than %d resources; use a smaller _count", inc.Source, inc.Param, MaxIncluded)
 	}
-	return page.Resources, nil
+	return page.Resources, withheld, nil
 }
 
 func sortedKeys(m map[string][]string) []string {
@@ -381,6 +403,7 @@ func (s *Service) SearchSystem(ctx context.Context, ss *SystemSearch) (*Page, er
 	countAll := first.Query.Total || first.CountOnly
 	var all []*Resource
 	var total int64
+	var withheld bool
 	for i, t := range ss.Types {
 		if err := s.authorize(ctx, t, "search"); err != nil {
 			return nil, err
@@ -393,14 +416,26 @@ func (s *Service) SearchSystem(ctx context.Context, ss *SystemSearch) (*Page, er
 		q.Clauses, q.Total = clauses, countAll
 		q.After = typeCursor(ss.After, t, ss.Sort)
 		q.Count = ss.Count + 1
+		gated, err := s.scopeQuery(ctx, &q)
+		if err != nil {
+			return nil, err
+		}
+		if gated != nil {
+			q.Total = true
+		}
 		p, err := s.Store.Search(ctx, &q)
 		if err != nil {
 			return nil, err
 		}
+		w, err := s.withheld(ctx, q, gated, p.Total)
+		if err != nil {
+			return nil, err
+		}
+		withheld = withheld || w
 		total += p.Total
 		all = append(all, p.Resources...)
 	}
-	page := &Page{Total: -1}
+	page := &Page{Total: -1, Withheld: withheld}
 	if first.CountOnly {
 		page.Total = total
 		return page, nil

@@ -175,10 +175,16 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err != nil {
 		return nil, false, err
 	}
+	if err := s.preWrite(ctx, typ, ""); err != nil {
+		return nil, false, err
+	}
 	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
 		return nil, false, err
 	}
 	if err := s.checkTaskWrite(ctx, typ, nil, p.doc); err != nil {
+		return nil, false, err
+	}
+	if err := s.checkTenantWrite(ctx, typ, "", nil, p.doc); err != nil {
 		return nil, false, err
 	}
 	r, err := p.stamp(typ, NewID(), 1, s.now(), s.Base)
@@ -191,7 +197,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 		}
 		return r, true, nil
 	}
-	cond, err := s.ParseCondition(typ, ifNoneExist)
+	cond, err := s.condition(ctx, typ, ifNoneExist)
 	if err != nil {
 		return nil, false, err
 	}
@@ -225,6 +231,19 @@ func (s *Service) ParseCondition(typ, query string) (*Query, error) {
 	return &sr.Query, nil
 }
 
+// condition parses the query of a conditional interaction and limits it to what the caller
+// may see: a conditional create never matches (and so never reveals) another tenant's data.
+func (s *Service) condition(ctx context.Context, typ, query string) (*Query, error) {
+	q, err := s.ParseCondition(typ, query)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.scopeQuery(ctx, q); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
 // Update writes a new version of typ/id, creating it when it does not exist (the client
 // chose the id). ifMatch > 0 requires the current version to be ifMatch (KindPreconditionFailed
 // otherwise). Without ifMatch a concurrent writer's version is simply superseded.
@@ -243,6 +262,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 	if bodyID != id {
 		return nil, false, Errorf(KindBadRequest, "the resource id %q does not match the URL id %q", bodyID, id)
 	}
+	if err := s.preWrite(ctx, typ, id); err != nil {
+		return nil, false, err
+	}
 	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
 		return nil, false, err
 	}
@@ -255,6 +277,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 			return nil, false, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current)
 		}
 		if err := s.checkTaskWrite(ctx, typ, currentJSON, p.doc); err != nil {
+			return nil, false, err
+		}
+		if err := s.checkTenantWrite(ctx, typ, id, currentJSON, p.doc); err != nil {
 			return nil, false, err
 		}
 		r, err := p.stamp(typ, id, current+1, s.now(), s.Base)
@@ -307,6 +332,9 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cas
 			return current, nil
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := s.checkTenantDelete(ctx, typ, id, current); err != nil {
 			return nil, err
 		}
 		if ifMatch > 0 && current.VersionID != ifMatch {
@@ -390,7 +418,19 @@ func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
 	if !ValidID(id) {
 		return nil, Errorf(KindNotFound, "%s/%s is not known", typ, id)
 	}
-	return s.Store.Read(ctx, typ, id)
+	r, err := s.Store.Read(ctx, typ, id)
+	if err != nil && !IsKind(err, KindGone) {
+		return r, err
+	}
+	// Visibility is decided on current resources, so to a restricted caller a deleted
+	// resource is unknown (404), not gone (410).
+	if ok, verr := s.visible(ctx, typ, id); verr != nil || !ok {
+		if verr != nil {
+			return nil, verr
+		}
+		return nil, notVisible(typ, id)
+	}
+	return r, err
 }
 
 // VRead returns one version.
@@ -402,7 +442,17 @@ func (s *Service) VRead(ctx context.Context, typ, id, version string) (*Resource
 	if err != nil || v < 1 || !ValidID(id) {
 		return nil, Errorf(KindNotFound, "%s/%s has no version %q", typ, id, version)
 	}
-	return s.Store.VRead(ctx, typ, id, v)
+	r, err := s.Store.VRead(ctx, typ, id, v)
+	if err != nil {
+		return r, err
+	}
+	if ok, verr := s.visible(ctx, typ, id); verr != nil || !ok {
+		if verr != nil {
+			return nil, verr
+		}
+		return nil, Errorf(KindNotFound, "%s/%s has no version %q", typ, id, version)
+	}
+	return r, nil
 }
 
 // Search runs a parsed search: chained and _has parameters are resolved first, and the page
@@ -420,17 +470,29 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 		return nil, err
 	}
 	q.Clauses = clauses
+	gated, err := s.scopeQuery(ctx, &q)
+	if err != nil {
+		return nil, err
+	}
+	if sr.CountOnly || gated != nil {
+		q.Total = true // consent checks compare counts
+	}
 	if sr.CountOnly {
-		q.Total = true
 		q.Count = 1
 	}
 	page, err := s.Store.Search(ctx, &q)
 	if err != nil {
 		return nil, err
 	}
+	if page.Withheld, err = s.withheld(ctx, q, gated, page.Total); err != nil {
+		return nil, err
+	}
 	if sr.CountOnly {
 		page.Resources, page.Next = nil, nil
 		return page, nil
+	}
+	if gated != nil && !sr.Query.Total {
+		page.Total = -1 // counted for the consent check only; the rule below decides
 	}
 	// Counting every match costs a second scan, so Bundle.total is computed only when asked
 	// (_total=accurate) or when it is free: a first page that holds every match.
@@ -480,8 +542,48 @@ func (s *Service) History(ctx context.Context, q *HistoryQuery) (*Page, error) {
 		if _, err := s.Store.Read(ctx, q.Type, q.ID); IsKind(err, KindNotFound) || (err != nil && !IsKind(err, KindGone)) {
 			return nil, err
 		}
+		if ok, err := s.visible(ctx, q.Type, q.ID); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			return nil, notVisible(q.Type, q.ID)
+		}
 	}
-	return s.Store.History(ctx, q)
+	page, err := s.Store.History(ctx, q)
+	if err != nil || q.ID != "" {
+		return page, err
+	}
+	return s.visibleHistory(ctx, q.Type, page)
+}
+
+// visibleHistory leaves out of a type history page the versions of resources the caller may
+// not see now. The page keeps its cursor, so paging goes on past what was left out.
+func (s *Service) visibleHistory(ctx context.Context, typ string, page *Page) (*Page, error) {
+	sc, err := s.scope(ctx, typ)
+	if err != nil || sc == nil || len(page.Resources) == 0 {
+		return page, err
+	}
+	idSet := map[string]bool{}
+	for _, r := range page.Resources {
+		idSet[r.ID] = true
+	}
+	ids := sortedSet(idSet)
+	found, err := s.Store.Search(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: ids}, sc.clause}, Count: len(ids)})
+	if err != nil {
+		return nil, err
+	}
+	ok := map[string]bool{}
+	for _, r := range found.Resources {
+		ok[r.ID] = true
+	}
+	kept := page.Resources[:0:0]
+	for _, r := range page.Resources {
+		if ok[r.ID] {
+			kept = append(kept, r)
+		}
+	}
+	page.Resources, page.Total = kept, -1
+	return page, nil
 }
 
 // PatchFormat names the two PATCH formats.

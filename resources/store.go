@@ -99,6 +99,9 @@ type Page struct {
 	Total int64
 	// Next is the keyset cursor for the following page; nil on the last page.
 	Next *Cursor
+	// Withheld reports that consent rules left out resources the search otherwise matched
+	// (set by the Service; the Bundle says so without saying what).
+	Withheld bool
 }
 
 // Cursor marks a position in a result ordered by (LastUpdated, ID[, Version]). Pages resume

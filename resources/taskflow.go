@@ -18,6 +18,7 @@ import (
 type CallerInfo struct {
 	Org   string // "Organization/id"
 	Admin bool   // administrators may set any status (transitions must still be legal)
+	Role  string // RoleAdmin, RolePlan, RoleCBO or RoleProvider (tenancy.go)
 }
 
 // Statuses each side may set. Cancelled is open to both.

@@ -31,7 +31,8 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, auth.Challenge(err))
 			return err
 		}
-		c.SetRequest(c.Request().WithContext(auth.WithCaller(c.Request().Context(), caller)))
+		ctx := resources.WithScopeCache(auth.WithCaller(c.Request().Context(), caller))
+		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
 }
@@ -95,5 +96,5 @@ func callerInfo(ctx context.Context) (resources.CallerInfo, bool) {
 	if !ok {
 		return resources.CallerInfo{}, false
 	}
-	return resources.CallerInfo{Org: c.Org, Admin: c.Role == auth.RoleAdmin}, true
+	return resources.CallerInfo{Org: c.Org, Admin: c.Role == auth.RoleAdmin, Role: c.Role}, true
 }

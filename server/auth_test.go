@@ -90,7 +90,7 @@ func TestScopes_CheckedPerInteractionAndType(t *testing.T) {
 	s := fhirtest.Start(t, store, fhirtest.Options{})
 	referralNetwork(t, s)
 	taskReader := s.Token("cbo", "Organization/cbo-a", "system/Task.rs")
-	v1Reader := s.Token("plan", "Organization/plan-1", "user/*.read")
+	v1Reader := s.Token("admin", "Organization/plan-1", "user/*.read") // scopes limit administrators too; tenancy has its own tests
 	as := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
 	cases := []struct {
 		name, token, method, path, body string

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -116,6 +117,11 @@ func (s *Server) searchsetBundle(path string, applied url.Values, ignored []reso
 	}
 	for _, r := range page.Included {
 		b.entry("fullUrl", s.cfg.BaseURL+"/"+r.Type+"/"+r.ID, "resource", r.JSON, "search", json.RawMessage(`{"mode":"include"}`))
+	}
+	if page.Withheld {
+		// Say that something was left out, never what: not the type, not the count.
+		ignored = append(slices.Clip(ignored), resources.Issue{Severity: resources.SeverityInformation, Code: "suppressed",
+			Diagnostics: "some matching resources were withheld under the member's consent to share"})
 	}
 	if len(ignored) > 0 {
 		b.entry("resource", outcomeJSON(ignored), "search", json.RawMessage(`{"mode":"outcome"}`))

@@ -29,6 +29,8 @@ func referralNetwork(t *testing.T, s *fhirtest.Server) {
 	put("Organization", "hub-1", `"name":"Riverside Community Care Hub"`)
 	put("Patient", "ana", `"identifier":[{"system":"urn:cin","value":"11111111A"}],"name":[{"family":"Álvarez","given":["Ana"]}],"birthDate":"1980-04-02","managingOrganization":{"reference":"Organization/plan-1"}`)
 	put("Patient", "ben", `"identifier":[{"system":"urn:cin","value":"22222222B"}],"name":[{"family":"Brown","given":["Ben"]}],"birthDate":"1955-11-30"`)
+	// ana is a member of plan-1, which lets the plan see her and her referrals (tenancy).
+	put("Coverage", "cov-ana", `"status":"active","beneficiary":{"reference":"Patient/ana"},"payor":[{"reference":"Organization/plan-1"}]`)
 	put("ServiceRequest", "sr-1", `"status":"active","intent":"order","subject":{"reference":"Patient/ana"},"code":{"text":"Medically tailored meals"},"requester":{"reference":"Organization/plan-1"}`)
 	put("ServiceRequest", "sr-2", `"status":"active","intent":"order","subject":{"reference":"Patient/ben"},"code":{"text":"Housing navigation"},"requester":{"reference":"Organization/plan-1"}`)
 	tasks := []struct{ id, sr, patient, owner, status string }{
@@ -190,8 +192,8 @@ func TestSearch_SystemWide(t *testing.T) {
 			r := s.Do("GET", next, nil)
 			wantStatus(t, r, http.StatusOK)
 			b := r.JSON(t)
-			if fmt.Sprint(b["total"]) != "13" {
-				t.Fatalf("total %v, want 13", b["total"])
+			if fmt.Sprint(b["total"]) != "14" {
+				t.Fatalf("total %v, want 14", b["total"])
 			}
 			entries, _ := b["entry"].([]any)
 			for _, e := range entries {
@@ -205,7 +207,7 @@ func TestSearch_SystemWide(t *testing.T) {
 				}
 			}
 		}
-		if len(all) != 13 || all[0] != "Organization/plan-1" || all[12] != "Claim/c-1" {
+		if len(all) != 14 || all[0] != "Organization/plan-1" || all[13] != "Claim/c-1" {
 			t.Fatalf("system paging gave %v", all)
 		}
 		wantOutcome(t, s.Do("GET", "/fhir?_type=Spaceship", nil), http.StatusBadRequest, "")

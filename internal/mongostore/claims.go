@@ -81,6 +81,12 @@ func condKey(typ string, cond *resources.Query) string {
 			enc = []any{"nk", sortedUnique(c.NoKey)}
 		case len(c.IDs) > 0:
 			enc = []any{"i", sortedUnique(c.IDs)}
+		case len(c.Or) > 0:
+			alts := make([]string, 0, len(c.Or))
+			for _, alt := range c.Or {
+				alts = append(alts, condKey("", &resources.Query{Clauses: alt}))
+			}
+			enc = []any{"o", sortedUnique(alts)}
 		case len(c.Strings) > 0:
 			ms := make([]string, 0, len(c.Strings))
 			for _, m := range c.Strings {

@@ -35,15 +35,20 @@ func compile(clauses []resources.Clause) (filter bson.D, values []*valueClause, 
 	var and bson.A
 	for _, c := range clauses {
 		switch {
-		case len(c.AnyKey) > 0:
-			and = append(and, bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: strs(c.AnyKey)}}}})
-		case len(c.NoKey) > 0:
-			// On an array field, $nin matches when no element equals any listed value.
-			and = append(and, bson.D{{Key: "k", Value: bson.D{{Key: "$nin", Value: strs(c.NoKey)}}}})
+		case len(c.AnyKey) > 0 || len(c.NoKey) > 0 || len(c.IDs) > 0:
+			and = append(and, keyFilter(c))
+		case len(c.Or) > 0:
+			var or bson.A
+			for _, alt := range c.Or {
+				all := bson.A{}
+				for _, sub := range alt {
+					all = append(all, keyFilter(sub))
+				}
+				or = append(or, bson.D{{Key: "$and", Value: all}})
+			}
+			and = append(and, bson.D{{Key: "$or", Value: or}})
 		case len(c.Strings) > 0 || len(c.Dates) > 0 || len(c.Numbers) > 0:
 			values = append(values, compileValue(c))
-		case len(c.IDs) > 0:
-			and = append(and, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: strs(c.IDs)}}}})
 		case len(c.LastUpdated) > 0:
 			or, all := rangeAlternatives(c.LastUpdated)
 			if all {
@@ -66,6 +71,21 @@ func compile(clauses []resources.Clause) (filter bson.D, values []*valueClause, 
 		filter = append(filter, bson.E{Key: "$and", Value: and})
 	}
 	return filter, values, false
+}
+
+// keyFilter compiles an AnyKey, NoKey or IDs clause (the kinds an Or may hold); any other
+// clause compiles to a condition no document meets.
+func keyFilter(c resources.Clause) bson.D {
+	switch {
+	case len(c.AnyKey) > 0:
+		return bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: strs(c.AnyKey)}}}}
+	case len(c.NoKey) > 0:
+		// On an array field, $nin matches when no element equals any listed value.
+		return bson.D{{Key: "k", Value: bson.D{{Key: "$nin", Value: strs(c.NoKey)}}}}
+	case len(c.IDs) > 0:
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: strs(c.IDs)}}}}
+	}
+	return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{}}}}}
 }
 
 func strs(v []string) bson.A {

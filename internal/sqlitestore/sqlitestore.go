@@ -473,21 +473,22 @@ func compileSearch(q *resources.Query) compiled {
 	}
 	for _, c := range clauses {
 		switch {
-		case len(c.AnyKey) > 0:
-			where = append(where, "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN ("+placeholders(len(c.AnyKey))+"))")
-			for _, k := range c.AnyKey {
-				args = append(args, k)
+		case len(c.AnyKey) > 0 || len(c.IDs) > 0 || len(c.NoKey) > 0:
+			cond, a := keyClauseSQL(c)
+			where = append(where, cond)
+			args = append(args, a...)
+		case len(c.Or) > 0:
+			var ors []string
+			for _, alt := range c.Or {
+				ands := []string{"1"}
+				for _, sub := range alt {
+					cond, a := keyClauseSQL(sub)
+					ands = append(ands, cond)
+					args = append(args, a...)
+				}
+				ors = append(ors, "("+strings.Join(ands, " AND ")+")")
 			}
-		case len(c.IDs) > 0:
-			where = append(where, "r.id IN ("+placeholders(len(c.IDs))+")")
-			for _, v := range c.IDs {
-				args = append(args, v)
-			}
-		case len(c.NoKey) > 0:
-			where = append(where, "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN ("+placeholders(len(c.NoKey))+"))")
-			for _, k := range c.NoKey {
-				args = append(args, k)
-			}
+			where = append(where, "("+strings.Join(ors, " OR ")+")")
 		case len(c.Strings) > 0:
 			var ors []string
 			for _, m := range c.Strings {
@@ -582,6 +583,30 @@ func compileSearch(q *resources.Query) compiled {
 		strings.Join(sortCols, ""), from, strings.Join(where, " AND "), strings.Join(order, ", "), max(q.Count, 1)+1)
 	out.pageArgs = args
 	return out
+}
+
+// keyClauseSQL compiles an AnyKey, IDs or NoKey clause (the kinds an Or may hold); any other
+// clause compiles to false.
+func keyClauseSQL(c resources.Clause) (string, []any) {
+	var args []any
+	switch {
+	case len(c.AnyKey) > 0:
+		for _, k := range c.AnyKey {
+			args = append(args, k)
+		}
+		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.AnyKey)) + "))", args
+	case len(c.IDs) > 0:
+		for _, v := range c.IDs {
+			args = append(args, v)
+		}
+		return "r.id IN (" + placeholders(len(c.IDs)) + ")", args
+	case len(c.NoKey) > 0:
+		for _, k := range c.NoKey {
+			args = append(args, k)
+		}
+		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.NoKey)) + "))", args
+	}
+	return "0", nil
 }
 
 // valueMatchSQL tests each alternative's bounds on one row of a value table, so that all the

@@ -89,6 +89,14 @@ func init() {
 			{"ids", []resources.Clause{{IDs: []string{"a3", "b1", "zz"}}}, []string{"a3", "b1"}},
 			{"ids and owner", []resources.Clause{{IDs: []string{"a3", "b1"}}, owner("a")}, []string{"a3"}},
 			{"no match", []resources.Clause{owner("c")}, nil},
+			// Or: the disjunction of conjunctions tenancy and consent build.
+			{"or of owners", []resources.Clause{{Or: [][]resources.Clause{{owner("a"), status("requested")}, {owner("b")}}}}, []string{"a1", "b1"}},
+			{"or with ids and nokey", []resources.Clause{{Or: [][]resources.Clause{
+				{{IDs: []string{"a2", "a3"}}, {NoKey: []string{resources.TokenCodeKey("status", "completed")}}},
+				{owner("b"), status("accepted")},
+			}}}, []string{"a2"}},
+			{"or and outer clause", []resources.Clause{status("requested"), {Or: [][]resources.Clause{{owner("a")}, {{IDs: []string{"b1"}}}}}}, []string{"a1", "b1"}},
+			{"or with empty alternative list", []resources.Clause{{Or: [][]resources.Clause{}}}, nil},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

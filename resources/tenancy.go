@@ -1,0 +1,640 @@
+package resources
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Tenancy: what a caller may see and write, decided by the role and organization its token
+// names (issue 5). The decision becomes one more Clause in every store query the service
+// runs for the caller (searches, reads, _include, _revinclude, _has and chain resolution,
+// conditional interactions), so totals, paging and includes never count or carry what the
+// caller may not see. Out-of-scope reads are "not found": existence is not revealed.
+//
+// Rules, by role (admin and the server itself, see AsSystem, are not restricted):
+//   - every role: directory resources (Organization, Practitioner, PractitionerRole,
+//     Location, HealthcareService, Questionnaire) carry no member data and are open to read;
+//     and whatever the caller's organization wrote (the tenant tag, below).
+//   - cbo: Tasks it owns or requested; their focus ServiceRequests (and requests naming it as
+//     performer); the Patients those are for, and those Patients' Consents, Coverage and
+//     RelatedPersons; their Conditions, Observations, QuestionnaireResponses and
+//     DocumentReferences only under an active Consent naming the CBO (consent.go); Claims it
+//     bills (Claim.provider).
+//   - plan: its members (beneficiaries of Coverage whose payor it is) and every resource about
+//     them; its Coverage; Tasks and ServiceRequests it requested or owns.
+//   - provider: Tasks and ServiceRequests it requested (or owns, or performs), the Patients
+//     those are for, and every resource about those Patients.
+//
+// The tenant tag: every resource a caller writes gets meta.tag {TenantTagSystem,
+// "Organization/<id>"}; tags from earlier versions are kept, and tags of that system sent by a
+// non-admin client are dropped, so a client cannot claim or disown a resource.
+//
+// Scaling limit (known): the patient and referral sets are resolved per request into id lists
+// (bounded by maxScopeResolved). That suits pilots of thousands of members per organization;
+// a deployment with hundreds of thousands of members per plan needs compartment grants
+// written at write time instead.
+
+// TenantTagSystem is the meta.tag system of the tenant tag (profiles.TenantTagSystem).
+const TenantTagSystem = "https://calaimfhir.org/fhir/sid/tenant"
+
+// Roles a caller may have (as internal/auth names them).
+const (
+	RoleAdmin    = "admin"
+	RolePlan     = "plan"
+	RoleCBO      = "cbo"
+	RoleProvider = "provider"
+)
+
+// maxScopeResolved bounds the resources one scope resolution may read.
+const maxScopeResolved = 50000
+
+// directoryTypes hold no member data: every authenticated caller may read them.
+var directoryTypes = map[string]bool{
+	"Organization": true, "Practitioner": true, "PractitionerRole": true, "Location": true,
+	"HealthcareService": true, "Questionnaire": true,
+}
+
+// consentGated are the clinical types a CBO receives only under a Consent.
+var consentGated = map[string]bool{
+	"Condition": true, "Observation": true, "QuestionnaireResponse": true, "DocumentReference": true,
+}
+
+// cboCreates are the types a CBO may create (and update or delete when it wrote them).
+var cboCreates = map[string]bool{
+	"Procedure": true, "Encounter": true, "Observation": true, "QuestionnaireResponse": true,
+	"Claim": true, "Condition": true, "Goal": true, "DocumentReference": true,
+	"Practitioner": true, "PractitionerRole": true,
+}
+
+// cboTaskFields are the Task elements a CBO may change on a Task it owns: the workflow state
+// and what it reports back.
+var cboTaskFields = []string{"status", "statusReason", "businessStatus", "output", "note",
+	"lastModified", "executionPeriod", "meta", "text"}
+
+// tenant is a restricted caller.
+type tenant struct {
+	role  string
+	org   string // "Organization/<id>"
+	orgID string
+}
+
+// tenant returns the restricted caller of ctx, or nil when nothing is restricted (admin, the
+// server itself, or a service without a Caller hook).
+func (s *Service) tenant(ctx context.Context) *tenant {
+	if IsSystem(ctx) || s.Caller == nil {
+		return nil
+	}
+	c, ok := s.Caller(ctx)
+	if !ok || c.Admin {
+		return nil
+	}
+	t := &tenant{role: c.Role, org: c.Org}
+	if id, ok := strings.CutPrefix(c.Org, "Organization/"); ok && ValidID(id) {
+		t.orgID = id
+	}
+	return t
+}
+
+func (t *tenant) tagKey() string { return TokenKey("_tag", TenantTagSystem, t.org) }
+
+func (t *tenant) orgKey(param string) string { return RefKey(param, "Organization", t.orgID) }
+
+// scoped is the limit on one type for one caller. gated, when set, is the limit without the
+// consent rules: what consent withholds is the difference.
+type scoped struct {
+	clause Clause
+	gated  *Clause
+}
+
+// scopeMemo caches a request's scopes: a search with _include and _has asks for several.
+type scopeMemo struct {
+	mu     sync.Mutex
+	scopes map[string]*scoped
+	sets   map[string]map[string]bool
+}
+
+type scopeMemoKey struct{}
+
+// WithScopeCache lets the scopes computed for one request be reused within it. The server
+// calls it once per request after authentication.
+func WithScopeCache(ctx context.Context) context.Context {
+	return context.WithValue(ctx, scopeMemoKey{}, &scopeMemo{scopes: map[string]*scoped{}, sets: map[string]map[string]bool{}})
+}
+
+func memoOf(ctx context.Context) *scopeMemo {
+	m, _ := ctx.Value(scopeMemoKey{}).(*scopeMemo)
+	return m
+}
+
+// scope returns the limit on typ for ctx's caller, nil when nothing is hidden.
+func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
+	t := s.tenant(ctx)
+	if t == nil || directoryTypes[typ] {
+		return nil, nil
+	}
+	m := memoOf(ctx)
+	if m != nil {
+		m.mu.Lock()
+		sc, ok := m.scopes[typ]
+		m.mu.Unlock()
+		if ok {
+			return sc, nil
+		}
+	}
+	sc, err := s.buildScope(ctx, t, typ)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		m.mu.Lock()
+		m.scopes[typ] = sc
+		m.mu.Unlock()
+	}
+	return sc, nil
+}
+
+func keysClause(keys ...string) Clause { return Clause{AnyKey: keys} }
+
+// anyOf is the disjunction of the caller's own keys and further alternatives.
+func anyOf(own []string, alts ...[]Clause) Clause {
+	or := [][]Clause{{keysClause(own...)}}
+	for _, a := range alts {
+		if len(a) > 0 {
+			or = append(or, a)
+		}
+	}
+	return Clause{Or: or}
+}
+
+// patientAlt is the alternative "about one of these patients" for typ, or nil when typ has no
+// patient parameter or the set is empty.
+func patientAlt(typ string, patients map[string]bool) []Clause {
+	if len(patients) == 0 {
+		return nil
+	}
+	if typ == "Patient" {
+		return []Clause{{IDs: sortedSet(patients)}}
+	}
+	if !hasPatientParam(typ) {
+		return nil
+	}
+	keys := make([]string, 0, len(patients))
+	for _, id := range sortedSet(patients) {
+		keys = append(keys, RefKey("patient", "Patient", id))
+	}
+	return []Clause{{AnyKey: keys}}
+}
+
+func hasPatientParam(typ string) bool {
+	for _, p := range Params(typ) {
+		if p.Name == "patient" && p.Type == ParamReference {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedSet(m map[string]bool) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scoped, error) {
+	if t.orgID == "" {
+		return &scoped{clause: Clause{}}, nil // no organization: nothing but the directory
+	}
+	own := []string{t.tagKey()}
+	switch t.role {
+	case RoleCBO:
+		switch typ {
+		case "Task":
+			return &scoped{clause: keysClause(append(own, t.orgKey("owner"), t.orgKey("requester"))...)}, nil
+		case "Claim":
+			return &scoped{clause: keysClause(append(own, t.orgKey("provider"))...)}, nil
+		}
+		refs, err := s.cboReferrals(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case typ == "ServiceRequest":
+			var alt []Clause
+			if len(refs.requests) > 0 {
+				alt = []Clause{{IDs: sortedSet(refs.requests)}}
+			}
+			return &scoped{clause: anyOf(append(own, t.orgKey("performer")), alt)}, nil
+		case typ == "Patient", typ == "Consent", typ == "Coverage", typ == "RelatedPerson":
+			return &scoped{clause: anyOf(own, patientAlt(typ, refs.patients))}, nil
+		case consentGated[typ]:
+			grants, err := s.consentGrants(ctx, t, refs.patients)
+			if err != nil {
+				return nil, err
+			}
+			ungated := anyOf(own, patientAlt(typ, refs.patients))
+			return &scoped{clause: gatedClause(typ, own, grants), gated: &ungated}, nil
+		}
+		return &scoped{clause: keysClause(own...)}, nil
+	case RolePlan:
+		switch typ {
+		case "Coverage":
+			own = append(own, t.orgKey("payor"))
+		case "Task":
+			own = append(own, t.orgKey("requester"), t.orgKey("owner"))
+		case "ServiceRequest":
+			own = append(own, t.orgKey("requester"), t.orgKey("performer"))
+		}
+		members, err := s.planMembers(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		return &scoped{clause: anyOf(own, patientAlt(typ, members))}, nil
+	case RoleProvider:
+		switch typ {
+		case "Task":
+			own = append(own, t.orgKey("requester"), t.orgKey("owner"))
+		case "ServiceRequest":
+			own = append(own, t.orgKey("requester"), t.orgKey("performer"))
+		}
+		patients, err := s.providerPatients(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		return &scoped{clause: anyOf(own, patientAlt(typ, patients))}, nil
+	}
+	return &scoped{clause: Clause{}}, nil // unknown role: nothing
+}
+
+// collect pages through every resource matching q (unrestricted: scope resolution itself).
+func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) error {
+	q.Count = MaxCount
+	n := 0
+	for {
+		page, err := s.Store.Search(ctx, &q)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Resources {
+			fn(r)
+		}
+		n += len(page.Resources)
+		if page.Next == nil {
+			return nil
+		}
+		if n >= maxScopeResolved {
+			return Errorf(KindInternal, "the caller's organization has more than %d %s resources; its access scope cannot be resolved", maxScopeResolved, q.Type)
+		}
+		q.After = page.Next
+	}
+}
+
+// memoSet caches one resolved id set for the request.
+func (s *Service) memoSet(ctx context.Context, name string, build func() (map[string]bool, error)) (map[string]bool, error) {
+	m := memoOf(ctx)
+	if m != nil {
+		m.mu.Lock()
+		set, ok := m.sets[name]
+		m.mu.Unlock()
+		if ok {
+			return set, nil
+		}
+	}
+	set, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		m.mu.Lock()
+		m.sets[name] = set
+		m.mu.Unlock()
+	}
+	return set, nil
+}
+
+// refIDs adds the ids of the typ resources r refers to through param.
+func (s *Service) refIDs(r *Resource, param, typ string, into map[string]bool) {
+	for _, ref := range s.references(r, param) {
+		if rt, id, _ := strings.Cut(ref, "/"); rt == typ {
+			into[id] = true
+		}
+	}
+}
+
+type cboRefs struct {
+	requests map[string]bool // ServiceRequest ids: the focus of its Tasks
+	patients map[string]bool // Patient ids: whom its Tasks and their requests are for
+}
+
+func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error) {
+	m := memoOf(ctx)
+	if m != nil {
+		m.mu.Lock()
+		req, ok1 := m.sets["cbo-requests"]
+		pat, ok2 := m.sets["cbo-patients"]
+		m.mu.Unlock()
+		if ok1 && ok2 {
+			return &cboRefs{requests: req, patients: pat}, nil
+		}
+	}
+	refs := &cboRefs{requests: map[string]bool{}, patients: map[string]bool{}}
+	q := Query{Type: "Task", Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("owner"), t.orgKey("requester"))}}
+	err := s.collect(ctx, q, func(r *Resource) {
+		s.refIDs(r, "focus", "ServiceRequest", refs.requests)
+		s.refIDs(r, "patient", "Patient", refs.patients)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Requests naming the CBO as performer join the Tasks' focus requests; the patients are
+	// whom all of those are for.
+	q = Query{Type: "ServiceRequest", Clauses: []Clause{anyOf([]string{t.orgKey("performer")}, idAlt(refs.requests))}}
+	err = s.collect(ctx, q, func(r *Resource) {
+		refs.requests[r.ID] = true
+		s.refIDs(r, "patient", "Patient", refs.patients)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		m.mu.Lock()
+		m.sets["cbo-requests"], m.sets["cbo-patients"] = refs.requests, refs.patients
+		m.mu.Unlock()
+	}
+	return refs, nil
+}
+
+func idAlt(set map[string]bool) []Clause {
+	if len(set) == 0 {
+		return nil
+	}
+	return []Clause{{IDs: sortedSet(set)}}
+}
+
+func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, error) {
+	return s.memoSet(ctx, "plan-members", func() (map[string]bool, error) {
+		set := map[string]bool{}
+		q := Query{Type: "Coverage", Clauses: []Clause{keysClause(t.orgKey("payor"))}}
+		err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "beneficiary", "Patient", set) })
+		return set, err
+	})
+}
+
+func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]bool, error) {
+	return s.memoSet(ctx, "provider-patients", func() (map[string]bool, error) {
+		set := map[string]bool{}
+		for _, typ := range []string{"ServiceRequest", "Task"} {
+			q := Query{Type: typ, Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("requester"))}}
+			if err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "patient", "Patient", set) }); err != nil {
+				return nil, err
+			}
+		}
+		q := Query{Type: "Patient", Clauses: []Clause{keysClause(t.tagKey())}}
+		err := s.collect(ctx, q, func(r *Resource) { set[r.ID] = true })
+		return set, err
+	})
+}
+
+// visible reports whether ctx's caller may see the current version of typ/id.
+func (s *Service) visible(ctx context.Context, typ, id string) (bool, error) {
+	sc, err := s.scope(ctx, typ)
+	if err != nil || sc == nil {
+		return err == nil, err
+	}
+	page, err := s.Store.Search(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: []string{id}}, sc.clause}, Count: 1})
+	if err != nil {
+		return false, err
+	}
+	return len(page.Resources) == 1, nil
+}
+
+// scopeQuery adds the caller's limit to q; withheld is set when consent rules hide matches of
+// q that the caller's organization would otherwise see.
+func (s *Service) scopeQuery(ctx context.Context, q *Query) (gated *Clause, err error) {
+	sc, err := s.scope(ctx, q.Type)
+	if err != nil || sc == nil {
+		return nil, err
+	}
+	q.Clauses = append(slices.Clip(q.Clauses), sc.clause)
+	return sc.gated, nil
+}
+
+// withheld counts the matches of q (already scoped, its last clause the scope) under the
+// ungated limit, and reports whether consent hid some of them.
+func (s *Service) withheld(ctx context.Context, q Query, gated *Clause, shown int64) (bool, error) {
+	if gated == nil {
+		return false, nil
+	}
+	q.Clauses = append(slices.Clone(q.Clauses[:len(q.Clauses)-1]), *gated)
+	q.Total, q.Count, q.After, q.SortBy = true, 1, nil, nil
+	page, err := s.Store.Search(ctx, &q)
+	if err != nil {
+		return false, err
+	}
+	return page.Total > shown, nil
+}
+
+// notVisible is the answer for an out-of-scope read: the same as for an unknown id.
+func notVisible(typ, id string) error {
+	return Errorf(KindNotFound, "%s/%s is not known", typ, id)
+}
+
+// checkTenantWrite applies the tenancy write rules and stamps the tenant tag. oldJSON is the
+// current version (nil for a create).
+func (s *Service) checkTenantWrite(ctx context.Context, typ, id string, oldJSON []byte, doc map[string]any) error {
+	var old map[string]any
+	if oldJSON != nil {
+		dec := json.NewDecoder(bytes.NewReader(oldJSON))
+		dec.UseNumber()
+		if err := dec.Decode(&old); err != nil {
+			return Wrap(KindInternal, err, "stored resource is not JSON")
+		}
+	}
+	t := s.tenant(ctx)
+	if t != nil {
+		if err := s.mayWrite(ctx, t, typ, id, old, doc); err != nil {
+			return err
+		}
+	}
+	s.stampTenant(ctx, t, doc, old)
+	return nil
+}
+
+// preWrite is the part of the write rules decided before the body is examined further (its
+// references in particular, whose checks would otherwise tell a caller about resources it may
+// not see): the caller's role may create typ, and an existing typ/id must be visible.
+func (s *Service) preWrite(ctx context.Context, typ, id string) error {
+	t := s.tenant(ctx)
+	if t == nil {
+		return nil
+	}
+	if t.orgID == "" {
+		return Errorf(KindForbidden, "the access token names no organization (Organization/<id>) to write for")
+	}
+	if id != "" {
+		_, err := s.Store.Read(ctx, typ, id)
+		switch {
+		case err == nil:
+			ok, err := s.visible(ctx, typ, id)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return notVisible(typ, id)
+			}
+			return nil
+		case !IsKind(err, KindNotFound) && !IsKind(err, KindGone):
+			return err
+		}
+	}
+	if t.role == RoleCBO && !cboCreates[typ] {
+		return Errorf(KindForbidden, "a community organization may not create %s resources", typ)
+	}
+	return nil
+}
+
+// mayWrite decides whether t may write typ (update when old is set).
+func (s *Service) mayWrite(ctx context.Context, t *tenant, typ, id string, old, doc map[string]any) error {
+	if t.orgID == "" {
+		return Errorf(KindForbidden, "the access token names no organization (Organization/<id>) to write for")
+	}
+	if old != nil {
+		ok, err := s.visible(ctx, typ, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notVisible(typ, id)
+		}
+		if directoryTypes[typ] && !hasTenantTag(old, t.org) {
+			return Errorf(KindForbidden, "only the organization that wrote %s/%s may change it", typ, id)
+		}
+	}
+	if t.role != RoleCBO {
+		return nil
+	}
+	switch {
+	case typ == "Task" && old != nil:
+		for k := range mergedKeys(old, doc) {
+			if slices.Contains(cboTaskFields, k) || k == "id" || k == "resourceType" {
+				continue
+			}
+			if !jsonEqual(old[k], doc[k]) {
+				return Errorf(KindForbidden, "a community organization may change a Task's status, statusReason, businessStatus, output and notes, not %s", k)
+			}
+		}
+		return nil
+	case old == nil && !cboCreates[typ]:
+		return Errorf(KindForbidden, "a community organization may not create %s resources", typ)
+	case cboCreates[typ]:
+		// Claims billed by the CBO are its own even when a clearinghouse or the plan wrote them.
+		if old != nil && !hasTenantTag(old, t.org) && !(typ == "Claim" && refOf(old["provider"]) == t.org) {
+			return Errorf(KindForbidden, "only the organization that wrote %s/%s may change it", typ, id)
+		}
+		return nil
+	}
+	return Errorf(KindForbidden, "a community organization may not write %s resources", typ)
+}
+
+// checkTenantDelete applies the write rules to a delete of typ/id.
+func (s *Service) checkTenantDelete(ctx context.Context, typ, id string, current *Resource) error {
+	t := s.tenant(ctx)
+	if t == nil {
+		return nil
+	}
+	var old map[string]any
+	if err := json.Unmarshal(current.JSON, &old); err != nil {
+		return Wrap(KindInternal, err, "stored resource is not JSON")
+	}
+	if err := s.mayWrite(ctx, t, typ, id, old, old); err != nil {
+		return err
+	}
+	if t.role == RoleCBO && typ == "Task" {
+		return Errorf(KindForbidden, "a community organization may not delete a Task; set its status")
+	}
+	return nil
+}
+
+func mergedKeys(a, b map[string]any) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+func jsonEqual(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+func tenantTags(doc map[string]any) []string {
+	meta, _ := doc["meta"].(map[string]any)
+	tags, _ := meta["tag"].([]any)
+	var out []string
+	for _, tg := range tags {
+		m, _ := tg.(map[string]any)
+		if sys, _ := m["system"].(string); sys == TenantTagSystem {
+			if code, _ := m["code"].(string); code != "" {
+				out = append(out, code)
+			}
+		}
+	}
+	return out
+}
+
+func hasTenantTag(doc map[string]any, org string) bool {
+	return slices.Contains(tenantTags(doc), org)
+}
+
+// stampTenant sets the tenant tags of doc: those of the previous version, the writer's own,
+// and (from an administrator only) those the client sent.
+func (s *Service) stampTenant(ctx context.Context, t *tenant, doc, old map[string]any) {
+	var keep []string
+	if t == nil {
+		keep = tenantTags(doc) // administrators and the server may set them
+	}
+	keep = append(keep, tenantTags(old)...)
+	if s.Caller != nil {
+		if c, ok := s.Caller(ctx); ok && !c.Admin && strings.HasPrefix(c.Org, "Organization/") && ValidID(strings.TrimPrefix(c.Org, "Organization/")) {
+			keep = append(keep, c.Org)
+		}
+	}
+	slices.Sort(keep)
+	keep = slices.Compact(keep)
+	meta, _ := doc["meta"].(map[string]any)
+	var tags []any
+	if meta != nil {
+		old, _ := meta["tag"].([]any)
+		for _, tg := range old {
+			m, _ := tg.(map[string]any)
+			if sys, _ := m["system"].(string); sys != TenantTagSystem {
+				tags = append(tags, tg)
+			}
+		}
+	}
+	for _, org := range keep {
+		tags = append(tags, map[string]any{"system": TenantTagSystem, "code": org})
+	}
+	if len(tags) == 0 {
+		if meta != nil {
+			delete(meta, "tag")
+		}
+		return
+	}
+	if meta == nil {
+		meta = map[string]any{}
+		doc["meta"] = meta
+	}
+	meta["tag"] = tags
+}
+
+// now for consent periods; the service clock is for versions.
+var consentNow = func() time.Time { return time.Now().UTC() }
