@@ -271,6 +271,11 @@ func snapshot(typ string, diff []map[string]any) ([]any, error) {
 			continue
 		}
 		el := map[string]any{}
+		if f, ok := facts(typ, id); ok {
+			for k, v := range f {
+				el[k] = v
+			}
+		}
 		if name, _ := d["sliceName"].(string); name != "" {
 			sliced := strings.TrimSuffix(id, ":"+name)
 			if i := index(base, sliced); i >= 0 {

@@ -52,6 +52,11 @@ func TestDefinitions_Snapshot(t *testing.T) {
 		snap := map[string]map[string]any{}
 		for _, e := range sd.Snapshot.Element {
 			snap[e["id"].(string)] = e
+			_, hasType := e["type"]
+			_, isRef := e["contentReference"]
+			if e["min"] == nil || e["max"] == nil || e["base"] == nil || !hasType && !isRef && e["id"] != sd.Type {
+				t.Errorf("%s: snapshot element %s lacks min, max, base or type: %v", d.ID, e["id"], e)
+			}
 		}
 		for _, e := range sd.Differential.Element {
 			s, ok := snap[e["id"].(string)]
@@ -79,7 +84,8 @@ func TestDefinitions_Snapshot(t *testing.T) {
 	for _, e := range sd.Snapshot.Element {
 		got[e["id"].(string)] = jsonOf(e["min"]) + ".." + e["max"].(string)
 	}
-	for id, want := range map[string]string{"Task.status": "1..1", "Task.input": "0..*", "Task.focus": "1..1", "Task.restriction.period": "0..1"} {
+	for id, want := range map[string]string{"Task.status": "1..1", "Task.input": "0..*", "Task.focus": "1..1", "Task.restriction.period": "0..1",
+		"Task.output.value[x]": "1..1"} {
 		if got[id] != want {
 			t.Errorf("snapshot %s = %s, want %s", id, got[id], want)
 		}

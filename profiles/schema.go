@@ -311,21 +311,28 @@ func sliceMatch(d *Definition, sliceEl *element) schema {
 // isArray tells from the R4 definitions (the google/fhir protos) whether the element at segs
 // under typ repeats.
 func isArray(typ string, segs []seg) bool {
+	fd := fieldAt(typ, segs)
+	return fd != nil && fd.Cardinality() == protoreflect.Repeated
+}
+
+// fieldAt finds the proto field of the element at segs under typ, following data types
+// (Patient.identifier.type is Identifier.type); nil for a choice element named with its type
+// (valueCoding) or a path the R4 definitions do not have.
+func fieldAt(typ string, segs []seg) protoreflect.FieldDescriptor {
 	md := resourceDescriptor(typ)
 	var fd protoreflect.FieldDescriptor
 	for _, s := range segs {
 		if md == nil {
-			return false
+			return nil
 		}
-		name := strings.TrimSuffix(s.name, "[x]")
-		fd = md.Fields().ByJSONName(name)
+		fd = md.Fields().ByJSONName(strings.TrimSuffix(s.name, "[x]"))
 		if fd == nil {
-			return false // a choice element named with its type (valueCoding) is single
+			return nil
 		}
 		md = fd.Message()
 		if md != nil && proto.GetExtension(md.Options(), apb.E_IsChoiceType).(bool) {
 			md = nil
 		}
 	}
-	return fd != nil && fd.Cardinality() == protoreflect.Repeated
+	return fd
 }

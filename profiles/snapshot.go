@@ -118,6 +118,43 @@ func resourceRoot(md protoreflect.MessageDescriptor) protoreflect.MessageDescrip
 	}
 }
 
+// facts gives the base min, max and type of a path below a data type (Patient.identifier.type),
+// for snapshot elements the resource's own elements do not cover.
+func facts(typ, id string) (map[string]any, bool) {
+	var segs []seg
+	for _, part := range strings.Split(strings.TrimPrefix(id, typ+"."), ".") {
+		name, slice, _ := strings.Cut(part, ":")
+		segs = append(segs, seg{name: name, slice: slice})
+	}
+	fd := fieldAt(typ, segs)
+	if fd == nil || fd.Message() == nil {
+		return nil, false
+	}
+	min := 0
+	if proto.GetExtension(fd.Options(), apb.E_ValidationRequirement) == apb.Requirement_REQUIRED_BY_FHIR {
+		min = 1
+	}
+	max := "1"
+	if fd.Cardinality() == protoreflect.Repeated {
+		max = "*"
+	}
+	el := map[string]any{"min": min, "max": max}
+	if proto.GetExtension(fd.Message().Options(), apb.E_IsChoiceType).(bool) {
+		var types []any
+		cf := fd.Message().Fields()
+		for j := range cf.Len() {
+			types = append(types, typeOf(cf.Get(j)))
+		}
+		el["type"] = types
+	} else {
+		el["type"] = []any{typeOf(fd)}
+	}
+	// The base is the data type's element: Identifier.type for Patient.identifier.type.
+	parent := fd.ContainingMessage()
+	el["base"] = map[string]any{"path": string(parent.Name()) + "." + segs[len(segs)-1].name, "min": min, "max": max}
+	return el, true
+}
+
 // typeOf gives the ElementDefinition.type of a field.
 func typeOf(fd protoreflect.FieldDescriptor) map[string]any {
 	fm := fd.Message()
