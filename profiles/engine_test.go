@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/calaimfhir/calaimfhir/internal/r4"
 	"github.com/calaimfhir/calaimfhir/profiles"
-	"github.com/calaimfhir/calaimfhir/resources"
 )
 
 func TestValidNPI(t *testing.T) {
@@ -117,50 +115,6 @@ func TestValidate_BadInput(t *testing.T) {
 	}
 }
 
-func TestEnforce(t *testing.T) {
-	e := profiles.Default()
-	if _, err := e.Enforce(r4.Validate, []string{"Library"}); err == nil {
-		t.Fatal("Library has no CalAIM profile: no error")
-	}
-	v, err := e.Enforce(r4.Validate, []string{"Claim"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Base R4 errors come first and unchanged.
-	if _, err := v([]byte(`{"resourceType":"Patient","gender":"robot"}`)); !resources.IsKind(err, resources.KindUnprocessable) {
-		t.Fatalf("R4 error: %v", err)
-	}
-	// A plain Patient passes; a plain Claim is held to the CalAIM profile.
-	if typ, err := v([]byte(`{"resourceType":"Patient"}`)); err != nil || typ != "Patient" {
-		t.Fatalf("plain Patient: %s %v", typ, err)
-	}
-	_, err = v([]byte(`{"resourceType":"Claim","status":"active","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/claim-type","code":"professional"}]},
-		"use":"claim","patient":{"reference":"Patient/1"},"created":"2026-01-01","provider":{"reference":"Organization/1"},
-		"priority":{"coding":[{"code":"normal"}]},"insurance":[{"sequence":1,"focal":true,"coverage":{"reference":"Coverage/1"}}]}`))
-	var re *resources.Error
-	if !asError(err, &re) || re.Kind != resources.KindUnprocessable {
-		t.Fatalf("plain Claim: %v", err)
-	}
-	var exprs []string
-	for _, is := range re.Issues {
-		exprs = append(exprs, strings.Join(is.Expression, ","))
-		if !strings.Contains(is.Diagnostics, "[calaim-claim ") {
-			t.Errorf("diagnostics do not name the profile: %s", is.Diagnostics)
-		}
-	}
-	if got := strings.Join(exprs, " "); got != "Claim.provider.identifier Claim.diagnosis Claim.item" {
-		t.Errorf("expressions %q", got)
-	}
-}
-
-func asError(err error, target **resources.Error) bool {
-	e, ok := err.(*resources.Error)
-	if ok {
-		*target = e
-	}
-	return ok
-}
-
 // BenchmarkReferralTransaction validates the resources of a referral transaction (Patient,
 // Consent, Condition, screening Observation, ServiceRequest, Task) against base R4 and their
 // CalAIM profiles, as a write does. The time per op divided by 6 is the cost per resource.
@@ -175,16 +129,23 @@ func BenchmarkReferralTransaction(b *testing.B) {
 	if err := json.Unmarshal(raw, &bundle); err != nil {
 		b.Fatal(err)
 	}
-	v, err := profiles.Default().Enforce(r4.Validate, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := profiles.Default()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		for _, e := range bundle.Entry {
-			if _, err := v(e.Resource); err != nil {
+		for _, entry := range bundle.Entry {
+			typ, err := r4.Validate(entry.Resource)
+			if err != nil {
 				b.Fatal(err)
+			}
+			doc, err := profiles.Decode(entry.Resource)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, url := range profiles.ApplicableDoc(doc, "") {
+				if issues := e.ValidateDoc(context.Background(), doc, url); len(issues) != 0 {
+					b.Fatal(typ, issues)
+				}
 			}
 		}
 	}

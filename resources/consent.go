@@ -41,6 +41,14 @@ func labelBit(code string) labelMask {
 // consentGrants returns, for each patient in patients with a Consent that permits disclosure
 // to t's organization now, the sensitive labels that Consent covers.
 func (s *Service) consentGrants(ctx context.Context, t *tenant, patients map[string]bool) (map[string]labelMask, error) {
+	v, err := s.cached(ctx, t, "consent-grants", func() (any, error) { return s.readConsentGrants(ctx, t, patients) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]labelMask), nil
+}
+
+func (s *Service) readConsentGrants(ctx context.Context, t *tenant, patients map[string]bool) (map[string]labelMask, error) {
 	grants := map[string]labelMask{}
 	if len(patients) == 0 {
 		return grants, nil

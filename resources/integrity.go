@@ -62,12 +62,12 @@ func (s *Service) checkReferences(ctx context.Context, typ string, doc map[strin
 					Diagnostics: fmt.Sprintf("%s resources are not stored on this server", rt)})
 				continue
 			}
-			_, err := s.Store.Read(ctx, rt, id)
+			target, err := s.Store.Read(ctx, rt, id)
 			if err == nil {
 				// A reference to what the caller may not see is reported like a missing one,
 				// so writes cannot be used to probe other tenants' ids.
 				var ok bool
-				if ok, err = s.visible(ctx, rt, id); err == nil && !ok {
+				if ok, err = s.visibleAs(ctx, target); err == nil && !ok {
 					err = notVisible(rt, id)
 				}
 			}

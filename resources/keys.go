@@ -6,7 +6,9 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
@@ -102,8 +104,16 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 			k.addSort(p, k.Eq[eq:], k.Strings[str:], k.Dates[dates:], k.Numbers[nums:])
 		}
 	}
-	for _, c := range compositeParams[typ] {
-		k.Eq = appendComposite(k.Eq, c, doc)
+	for _, name := range CompositeNames(typ) {
+		before := k.count()
+		for _, c := range compositeParams[typ] {
+			if c.Name == name {
+				k.addComposite(c, doc, prefix)
+			}
+		}
+		if k.count() > before {
+			k.Eq = append(k.Eq, PresentKey(name))
+		}
 	}
 	slices.Sort(k.Eq)
 	k.Eq = slices.Compact(k.Eq)
@@ -186,6 +196,15 @@ func (k *Keys) add(p Param, v any, base string) {
 	case ParamURI:
 		if s, ok := v.(string); ok && s != "" {
 			k.Eq = append(k.Eq, RefURLKey(p.Name, s))
+			// uri:below is a prefix search on the value as written (case matters in URIs).
+			k.Strings = append(k.Strings, StringKey{Param: p.Name + ":below", Value: s})
+		}
+	case ParamSpecial: // Location near: the position's coordinates
+		m, _ := v.(map[string]any)
+		lat, okLat := number(m["latitude"])
+		long, okLong := number(m["longitude"])
+		if okLat && okLong {
+			k.Numbers = append(k.Numbers, NumberKey{Param: NearLatitude, V: lat}, NumberKey{Param: NearLongitude, V: long})
 		}
 	case ParamString:
 		for _, s := range stringParts(v) {
@@ -347,15 +366,37 @@ func dateValueRange(v any) (lo, hi int64, ok bool) {
 // NormalizeString folds case and strips accents, so "José" is found by "jose" (FHIR string
 // search is case- and accent-insensitive).
 func NormalizeString(s string) string {
-	// A transform chain keeps state, so each call builds its own.
-	out, _, err := transform.String(transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC), s)
+	// Most values (codes, ids, most names) are ASCII, which has no accents to strip; the
+	// Unicode chain below allocates ≈ 20 KB per call, most of a Patient's key extraction.
+	if isASCII(s) {
+		return strings.ToLower(s)
+	}
+	// A transform chain keeps state, so one is used by one call at a time (String resets it).
+	t := foldChains.Get().(transform.Transformer)
+	out, _, err := transform.String(t, s)
+	foldChains.Put(t)
 	if err != nil {
 		out = s
 	}
 	return strings.ToLower(out)
 }
 
-// walk calls fn for every value at path below v, descending into arrays at every step.
+var foldChains = sync.Pool{New: func() any {
+	return transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+}}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// walk calls fn for every value at path below v, descending into arrays at every step. A
+// step "name[key=value]" follows only the entries of name whose key is value (the
+// where(system='phone') of the spec's expressions).
 func walk(v any, path []string, fn func(any)) {
 	switch t := v.(type) {
 	case []any:
@@ -367,9 +408,19 @@ func walk(v any, path []string, fn func(any)) {
 			fn(t)
 			return
 		}
-		if next, ok := t[path[0]]; ok {
-			walk(next, path[1:], fn)
+		name, cond, filtered := strings.Cut(path[0], "[")
+		if !filtered {
+			if next, ok := t[name]; ok {
+				walk(next, path[1:], fn)
+			}
+			return
 		}
+		key, want, _ := strings.Cut(strings.TrimSuffix(cond, "]"), "=")
+		walk(t[name], nil, func(e any) {
+			if m, ok := e.(map[string]any); ok && m[key] == want {
+				walk(m, path[1:], fn)
+			}
+		})
 	default:
 		if len(path) == 0 && v != nil {
 			fn(v)
@@ -481,9 +532,11 @@ func isTypeName(s string) bool {
 	return true
 }
 
-// appendComposite indexes a token$token composite: every pairing of the two parts' token
-// keys taken from the same element.
-func appendComposite(keys []string, c composite, doc map[string]any) []string {
+// addComposite indexes a composite from every element holding both parts. token$token and
+// token$reference pairs become equality keys (every pairing of the two parts' keys); a
+// quantity, date or string second part is indexed as a value of the parameter
+// CompositeValueParam(name, first part's key), so that the value searches of that type apply.
+func (k *Keys) addComposite(c composite, doc map[string]any, base string) {
 	var elems []any
 	if c.Element == "" {
 		elems = []any{doc}
@@ -491,17 +544,42 @@ func appendComposite(keys []string, c composite, doc map[string]any) []string {
 		walk(doc, []string{c.Element}, func(v any) { elems = append(elems, v) })
 	}
 	for _, e := range elems {
-		var first, second []string
+		var first []string
 		walk(e, strings.Split(c.First, "."), func(v any) { first = appendTokenKeys(first, "", v) })
-		walk(e, strings.Split(c.Second, "."), func(v any) { second = appendTokenKeys(second, "", v) })
-		for _, a := range first {
-			for _, b := range second {
-				keys = append(keys, CompositeKey(c.Name, a, b))
-			}
+		if len(first) == 0 {
+			continue
 		}
+		walk(e, strings.Split(c.Second, "."), func(v any) {
+			var second []string
+			switch c.Kind {
+			case "", ParamToken:
+				second = appendTokenKeys(nil, "", v)
+			case ParamReference:
+				second = appendRefKeys(nil, Param{}, v, base)
+			}
+			for _, a := range first {
+				for _, b := range second {
+					k.Eq = append(k.Eq, CompositeKey(c.Name, a, b))
+				}
+				if c.Kind == ParamQuantity || c.Kind == ParamDate || c.Kind == ParamString {
+					k.add(Param{Name: CompositeValueParam(c.Name, a), Type: c.Kind}, v, base)
+				}
+			}
+		})
 	}
-	return keys
 }
+
+// CompositeValueParam is the parameter under which the value part of a token$quantity,
+// token$date or token$string composite is indexed, for one key of its token part.
+func CompositeValueParam(name, tokenKey string) string {
+	return name + "$" + tokenKey
+}
+
+// The number parameters Location.position is indexed under, for near.
+const (
+	NearLatitude  = "near:latitude"
+	NearLongitude = "near:longitude"
+)
 
 // CompositeKey joins the token keys (built for the empty parameter) of a composite's parts.
 func CompositeKey(param, first, second string) string {

@@ -33,8 +33,9 @@ type SearchRequest struct {
 	Includes []Include
 	// Elements, when set, restricts each match to these top-level elements (_elements).
 	Elements []string
-	// DropText removes the narrative (_summary=data).
-	DropText bool
+	// Summary is _summary=true, text or data (SummaryTrue, SummaryText, SummaryData): what
+	// each match shows (see ShapeResource); "" for the whole resource.
+	Summary string
 }
 
 // Include is one _include (Source:Param[:Target]) or _revinclude request; Param "*" follows
@@ -92,6 +93,17 @@ func ParseSearch(typ string, params url.Values, base string, strict bool) (*Sear
 			}
 			continue
 		}
+		if p, ok := LookupParam(typ, name); ok && p.Type == ParamSpecial {
+			clauses, err := parseNear(name, values)
+			if err != nil {
+				return nil, err
+			}
+			sr.Query.Clauses = append(sr.Query.Clauses, clauses...)
+			for _, v := range values {
+				sr.Applied.Add(name, v)
+			}
+			continue
+		}
 		for _, value := range values {
 			clause, err := parseClause(typ, name, value, base)
 			if err != nil {
@@ -140,7 +152,7 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 				}
 				continue
 			}
-			if p, ok := LookupParam(sr.Query.Type, name); !ok || p.Type == ParamComposite {
+			if p, ok := LookupParam(sr.Query.Type, name); !ok || p.Type == ParamComposite || p.Type == ParamSpecial {
 				sr.Query.SortBy = nil
 				return ignore("_sort", fmt.Sprintf("%s cannot sort by %q", sr.Query.Type, name))
 			}
@@ -161,13 +173,13 @@ func (sr *SearchRequest) parseResultParam(name, value string, ignore func(string
 		switch value {
 		case "count":
 			sr.CountOnly = true
-		case "data":
-			sr.DropText = true
+		case SummaryTrue, SummaryText, SummaryData:
+			sr.Summary = value
 			sr.Applied.Set(name, value)
 		case "false":
 			sr.Applied.Set(name, value)
 		default:
-			return ignore(name, "use count, data or false (true and text are not supported yet)")
+			return ignore(name, "use true, text, data, count or false")
 		}
 	case "_cursor":
 		c, err := DecodeCursor(value)
@@ -278,14 +290,7 @@ func parseClause(typ, name, value, base string) (Clause, error) {
 	case ParamReference:
 		return parseReference(p, modifier, hasModifier, values, base)
 	case ParamURI:
-		if hasModifier {
-			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on uri parameters"}
-		}
-		var keys []string
-		for _, v := range values {
-			keys = append(keys, RefURLKey(name, v))
-		}
-		return Clause{AnyKey: keys}, nil
+		return parseURI(name, modifier, hasModifier, values)
 	case ParamString:
 		return parseString(name, modifier, hasModifier, values)
 	case ParamDate:
@@ -318,17 +323,99 @@ func parseClause(typ, name, value, base string) (Clause, error) {
 		if hasModifier {
 			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on composite parameters"}
 		}
+		return parseComposite(typ, name, values, base)
+	case ParamSpecial:
+		if hasModifier {
+			return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on " + name}
+		}
+		return Clause{}, &unsupported{name + " is supported only directly on " + typ + ", not in chains or _has"}
+	}
+	return Clause{}, &unsupported{"parameter type " + string(p.Type) + " is not supported"}
+}
+
+// parseURI reads a uri parameter: equality, :below (the value is a prefix of the stored uri)
+// or :above (the stored uri is the value or one of its parents, cut at a "/").
+func parseURI(name, modifier string, hasModifier bool, values []string) (Clause, error) {
+	switch {
+	case !hasModifier:
 		var keys []string
 		for _, v := range values {
-			first, second, ok := strings.Cut(v, "$")
-			if !ok {
-				return Clause{}, Errorf(KindBadRequest, "%s takes two parts joined by $", name)
+			keys = append(keys, RefURLKey(name, v))
+		}
+		return Clause{AnyKey: keys}, nil
+	case modifier == "below":
+		var ms []StringMatch
+		for _, v := range values {
+			ms = append(ms, StringMatch{Param: name + ":below", Value: v})
+		}
+		return Clause{Strings: ms}, nil
+	case modifier == "above":
+		var keys []string
+		for _, v := range values {
+			for _, parent := range uriParents(v) {
+				keys = append(keys, RefURLKey(name, parent))
 			}
-			keys = append(keys, CompositeKey(name, tokenQueryKey("", first), tokenQueryKey("", second)))
 		}
 		return Clause{AnyKey: keys}, nil
 	}
-	return Clause{}, &unsupported{"parameter type " + string(p.Type) + " is not supported"}
+	return Clause{}, &unsupported{"modifier :" + modifier + " is not supported on uri parameters"}
+}
+
+// uriParents lists v and every parent of it: v cut after each "/" of its path (with and
+// without that slash), the scheme and authority always kept.
+func uriParents(v string) []string {
+	out := []string{v}
+	start := 0
+	if i := strings.Index(v, "://"); i >= 0 {
+		start = i + 3
+		if j := strings.IndexByte(v[start:], '/'); j >= 0 {
+			start += j
+		} else {
+			return out
+		}
+	}
+	for i := len(v) - 1; i > start; i-- {
+		if v[i] == '/' {
+			out = append(out, v[:i+1], v[:i])
+		}
+	}
+	return slices.Compact(out)
+}
+
+// parseComposite reads token$token, token$reference, token$quantity, token$date and
+// token$string composite values (the kind comes from the parameter's definition).
+func parseComposite(typ, name string, values []string, base string) (Clause, error) {
+	kind := compositeKind(typ, name)
+	var c Clause
+	for _, v := range values {
+		first, second, ok := strings.Cut(v, "$")
+		if !ok || first == "" || second == "" {
+			return Clause{}, Errorf(KindBadRequest, "%s takes two parts joined by $", name)
+		}
+		fk := tokenQueryKey("", first)
+		param := CompositeValueParam(name, fk)
+		switch kind {
+		case ParamReference:
+			c.AnyKey = append(c.AnyKey, CompositeKey(name, fk, refQueryKey("", second, base)))
+		case ParamQuantity:
+			m, err := numberMatch(param, second, true)
+			if err != nil {
+				return Clause{}, Errorf(KindBadRequest, "%s: %v", name, err)
+			}
+			c.Numbers = append(c.Numbers, m)
+		case ParamDate:
+			m, err := DateMatch(param, second)
+			if err != nil {
+				return Clause{}, Errorf(KindBadRequest, "%s: %v", name, err)
+			}
+			c.Dates = append(c.Dates, m)
+		case ParamString:
+			c.Strings = append(c.Strings, StringMatch{Param: param, Value: NormalizeString(unescape(second))})
+		default:
+			c.AnyKey = append(c.AnyKey, CompositeKey(name, fk, tokenQueryKey("", second)))
+		}
+	}
+	return c, nil
 }
 
 func parseChain(typ, head, rest, value string) (Clause, error) {
@@ -692,9 +779,13 @@ func ParseDateRange(v string) (lo, hi time.Time, err error) {
 	return time.Time{}, time.Time{}, fmt.Errorf("%q is not a FHIR date, dateTime or instant", v)
 }
 
-// EncodeCursor makes the opaque _cursor value for a next link.
+// EncodeCursor makes the opaque _cursor value for a next link:
+// "lastUpdated|version|id[|@snapshot][|sort values as JSON]", base64url.
 func EncodeCursor(c *Cursor) string {
 	raw := fmt.Sprintf("%d|%d|%s", c.LastUpdated.UnixMicro(), c.Version, c.ID)
+	if !c.Snapshot.IsZero() {
+		raw += "|@" + strconv.FormatInt(c.Snapshot.UnixMicro(), 10)
+	}
 	if len(c.Values) > 0 {
 		vals, _ := json.Marshal(c.Values)
 		raw += "|" + string(vals)
@@ -719,10 +810,24 @@ func DecodeCursor(s string) (*Cursor, error) {
 		return nil, bad
 	}
 	c := &Cursor{LastUpdated: time.UnixMicro(us).UTC(), Version: v, ID: parts[2]}
-	if len(parts) == 4 {
-		if err := json.Unmarshal([]byte(parts[3]), &c.Values); err != nil || len(c.Values) == 0 {
+	if len(parts) < 4 {
+		return c, nil
+	}
+	rest := parts[3]
+	if snap, ok := strings.CutPrefix(rest, "@"); ok {
+		var hasValues bool
+		snap, rest, hasValues = strings.Cut(snap, "|")
+		at, err := strconv.ParseInt(snap, 10, 64)
+		if err != nil || at <= 0 {
 			return nil, bad
 		}
+		c.Snapshot = time.UnixMicro(at).UTC()
+		if !hasValues {
+			return c, nil
+		}
+	}
+	if err := json.Unmarshal([]byte(rest), &c.Values); err != nil || len(c.Values) == 0 {
+		return nil, bad
 	}
 	return c, nil
 }

@@ -295,40 +295,9 @@ func sortedKeys(m map[string][]string) []string {
 	return keys
 }
 
-// Shape applies _elements and _summary=data to one match; it returns raw when neither is set.
+// Shape applies _elements and _summary (true, text, data) to one match (see ShapeResource).
 func (sr *SearchRequest) Shape(raw []byte) []byte {
-	if len(sr.Elements) == 0 && !sr.DropText {
-		return raw
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var doc map[string]any
-	if dec.Decode(&doc) != nil {
-		return raw
-	}
-	for k := range doc {
-		switch {
-		case k == "resourceType" || k == "id" || k == "meta":
-		case sr.DropText && k == "text":
-			delete(doc, k)
-		case len(sr.Elements) > 0 && !slices.Contains(sr.Elements, k):
-			delete(doc, k)
-		}
-	}
-	// The result is marked as not the whole resource.
-	meta, _ := doc["meta"].(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
-	}
-	tags, _ := meta["tag"].([]any)
-	meta["tag"] = append(tags, map[string]any{
-		"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"})
-	doc["meta"] = meta
-	out, err := EncodeResource(doc)
-	if err != nil {
-		return raw
-	}
-	return out
+	return ShapeResource(raw, sr.Summary, sr.Elements)
 }
 
 // SystemSearch is a search across types (GET /fhir?_type=...): the same parameters are

@@ -46,6 +46,8 @@ type Service struct {
 
 	clockMu sync.Mutex
 	last    time.Time
+
+	orgCache orgCache // tenancy.go
 }
 
 // authorize runs the Authorize hook, if any.
@@ -424,13 +426,19 @@ func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
 	}
 	// Visibility is decided on current resources, so to a restricted caller a deleted
 	// resource is unknown (404), not gone (410).
-	if ok, verr := s.visible(ctx, typ, id); verr != nil || !ok {
+	if err != nil { // gone
+		if s.tenant(ctx) != nil {
+			return nil, notVisible(typ, id)
+		}
+		return r, err
+	}
+	if ok, verr := s.visibleAs(ctx, r); verr != nil || !ok {
 		if verr != nil {
 			return nil, verr
 		}
 		return nil, notVisible(typ, id)
 	}
-	return r, err
+	return r, nil
 }
 
 // VRead returns one version.
@@ -480,7 +488,7 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 	if sr.CountOnly {
 		q.Count = 1
 	}
-	page, err := s.Store.Search(ctx, &q)
+	page, err := s.searchSnapshot(ctx, &q) // snapshot.go: stable pages under updates
 	if err != nil {
 		return nil, err
 	}

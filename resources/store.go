@@ -112,6 +112,9 @@ type Cursor struct {
 	Version     int64
 	// Values are the sort values of the last row when the query has SortBy.
 	Values []string
+	// Snapshot is the instant a search's first page was taken: later pages show the
+	// resources as they were then (see Service.Search). Zero for history cursors.
+	Snapshot time.Time
 }
 
 // HistoryQuery selects versions for the instance (Type and ID), type (Type) history.

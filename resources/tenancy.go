@@ -43,6 +43,11 @@ import (
 // TenantTagSystem is the meta.tag system of the tenant tag (profiles.TenantTagSystem).
 const TenantTagSystem = "https://calaimfhir.org/fhir/sid/tenant"
 
+// ServerTagPrefix starts the meta.tag systems only the server (and administrators) set: the
+// tenant tag and the claim submission keys (internal/claims). Tags under it sent by other
+// callers are dropped, so no client can plant a key that makes another claim a duplicate.
+const ServerTagPrefix = "https://calaimfhir.org/fhir/sid/"
+
 // Roles a caller may have (as internal/auth names them).
 const (
 	RoleAdmin    = "admin"
@@ -112,11 +117,11 @@ type scoped struct {
 	gated  *Clause
 }
 
-// scopeMemo caches a request's scopes: a search with _include and _has asks for several.
+// scopeMemo caches a request's scopes and access sets: a search with _include and _has asks
+// for several.
 type scopeMemo struct {
-	mu     sync.Mutex
-	scopes map[string]*scoped
-	sets   map[string]map[string]bool
+	mu   sync.Mutex
+	sets map[string]any
 }
 
 type scopeMemoKey struct{}
@@ -124,7 +129,7 @@ type scopeMemoKey struct{}
 // WithScopeCache lets the scopes computed for one request be reused within it. The server
 // calls it once per request after authentication.
 func WithScopeCache(ctx context.Context) context.Context {
-	return context.WithValue(ctx, scopeMemoKey{}, &scopeMemo{scopes: map[string]*scoped{}, sets: map[string]map[string]bool{}})
+	return context.WithValue(ctx, scopeMemoKey{}, &scopeMemo{sets: map[string]any{}})
 }
 
 func memoOf(ctx context.Context) *scopeMemo {
@@ -138,25 +143,14 @@ func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
 	if t == nil || directoryTypes[typ] {
 		return nil, nil
 	}
-	m := memoOf(ctx)
-	if m != nil {
-		m.mu.Lock()
-		sc, ok := m.scopes[typ]
-		m.mu.Unlock()
-		if ok {
-			return sc, nil
-		}
-	}
-	sc, err := s.buildScope(ctx, t, typ)
+	// The limit is cached with the organization's access sets (same invalidation): building
+	// it sorts the sets into id and key lists, which a busy organization would otherwise pay
+	// on every request.
+	v, err := s.cached(ctx, t, "scope|"+typ, func() (any, error) { return s.buildScope(ctx, t, typ) })
 	if err != nil {
 		return nil, err
 	}
-	if m != nil {
-		m.mu.Lock()
-		m.scopes[typ] = sc
-		m.mu.Unlock()
-	}
-	return sc, nil
+	return v.(*scoped), nil
 }
 
 func keysClause(keys ...string) Clause { return Clause{AnyKey: keys} }
@@ -292,27 +286,116 @@ func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) erro
 	}
 }
 
-// memoSet caches one resolved id set for the request.
-func (s *Service) memoSet(ctx context.Context, name string, build func() (map[string]bool, error)) (map[string]bool, error) {
+// cached returns the value build makes for t's organization under name, reusing it within
+// the request and, across requests, until a write that could change it (see invalidate) or
+// for orgCacheTTL at most: the TTL bounds how long a change made through another server
+// process (several servers on one MongoDB) takes to show.
+func (s *Service) cached(ctx context.Context, t *tenant, name string, build func() (any, error)) (any, error) {
 	m := memoOf(ctx)
 	if m != nil {
 		m.mu.Lock()
-		set, ok := m.sets[name]
+		v, ok := m.sets[name]
 		m.mu.Unlock()
 		if ok {
-			return set, nil
+			return v, nil
 		}
 	}
-	set, err := build()
-	if err != nil {
-		return nil, err
+	key := t.org + "|" + name
+	c := &s.orgCache
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	gen := c.gens[t.org]
+	c.mu.Unlock()
+	if !ok || e.gen != gen || time.Since(e.at) > orgCacheTTL {
+		v, err := build()
+		if err != nil {
+			return nil, err
+		}
+		e = orgEntry{v: v, gen: gen, at: time.Now()}
+		c.mu.Lock()
+		if c.entries == nil {
+			c.entries, c.gens = map[string]orgEntry{}, map[string]uint64{}
+		}
+		if len(c.entries) > maxOrgCacheEntries {
+			clear(c.entries)
+		}
+		if c.gens[t.org] == gen { // not invalidated while building
+			c.entries[key] = e
+		}
+		c.mu.Unlock()
 	}
 	if m != nil {
 		m.mu.Lock()
-		m.sets[name] = set
+		m.sets[name] = e.v
 		m.mu.Unlock()
 	}
-	return set, nil
+	return e.v, nil
+}
+
+// orgCacheTTL bounds the age of an organization's cached access sets.
+const orgCacheTTL = 2 * time.Second
+
+// maxOrgCacheEntries bounds the cache (it is cleared when full).
+const maxOrgCacheEntries = 10000
+
+type orgEntry struct {
+	v   any
+	gen uint64
+	at  time.Time
+}
+
+// orgCache holds each organization's resolved access sets across requests.
+type orgCache struct {
+	mu      sync.Mutex
+	entries map[string]orgEntry
+	gens    map[string]uint64
+}
+
+// accessTypes are the types whose writes can change what an organization may see.
+var accessTypes = map[string]bool{"Task": true, "ServiceRequest": true, "Coverage": true, "Consent": true, "Patient": true}
+
+// invalidate drops the cached access sets of every organization a write of typ mentions
+// (in the previous version or the new one): owners, requesters, performers, payors, consent
+// actors, tenant tags. Dropping too many only costs a recomputation.
+func (s *Service) invalidate(typ string, docs ...map[string]any) {
+	if !accessTypes[typ] {
+		return
+	}
+	orgs := map[string]bool{}
+	var walkOrgs func(v any)
+	walkOrgs = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if str, ok := e.(string); ok && (k == "reference" || k == "code") && strings.HasPrefix(str, "Organization/") {
+					orgs[str] = true
+					continue
+				}
+				walkOrgs(e)
+			}
+		case []any:
+			for _, e := range x {
+				walkOrgs(e)
+			}
+		}
+	}
+	for _, d := range docs {
+		if d != nil {
+			walkOrgs(d)
+		}
+	}
+	if len(orgs) == 0 {
+		return
+	}
+	c := &s.orgCache
+	c.mu.Lock()
+	if c.gens == nil {
+		c.entries, c.gens = map[string]orgEntry{}, map[string]uint64{}
+	}
+	for org := range orgs {
+		c.gens[org]++
+	}
+	c.mu.Unlock()
 }
 
 // refIDs adds the ids of the typ resources r refers to through param.
@@ -330,41 +413,29 @@ type cboRefs struct {
 }
 
 func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error) {
-	m := memoOf(ctx)
-	if m != nil {
-		m.mu.Lock()
-		req, ok1 := m.sets["cbo-requests"]
-		pat, ok2 := m.sets["cbo-patients"]
-		m.mu.Unlock()
-		if ok1 && ok2 {
-			return &cboRefs{requests: req, patients: pat}, nil
+	v, err := s.cached(ctx, t, "cbo-referrals", func() (any, error) {
+		refs := &cboRefs{requests: map[string]bool{}, patients: map[string]bool{}}
+		q := Query{Type: "Task", Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("owner"), t.orgKey("requester"))}}
+		err := s.collect(ctx, q, func(r *Resource) {
+			s.refIDs(r, "focus", "ServiceRequest", refs.requests)
+			s.refIDs(r, "patient", "Patient", refs.patients)
+		})
+		if err != nil {
+			return nil, err
 		}
-	}
-	refs := &cboRefs{requests: map[string]bool{}, patients: map[string]bool{}}
-	q := Query{Type: "Task", Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("owner"), t.orgKey("requester"))}}
-	err := s.collect(ctx, q, func(r *Resource) {
-		s.refIDs(r, "focus", "ServiceRequest", refs.requests)
-		s.refIDs(r, "patient", "Patient", refs.patients)
+		// Requests naming the CBO as performer join the Tasks' focus requests; the patients
+		// are whom all of those are for.
+		q = Query{Type: "ServiceRequest", Clauses: []Clause{anyOf([]string{t.orgKey("performer")}, idAlt(refs.requests))}}
+		err = s.collect(ctx, q, func(r *Resource) {
+			refs.requests[r.ID] = true
+			s.refIDs(r, "patient", "Patient", refs.patients)
+		})
+		return refs, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	// Requests naming the CBO as performer join the Tasks' focus requests; the patients are
-	// whom all of those are for.
-	q = Query{Type: "ServiceRequest", Clauses: []Clause{anyOf([]string{t.orgKey("performer")}, idAlt(refs.requests))}}
-	err = s.collect(ctx, q, func(r *Resource) {
-		refs.requests[r.ID] = true
-		s.refIDs(r, "patient", "Patient", refs.patients)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if m != nil {
-		m.mu.Lock()
-		m.sets["cbo-requests"], m.sets["cbo-patients"] = refs.requests, refs.patients
-		m.mu.Unlock()
-	}
-	return refs, nil
+	return v.(*cboRefs), nil
 }
 
 func idAlt(set map[string]bool) []Clause {
@@ -375,16 +446,20 @@ func idAlt(set map[string]bool) []Clause {
 }
 
 func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, error) {
-	return s.memoSet(ctx, "plan-members", func() (map[string]bool, error) {
+	v, err := s.cached(ctx, t, "plan-members", func() (any, error) {
 		set := map[string]bool{}
 		q := Query{Type: "Coverage", Clauses: []Clause{keysClause(t.orgKey("payor"))}}
 		err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "beneficiary", "Patient", set) })
 		return set, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]bool), nil
 }
 
 func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]bool, error) {
-	return s.memoSet(ctx, "provider-patients", func() (map[string]bool, error) {
+	v, err := s.cached(ctx, t, "provider-patients", func() (any, error) {
 		set := map[string]bool{}
 		for _, typ := range []string{"ServiceRequest", "Task"} {
 			q := Query{Type: typ, Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("requester"))}}
@@ -396,19 +471,40 @@ func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]b
 		err := s.collect(ctx, q, func(r *Resource) { set[r.ID] = true })
 		return set, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]bool), nil
 }
 
 // visible reports whether ctx's caller may see the current version of typ/id.
 func (s *Service) visible(ctx context.Context, typ, id string) (bool, error) {
-	sc, err := s.scope(ctx, typ)
+	if s.tenant(ctx) == nil {
+		return true, nil
+	}
+	r, err := s.Store.Read(ctx, typ, id)
+	switch {
+	case IsKind(err, KindNotFound), IsKind(err, KindGone):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return s.visibleAs(ctx, r)
+}
+
+// visibleAs reports whether ctx's caller may see r, the current version of its resource (a
+// tombstone is never visible to a restricted caller). The scope is judged in memory against
+// r's search keys, with the stores' semantics (Matches): cheaper than asking the store again.
+func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
+	sc, err := s.scope(ctx, r.Type)
 	if err != nil || sc == nil {
 		return err == nil, err
 	}
-	page, err := s.Store.Search(ctx, &Query{Type: typ, Clauses: []Clause{{IDs: []string{id}}, sc.clause}, Count: 1})
-	if err != nil {
-		return false, err
+	if r.Deleted || len(r.JSON) == 0 {
+		return false, nil
 	}
-	return len(page.Resources) == 1, nil
+	k := s.keysOf(r)
+	return k != nil && Matches([]Clause{sc.clause}, r, k), nil
 }
 
 // scopeQuery adds the caller's limit to q; withheld is set when consent rules hide matches of
@@ -460,6 +556,7 @@ func (s *Service) checkTenantWrite(ctx context.Context, typ, id string, oldJSON 
 		}
 	}
 	s.stampTenant(ctx, t, doc, old)
+	s.invalidate(typ, old, doc)
 	return nil
 }
 
@@ -475,10 +572,10 @@ func (s *Service) preWrite(ctx context.Context, typ, id string) error {
 		return Errorf(KindForbidden, "the access token names no organization (Organization/<id>) to write for")
 	}
 	if id != "" {
-		_, err := s.Store.Read(ctx, typ, id)
+		r, err := s.Store.Read(ctx, typ, id)
 		switch {
 		case err == nil:
-			ok, err := s.visible(ctx, typ, id)
+			ok, err := s.visibleAs(ctx, r)
 			if err != nil {
 				return err
 			}
@@ -542,12 +639,16 @@ func (s *Service) mayWrite(ctx context.Context, t *tenant, typ, id string, old, 
 // checkTenantDelete applies the write rules to a delete of typ/id.
 func (s *Service) checkTenantDelete(ctx context.Context, typ, id string, current *Resource) error {
 	t := s.tenant(ctx)
-	if t == nil {
+	if t == nil && !accessTypes[typ] {
 		return nil
 	}
 	var old map[string]any
 	if err := json.Unmarshal(current.JSON, &old); err != nil {
 		return Wrap(KindInternal, err, "stored resource is not JSON")
+	}
+	s.invalidate(typ, old)
+	if t == nil {
+		return nil
 	}
 	if err := s.mayWrite(ctx, t, typ, id, old, old); err != nil {
 		return err
@@ -612,10 +713,22 @@ func (s *Service) stampTenant(ctx context.Context, t *tenant, doc, old map[strin
 	meta, _ := doc["meta"].(map[string]any)
 	var tags []any
 	if meta != nil {
-		old, _ := meta["tag"].([]any)
-		for _, tg := range old {
+		sent, _ := meta["tag"].([]any)
+		for _, tg := range sent {
 			m, _ := tg.(map[string]any)
-			if sys, _ := m["system"].(string); sys != TenantTagSystem {
+			sys, _ := m["system"].(string)
+			if sys != TenantTagSystem && (t == nil || !strings.HasPrefix(sys, ServerTagPrefix)) {
+				tags = append(tags, tg)
+			}
+		}
+	}
+	if t != nil && old != nil {
+		// Server tags a restricted client cannot set; an update keeps the stored ones.
+		oldMeta, _ := old["meta"].(map[string]any)
+		stored, _ := oldMeta["tag"].([]any)
+		for _, tg := range stored {
+			m, _ := tg.(map[string]any)
+			if sys, _ := m["system"].(string); sys != TenantTagSystem && strings.HasPrefix(sys, ServerTagPrefix) {
 				tags = append(tags, tg)
 			}
 		}

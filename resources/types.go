@@ -3,6 +3,8 @@ package resources
 import (
 	"regexp"
 	"slices"
+
+	"github.com/calaimfhir/calaimfhir/profiles"
 )
 
 // Types lists the R4 resource types this server stores, in the order the CapabilityStatement
@@ -42,6 +44,7 @@ const (
 	ParamNumber    ParamType = "number"
 	ParamQuantity  ParamType = "quantity"
 	ParamComposite ParamType = "composite"
+	ParamSpecial   ParamType = "special"
 )
 
 // Param defines one search parameter of a type: where its values are in the resource and,
@@ -52,19 +55,46 @@ type Param struct {
 	Paths   []string // dotted element paths below the resource; arrays are walked
 	Targets []string // reference params: accepted target types (empty = any)
 	Doc     string
+	// Local marks a parameter R4 does not define: this server's own (its definition URL is
+	// under the project's canonical base).
+	Local bool
 }
 
 // Definition is the canonical URL of the spec's SearchParameter for (typ, name).
 func (p Param) Definition(typ string) string {
 	switch p.Name {
-	case "_id", "_lastUpdated", "_tag", "_profile", "_security":
+	case "_id", "_lastUpdated", "_tag", "_profile", "_security", "_source":
 		return "http://hl7.org/fhir/SearchParameter/Resource" + p.Name
+	}
+	if p.Local {
+		return profiles.Base + "/SearchParameter/" + typ + "-" + p.Name
 	}
 	if slices.Contains(clinicalCommon[p.Name], typ) {
 		return "http://hl7.org/fhir/SearchParameter/clinical-" + p.Name
 	}
+	if slices.Contains(individualCommon[p.Name], typ) {
+		return "http://hl7.org/fhir/SearchParameter/individual-" + p.Name
+	}
 	return "http://hl7.org/fhir/SearchParameter/" + typ + "-" + p.Name
 }
+
+// individualCommon are the parameters R4 defines once for people (individual-email, ...), with
+// the types among ours that use the shared definition.
+var individualCommon = func() map[string][]string {
+	people := []string{"Patient", "Practitioner", "RelatedPerson"}
+	m := map[string][]string{
+		"birthdate": {"Patient", "RelatedPerson"},
+		"family":    {"Patient", "Practitioner"},
+		"given":     {"Patient", "Practitioner"},
+		"email":     append(slices.Clone(people), "PractitionerRole"),
+		"phone":     append(slices.Clone(people), "PractitionerRole"),
+		"telecom":   append(slices.Clone(people), "PractitionerRole"),
+	}
+	for _, n := range []string{"address", "address-city", "address-country", "address-postalcode", "address-state", "address-use", "gender", "phonetic"} {
+		m[n] = people
+	}
+	return m
+}()
 
 // clinicalCommon are the parameters R4 defines once for several types (clinical-patient, ...),
 // with the types among ours that use the shared definition.
@@ -94,6 +124,7 @@ var commonParams = []Param{
 	tok("_tag", "meta.tag"),
 	tok("_security", "meta.security"),
 	{Name: "_profile", Type: ParamURI, Paths: []string{"meta.profile"}},
+	{Name: "_source", Type: ParamURI, Paths: []string{"meta.source"}},
 }
 
 // typeParams are the indexed parameters per type: those the REST core needs (identifier,
@@ -113,7 +144,7 @@ var typeParams = map[string][]Param{
 		ref("performer", anyTarget, "performer"), ref("encounter", anyTarget, "encounter"),
 		ref("based-on", anyTarget, "basedOn"), ref("replaces", anyTarget, "replaces"),
 		tok("requisition", "requisition"), tok("performer-type", "performerType"),
-		ref("specimen", anyTarget, "specimen"),
+		ref("specimen", anyTarget, "specimen"), tok("body-site", "bodySite"),
 	},
 	"Task": {
 		tok("identifier", "identifier"), ref("patient", patientT, "for"), ref("subject", anyTarget, "for"),
@@ -170,6 +201,7 @@ var typeParams = map[string][]Param{
 		tok("identifier", "identifier"), tok("status", "status"), tok("operational-status", "operationalStatus"),
 		tok("type", "type"), ref("organization", anyTarget, "managingOrganization"),
 		ref("partof", anyTarget, "partOf"), ref("endpoint", anyTarget, "endpoint"),
+		{Name: "near", Type: ParamSpecial, Paths: []string{"position"}},
 	},
 	"HealthcareService": {
 		tok("identifier", "identifier"), tok("active", "active"), ref("organization", anyTarget, "providedBy"),
@@ -230,7 +262,7 @@ var typeParams = map[string][]Param{
 		tok("identifier", "identifier"), tok("status", "status"), tok("code", "item.code"),
 		tok("context", "useContext.valueCodeableConcept"), tok("jurisdiction", "jurisdiction"),
 		tok("version", "version"), {Name: "url", Type: ParamURI, Paths: []string{"url"}},
-		ref("definition", anyTarget, "item.definition"),
+		uri("definition", "item.definition"),
 	},
 	"QuestionnaireResponse": {
 		tok("identifier", "identifier"), ref("patient", patientT, "subject"), ref("subject", anyTarget, "subject"),
@@ -258,6 +290,7 @@ var typeParams = map[string][]Param{
 		tok("language", "content.attachment.language"), tok("contenttype", "content.attachment.contentType"),
 		tok("facility", "context.facilityType"), tok("setting", "context.practiceSetting"),
 		tok("event", "context.event"), tok("relation", "relatesTo.code"),
+		uri("location", "content.attachment.url"),
 	},
 	"Device": {
 		tok("identifier", "identifier"), ref("patient", patientT, "patient"), tok("status", "status"),
@@ -280,6 +313,9 @@ func num(name string, paths ...string) Param {
 }
 func uri(name string, paths ...string) Param { return Param{Name: name, Type: ParamURI, Paths: paths} }
 
+// local marks a parameter as this server's own (see Param.Local).
+func local(p Param) Param { p.Local = true; return p }
+
 var nameParts = []string{"name"}
 
 // valueParams are the string, date, number and quantity parameters R4 defines for these types
@@ -289,26 +325,27 @@ var valueParams = map[string][]Param{
 		str("name", "name"), str("family", "name.family"), str("given", "name.given"),
 		str("address", "address"), str("address-city", "address.city"), str("address-state", "address.state"),
 		str("address-postalcode", "address.postalCode"), str("address-country", "address.country"),
-		tok("address-use", "address.use"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+		tok("address-use", "address.use"), tok("telecom", "telecom"), tok("phone", "telecom[system=phone]"), tok("email", "telecom[system=email]"),
 		tok("language", "communication.language"), date("birthdate", "birthDate"),
 		date("death-date", "deceasedDateTime"), tok("deceased", "deceasedBoolean"),
 		str("phonetic", "name"),
 	},
 	"ServiceRequest": {
 		date("authored", "authoredOn"), date("occurrence", "occurrenceDateTime", "occurrencePeriod"),
-		uri("instantiates-canonical", "instantiatesCanonical"), uri("instantiates-uri", "instantiatesUri"),
-		ref("supporting-info", anyTarget, "supportingInfo"), ref("reason-reference", anyTarget, "reasonReference"), tok("reason-code", "reasonCode"),
+		ref("instantiates-canonical", anyTarget, "instantiatesCanonical"), uri("instantiates-uri", "instantiatesUri"),
+		local(ref("supporting-info", anyTarget, "supportingInfo")), local(ref("reason-reference", anyTarget, "reasonReference")),
+		local(tok("reason-code", "reasonCode")),
 	},
 	"Task": {
 		date("authored-on", "authoredOn"), date("modified", "lastModified"), date("period", "executionPeriod"),
-		ref("output-reference", anyTarget, "output.valueReference"),
+		local(ref("output-reference", anyTarget, "output.valueReference")),
 	},
 	"Consent": {
-		date("date", "dateTime"), date("period", "provision.period"), uri("policy-uri", "policy.uri"),
+		date("date", "dateTime"), date("period", "provision.period"), local(uri("policy-uri", "policy.uri")),
 	},
 	"Claim":         {date("created", "created"), tok("priority", "priority")},
 	"ClaimResponse": {date("created", "created"), date("payment-date", "payment.date"), str("disposition", "disposition")},
-	"Coverage":      {date("period", "period"), str("dependent", "dependent"), str("class-value", "class.value")},
+	"Coverage":      {local(date("period", "period")), str("dependent", "dependent"), str("class-value", "class.value")},
 	"Organization": {
 		str("name", "name", "alias"), str("address", "address"), str("address-city", "address.city"),
 		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"), str("phonetic", "name"),
@@ -318,9 +355,9 @@ var valueParams = map[string][]Param{
 		str("name", "name"), str("family", "name.family"), str("given", "name.given"), str("address", "address"),
 		str("address-city", "address.city"), str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
 		str("address-country", "address.country"), tok("address-use", "address.use"), str("phonetic", "name"),
-		tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+		tok("telecom", "telecom"), tok("phone", "telecom[system=phone]"), tok("email", "telecom[system=email]"),
 	},
-	"PractitionerRole": {date("date", "period"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom")},
+	"PractitionerRole": {date("date", "period"), tok("telecom", "telecom"), tok("phone", "telecom[system=phone]"), tok("email", "telecom[system=email]")},
 	"Location": {
 		str("name", "name", "alias"), str("address", "address"), str("address-city", "address.city"),
 		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
@@ -342,7 +379,7 @@ var valueParams = map[string][]Param{
 		qty("onset-age", "onsetAge"), qty("abatement-age", "abatementAge"),
 	},
 	"Procedure": {date("date", "performedDateTime", "performedPeriod"),
-		uri("instantiates-canonical", "instantiatesCanonical"), uri("instantiates-uri", "instantiatesUri")},
+		ref("instantiates-canonical", anyTarget, "instantiatesCanonical"), uri("instantiates-uri", "instantiatesUri")},
 	"Goal": {date("start-date", "startDate"), date("target-date", "target.dueDate")},
 	"Questionnaire": {
 		str("name", "name"), str("title", "title"), str("publisher", "publisher"), str("description", "description"),
@@ -350,12 +387,12 @@ var valueParams = map[string][]Param{
 		qty("context-quantity", "useContext.valueQuantity"), tok("subject-type", "subjectType"),
 	},
 	"QuestionnaireResponse": {date("authored", "authored")},
-	"Group": {num("quantity", "quantity"),
+	"Group": {local(num("quantity", "quantity")),
 		tok("value", "characteristic.valueCodeableConcept", "characteristic.valueBoolean")},
 	"RelatedPerson": {
 		str("name", "name"), str("address", "address"), str("address-city", "address.city"),
 		str("address-state", "address.state"), str("address-postalcode", "address.postalCode"),
-		date("birthdate", "birthDate"), tok("telecom", "telecom"), tok("phone", "telecom"), tok("email", "telecom"),
+		date("birthdate", "birthDate"), tok("telecom", "telecom"), tok("phone", "telecom[system=phone]"), tok("email", "telecom[system=email]"),
 		str("address-country", "address.country"), tok("address-use", "address.use"), str("phonetic", "name"),
 	},
 	"DocumentReference": {
@@ -363,26 +400,42 @@ var valueParams = map[string][]Param{
 	},
 	"Device": {
 		str("manufacturer", "manufacturer"), str("model", "modelNumber"), str("device-name", "deviceName.name"),
-		tok("udi-di", "udiCarrier.deviceIdentifier"), str("udi-carrier", "udiCarrier.carrierHRF"),
+		str("udi-di", "udiCarrier.deviceIdentifier"), str("udi-carrier", "udiCarrier.carrierHRF"),
 	},
 }
 
-// Composite parameters (token$token) defined by R4 for these types: the pair must come from
-// the same element (the root, or one entry of a repeating element).
+// Composite parameters defined by R4 for these types: a token, then a token, reference,
+// quantity, date or string; the pair must come from the same element (the root, or one entry
+// of a repeating element). A composite whose second part lies in several choice forms is
+// listed once per form.
 type composite struct {
 	Name          string
 	Element       string // repeating element holding both parts; "" for the resource itself
 	First, Second string // paths below Element
+	// Kind is the type of the second part (the first is a token); "" means token.
+	Kind ParamType
 }
 
 var compositeParams = map[string][]composite{
 	"Observation": {
-		{"code-value-concept", "", "code", "valueCodeableConcept"},
-		{"component-code-value-concept", "component", "code", "valueCodeableConcept"},
-		{"combo-code-value-concept", "", "code", "valueCodeableConcept"},
-		{"combo-code-value-concept", "component", "code", "valueCodeableConcept"},
+		{"code-value-concept", "", "code", "valueCodeableConcept", ""},
+		{"component-code-value-concept", "component", "code", "valueCodeableConcept", ""},
+		{"combo-code-value-concept", "", "code", "valueCodeableConcept", ""},
+		{"combo-code-value-concept", "component", "code", "valueCodeableConcept", ""},
+		{"code-value-quantity", "", "code", "valueQuantity", ParamQuantity},
+		{"component-code-value-quantity", "component", "code", "valueQuantity", ParamQuantity},
+		{"combo-code-value-quantity", "", "code", "valueQuantity", ParamQuantity},
+		{"combo-code-value-quantity", "component", "code", "valueQuantity", ParamQuantity},
+		{"code-value-date", "", "code", "valueDateTime", ParamDate},
+		{"code-value-date", "", "code", "valuePeriod", ParamDate},
+		{"code-value-string", "", "code", "valueString", ParamString},
 	},
-	"Group": {{"characteristic-value", "characteristic", "code", "valueCodeableConcept"}},
+	"Group": {{"characteristic-value", "characteristic", "code", "valueCodeableConcept", ""}},
+	"Questionnaire": {
+		{"context-type-value", "useContext", "code", "valueCodeableConcept", ""},
+		{"context-type-quantity", "useContext", "code", "valueQuantity", ParamQuantity},
+	},
+	"DocumentReference": {{"relationship", "relatesTo", "code", "target", ParamReference}},
 }
 
 // Params returns the indexed parameters of typ (type-specific, then the common ones).
@@ -424,4 +477,14 @@ func LookupParam(typ, name string) (Param, bool) {
 		}
 	}
 	return Param{}, false
+}
+
+// compositeKind is the type of the second part of the composite name of typ.
+func compositeKind(typ, name string) ParamType {
+	for _, c := range compositeParams[typ] {
+		if c.Name == name && c.Kind != "" {
+			return c.Kind
+		}
+	}
+	return ParamToken
 }

@@ -99,7 +99,7 @@ func (s *Server) capabilityStatement() []byte {
 					{Name: "_count", Type: "number", Documentation: "page size, at most 1000 (default 20); 0 returns only the total"},
 					{Name: "_sort", Type: "string", Documentation: "_lastUpdated or -_lastUpdated; ties broken by id"},
 					{Name: "_total", Type: "token", Documentation: "accurate or estimate count every match; by default the total is given only when the first page holds every match; none omits it"},
-					{Name: "_summary", Type: "token", Documentation: "count"},
+					{Name: "_summary", Type: "token", Documentation: "true, text, data, count or false (true, text and data also on read and vread); results are tagged SUBSETTED"},
 					{Name: "_include", Type: "special", Documentation: "Type:param[:Target] or *; :iterate follows up to 3 rounds"},
 					{Name: "_revinclude", Type: "special", Documentation: "Type:param[:Target]; :iterate supported"},
 					{Name: "_elements", Type: "special", Documentation: "top-level elements; results are tagged SUBSETTED"},

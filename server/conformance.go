@@ -6,6 +6,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -36,7 +37,7 @@ func newConformance(cfg Config, base resources.Validator) *conformance {
 	if e == nil {
 		e = profiles.Default()
 	}
-	enforce, err := e.Enforce(base, cfg.RequireProfiles)
+	enforce, err := enforceProfiles(e, base, cfg.RequireProfiles)
 	if err != nil {
 		panic(err)
 	}
@@ -45,6 +46,59 @@ func newConformance(cfg Config, base resources.Validator) *conformance {
 		c.require[t] = true
 	}
 	return c
+}
+
+// enforceProfiles wraps base R4 validation with the CalAIM profiles for the write path: a
+// resource that names CalAIM profiles in meta.profile is checked against each of them, and a
+// resource whose type is in require is checked against its type's CalAIM profile whether it
+// names it or not. Error-level issues make the write fail with KindUnprocessable (422) listing
+// every issue; warnings do not stop it. It returns an error for a required type that has no
+// CalAIM profile.
+func enforceProfiles(e *profiles.Engine, base resources.Validator, require []string) (resources.Validator, error) {
+	req := map[string]string{}
+	for _, typ := range require {
+		url, ok := e.ProfileFor(typ)
+		if !ok {
+			return nil, fmt.Errorf("no CalAIM profile for %s (profiles exist for %s)", typ, strings.Join(profiles.RequirableTypes, ", "))
+		}
+		req[typ] = url
+	}
+	return func(body []byte) (string, error) {
+		typ, err := base(body)
+		if err != nil {
+			return typ, err
+		}
+		required := req[typ]
+		if required == "" && !bytes.Contains(body, []byte(profiles.Base)) {
+			return typ, nil // claims no CalAIM profile: nothing more to check
+		}
+		doc, err := profiles.Decode(body)
+		if err != nil {
+			return "", resources.Wrap(resources.KindBadRequest, err, "the body is not a JSON object")
+		}
+		var issues []profiles.Issue
+		for _, url := range profiles.ApplicableDoc(doc, required) {
+			issues = append(issues, e.ValidateDoc(context.Background(), doc, url)...)
+		}
+		if errs := profiles.Errors(issues); len(errs) > 0 {
+			return "", &resources.Error{Kind: resources.KindUnprocessable,
+				Message: fmt.Sprintf("the %s does not conform to its CalAIM profile", typ), Issues: profileIssues(errs)}
+		}
+		return typ, nil
+	}, nil
+}
+
+// profileIssues turns profile issues into OperationOutcome issues.
+func profileIssues(issues []profiles.Issue) []resources.Issue {
+	out := make([]resources.Issue, 0, len(issues))
+	for _, is := range issues {
+		ri := resources.Issue{Severity: resources.Severity(is.Severity), Code: resources.IssueType(is.Code), Diagnostics: is.Diagnostics()}
+		if is.Expression != "" {
+			ri.Expression = []string{is.Expression}
+		}
+		out = append(out, ri)
+	}
+	return out
 }
 
 // warnings lists the warning-level issues of the CalAIM profiles that apply to a stored
@@ -63,7 +117,7 @@ func (c *conformance) warnings(ec echo.Context, r *resources.Resource) []resourc
 			}
 		}
 	}
-	return profiles.ToOutcome(out)
+	return profileIssues(out)
 }
 
 // conformanceRoutes adds the read-only definition endpoints and the operations.
@@ -555,7 +609,7 @@ func (s *Server) validateOp(c echo.Context) error {
 		urls = s.conf.engine.Applicable(body, typ, required)
 	}
 	for _, u := range urls {
-		issues = append(issues, profiles.ToOutcome(s.conf.engine.ValidateDoc(c.Request().Context(), doc, u))...)
+		issues = append(issues, profileIssues(s.conf.engine.ValidateDoc(c.Request().Context(), doc, u))...)
 	}
 	if len(issues) == 0 {
 		msg := "the resource is valid R4"

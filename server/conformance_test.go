@@ -296,9 +296,9 @@ func TestWrite_ClaimedProfileEnforced(t *testing.T) {
 	// The same resource without meta.profile is plain R4 and is stored.
 	var doc map[string]any
 	json.Unmarshal(profileFixture(t, "calaim-patient", "invalid-no-birthdate.json"), &doc)
-	wantOutcome(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusUnprocessableEntity, "required")
+	wantOutcome(t, s.Do("POST", "/fhir/Patient", asJSON(t, doc)), http.StatusUnprocessableEntity, "required")
 	delete(doc, "meta")
-	wantStatus(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusCreated)
+	wantStatus(t, s.Do("POST", "/fhir/Patient", asJSON(t, doc)), http.StatusCreated)
 	// Warnings do not stop a write; Prefer: return=OperationOutcome shows them.
 	r = s.Do("POST", "/fhir/Consent", profileFixture(t, "calaim-consent", "invalid-no-source-warning.json"), "Prefer", "return=OperationOutcome")
 	wantStatus(t, r, http.StatusCreated)
@@ -311,16 +311,16 @@ func TestWrite_ClaimedProfileEnforced(t *testing.T) {
 	}
 	// A CalAIM profile that does not exist is refused; other profiles are not checked here.
 	doc["meta"] = map[string]any{"profile": []any{profiles.Base + "/StructureDefinition/nope"}}
-	wantOutcome(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusUnprocessableEntity, "not-supported")
+	wantOutcome(t, s.Do("POST", "/fhir/Patient", asJSON(t, doc)), http.StatusUnprocessableEntity, "not-supported")
 	doc["meta"] = map[string]any{"profile": []any{"http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"}}
-	wantStatus(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusCreated)
+	wantStatus(t, s.Do("POST", "/fhir/Patient", asJSON(t, doc)), http.StatusCreated)
 	// Updates and transaction entries go through the same check.
 	created := create(t, s, "Patient", profileFixture(t, "calaim-patient", "valid-minimal.json"))
 	bad := profileFixture(t, "calaim-patient", "invalid-two-cins.json")
 	var badDoc map[string]any
 	json.Unmarshal(bad, &badDoc)
 	badDoc["id"] = created["id"]
-	wantOutcome(t, s.Do("PUT", "/fhir/Patient/"+created["id"].(string), mustJSON(t, badDoc)), http.StatusUnprocessableEntity, "structure")
+	wantOutcome(t, s.Do("PUT", "/fhir/Patient/"+created["id"].(string), asJSON(t, badDoc)), http.StatusUnprocessableEntity, "structure")
 	r = s.Do("PATCH", "/fhir/Patient/"+created["id"].(string), []byte(`[{"op":"remove","path":"/birthDate"}]`), "Content-Type", "application/json-patch+json")
 	wantOutcome(t, r, http.StatusUnprocessableEntity, "required")
 	if got := expressions(t, r, "error"); !slices.Equal(got, []string{"Patient.birthDate"}) {
@@ -344,7 +344,7 @@ func TestWrite_RequiredProfiles(t *testing.T) {
 	var doc map[string]any
 	json.Unmarshal(profileFixture(t, "calaim-patient", "valid-minimal.json"), &doc)
 	delete(doc, "meta") // conformant without claiming it
-	wantStatus(t, s.Do("POST", "/fhir/Patient", mustJSON(t, doc)), http.StatusCreated)
+	wantStatus(t, s.Do("POST", "/fhir/Patient", asJSON(t, doc)), http.StatusCreated)
 	// Types not required stay plain R4.
 	wantStatus(t, s.Do("POST", "/fhir/Task", []byte(`{"resourceType":"Task","status":"draft","intent":"order"}`)), http.StatusCreated)
 
@@ -422,7 +422,7 @@ func typeOfFixture(t testing.TB, b []byte) string {
 	return h.ResourceType
 }
 
-func mustJSON(t testing.TB, v any) []byte {
+func asJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

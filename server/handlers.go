@@ -77,8 +77,12 @@ func (s *Server) read(c echo.Context) error {
 		setVersionHeaders(c, res)
 		return c.NoContent(http.StatusNotModified)
 	}
+	body, err := shapeRead(c, res.JSON) // summary.go: _summary, _elements
+	if err != nil {
+		return err
+	}
 	setVersionHeaders(c, res)
-	return c.Blob(http.StatusOK, fhirJSON, res.JSON)
+	return c.Blob(http.StatusOK, fhirJSON, body)
 }
 
 func (s *Server) vread(c echo.Context) error {
@@ -86,8 +90,12 @@ func (s *Server) vread(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	body, err := shapeRead(c, res.JSON)
+	if err != nil {
+		return err
+	}
 	setVersionHeaders(c, res)
-	return c.Blob(http.StatusOK, fhirJSON, res.JSON)
+	return c.Blob(http.StatusOK, fhirJSON, body)
 }
 
 func (s *Server) search(c echo.Context) error {

@@ -384,7 +384,7 @@ func TestMetadata_ListsEveryTypeAndInteraction(t *testing.T) {
 		}
 		// What is listed works: each listed search parameter of every type is accepted in
 		// strict mode with a value of its type.
-		sample := map[string]string{"date": "2024", "number": "1", "quantity": "1", "composite": "a$b"}
+		sample := map[string]string{"date": "2024", "number": "1", "quantity": "1", "composite": "a$2024", "special": "0|0|1|km"}
 		for typ, res := range types {
 			for _, p := range res["searchParam"].([]any) {
 				m := p.(map[string]any)

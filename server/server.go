@@ -48,6 +48,9 @@ type Config struct {
 	RateBurst int
 	// CORSOrigins may call from browsers; none by default.
 	CORSOrigins []string
+	// TokenEndpoint issues SMART Backend Services tokens at /auth/token and is described at
+	// /.well-known/smart-configuration; nil turns both off (404).
+	TokenEndpoint *auth.TokenEndpoint
 	// Profiles validates CalAIM profiles (profiles.Default() when nil); RequireProfiles lists
 	// the types whose writes must conform to their CalAIM profile (see server/conformance.go).
 	Profiles        *profiles.Engine
@@ -102,6 +105,9 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	e.GET("/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
 	e.GET("/health/ready", s.ready)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	e.GET("/.well-known/smart-configuration", s.smartConfiguration, s.rateLimit)
+	e.GET("/fhir/.well-known/smart-configuration", s.smartConfiguration, s.rateLimit)
+	e.POST(TokenPath, s.token, s.oauthRateLimit)
 
 	// Middleware is attached per route, not to the group: group middleware would turn a
 	// wrong method on a known path into 404 instead of 405. Only the CapabilityStatement is
@@ -111,6 +117,9 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	n := s.negotiate
 	f.GET("/metadata", s.capabilities, n)
 	guarded := []echo.MiddlewareFunc{n, s.authenticate, s.rateLimit, s.authorize}
+	f.POST("/Claim/$submit", s.submitClaims, n, s.authenticate, s.rateLimit)
+	f.GET("/Claim/$export-invoice", s.exportInvoice, s.authenticate, s.rateLimit)
+	f.POST("/Claim/$export-837p", s.export837, s.authenticate, s.rateLimit)
 	f.GET("", s.systemSearch, guarded...)
 	f.GET("/", s.systemSearch, guarded...)
 	f.POST("", s.bundle, guarded...)

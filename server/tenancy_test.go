@@ -289,14 +289,15 @@ func TestTenancy_TenantTag(t *testing.T) {
 	cboA := s.Token("cbo", "Organization/cbo-a", "")
 	cboB := s.Token("cbo", "Organization/cbo-b", "")
 	forged := `{"system":"` + resources.TenantTagSystem + `","code":"Organization/cbo-b"}`
-	body := `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/ana"},"code":{"text":"housing navigation"},"meta":{"tag":[` + forged + `,{"system":"urn:other","code":"keep"}]}}`
+	planted := `{"system":"https://calaimfhir.org/fhir/sid/claim-line","code":"planted"}`
+	body := `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/ana"},"code":{"text":"housing navigation"},"meta":{"tag":[` + forged + `,` + planted + `,{"system":"urn:other","code":"keep"}]}}`
 	r := s.Do("POST", "/fhir/Procedure", []byte(body), "Authorization", "Bearer "+cboA)
 	wantStatus(t, r, http.StatusCreated)
 	proc := r.JSON(t)
 	id := proc["id"].(string)
 	tags, _ := json.Marshal(proc["meta"].(map[string]any)["tag"])
-	if !strings.Contains(string(tags), "Organization/cbo-a") || strings.Contains(string(tags), "Organization/cbo-b") || !strings.Contains(string(tags), "keep") {
-		t.Fatalf("tags %s: want cbo-a's tenant tag, not the forged one, and the other tag kept", tags)
+	if !strings.Contains(string(tags), "Organization/cbo-a") || strings.Contains(string(tags), "Organization/cbo-b") || strings.Contains(string(tags), "planted") || !strings.Contains(string(tags), "keep") {
+		t.Fatalf("tags %s: want cbo-a's tenant tag, not the forged tenant tag nor the planted server tag, and the other tag kept", tags)
 	}
 	wantStatus(t, s.Do("GET", "/fhir/Procedure/"+id, nil, "Authorization", "Bearer "+cboA), http.StatusOK)
 	wantStatus(t, s.Do("GET", "/fhir/Procedure/"+id, nil, "Authorization", "Bearer "+cboB), http.StatusNotFound)
@@ -408,4 +409,44 @@ func jsonInt(v any) int {
 		return -1
 	}
 	return int(i)
+}
+
+// TestTenancy_ReassignmentTakesEffectAtOnce: access sets are cached across requests, so a
+// write that changes them must show on the very next request.
+func TestTenancy_ReassignmentTakesEffectAtOnce(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{})
+	tenancyWorld(t, s)
+	cboA := s.Token("cbo", "Organization/cbo-a", "")
+	cboB := s.Token("cbo", "Organization/cbo-b", "")
+	read := func(tok string) int {
+		return s.Do("GET", "/fhir/Patient/ana", nil, "Authorization", "Bearer "+tok).Status
+	}
+	if read(cboA) != 200 || read(cboB) != 404 {
+		t.Fatalf("before: cbo-a %d, cbo-b %d", read(cboA), read(cboB))
+	}
+	task := s.Do("GET", "/fhir/Task/task-a", nil).JSON(t)
+	task["owner"] = map[string]any{"reference": "Organization/cbo-b"}
+	body, _ := json.Marshal(task)
+	wantStatus(t, s.Do("PUT", "/fhir/Task/task-a", body), http.StatusOK)
+	// cbo-b gains the patient at once; cbo-a keeps her only through sr-a, which still
+	// names it as performer, and loses the Task.
+	if b := read(cboB); b != 200 {
+		t.Fatalf("after reassignment: cbo-b reads ana: %d, want 200", b)
+	}
+	if r := s.Do("GET", "/fhir/Task/task-a", nil, "Authorization", "Bearer "+cboA); r.Status != 404 {
+		t.Fatalf("after reassignment: cbo-a reads the Task: %d, want 404", r.Status)
+	}
+	// And a plan loses a member at once when the Coverage ends up with another payor.
+	plan := s.Token("plan", "Organization/plan-1", "")
+	if got := read(plan); got != 200 {
+		t.Fatalf("plan before: %d", got)
+	}
+	cov := s.Do("GET", "/fhir/Coverage/cov-a", nil).JSON(t)
+	cov["payor"] = []any{map[string]any{"reference": "Organization/plan-2"}}
+	body, _ = json.Marshal(cov)
+	wantStatus(t, s.Do("PUT", "/fhir/Coverage/cov-a", body), http.StatusOK)
+	if got := read(plan); got != 404 {
+		t.Fatalf("plan after the payor changed: %d, want 404", got)
+	}
 }

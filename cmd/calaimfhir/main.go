@@ -43,6 +43,7 @@ Usage:
                                mint a development token with the key serve keeps in DIR
   calaimfhir validate [--profile URL|ID] [--terminology DIR] FILE...
                                check FHIR JSON files against R4 and the CalAIM profiles
+  calaimfhir bench [flags]     load a synthetic population and run a mixed workload (bench -h)
   calaimfhir version           print the version
 
 Run 'calaimfhir serve -h' for the flags.
@@ -67,6 +68,10 @@ func main() {
 		if errors.Is(err, errInvalid) {
 			os.Exit(1)
 		}
+	case "bench":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err = runBench(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -103,6 +108,10 @@ type serveConfig struct {
 	jwksFile     string
 	requireProfs string
 	termDir      string
+	pprof        string
+	clients      string
+	signingKey   string
+	catalog      string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -121,11 +130,15 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.jwksURL, "jwks-url", "", "verify tokens with the keys published at this JWKS URL (https) (CALAIMFHIR_JWKS_URL)")
 	fs.StringVar(&cfg.jwksFile, "jwks-file", "", "verify tokens with the keys in this JWKS file (CALAIMFHIR_JWKS_FILE)")
 	fs.StringVar(&cfg.issuer, "issuer", "", "required token issuer (iss) with --jwks-url/--jwks-file (CALAIMFHIR_ISSUER)")
+	fs.StringVar(&cfg.clients, "clients", "", "SMART Backend Services client registry (JSON) for POST /auth/token (CALAIMFHIR_CLIENTS)")
+	fs.StringVar(&cfg.signingKey, "signing-key", "", "ECDSA P-256 PKCS#8 PEM key signing the tokens /auth/token issues; default: the development key under --data, unless --jwks-url/--jwks-file is set (CALAIMFHIR_SIGNING_KEY)")
 	fs.StringVar(&cfg.audience, "audience", "", "required token audience (aud) with --jwks-url/--jwks-file (CALAIMFHIR_AUDIENCE)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 200, "sustained requests per second per client (token client id, else address); 0 turns limiting off (CALAIMFHIR_RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 400, "requests a client may send at once above the rate (CALAIMFHIR_RATE_BURST)")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
+	fs.StringVar(&cfg.pprof, "pprof", "", "serve Go profiles (/debug/pprof) on this separate loopback address, e.g. 127.0.0.1:6060; off by default (CALAIMFHIR_PPROF)")
+	fs.StringVar(&cfg.catalog, "claims-catalog", "", "JSON file replacing the embedded CalAIM service catalog used by Claim/$submit (CALAIMFHIR_CLAIMS_CATALOG)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	fs.StringVar(&cfg.requireProfs, "require-profiles", "", `types whose writes must conform to their CalAIM profile, comma-separated, or "calaim" for Patient,ServiceRequest,Task,Consent,Claim; off by default (CALAIMFHIR_REQUIRE_PROFILES)`)
 	fs.StringVar(&cfg.termDir, "terminology", "", "folder of CodeSystem/ValueSet JSON files that replace (same id) or add to the built-in CalAIM terminology (CALAIMFHIR_TERMINOLOGY)")
@@ -176,7 +189,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.baseURL == "" {
 		cfg.baseURL = "http://" + ln.Addr().String() + "/fhir"
 	}
-	verifier, devKey, err := buildVerifier(cfg)
+	verifier, devKey, tokenEndpoint, err := buildAuth(cfg)
 	if err != nil {
 		return err
 	}
@@ -208,7 +221,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		CORSOrigins:               splitList(cfg.corsOrigins),
 		Profiles:                  engine,
 		RequireProfiles:           requireProfiles,
+		TokenEndpoint:             tokenEndpoint,
 	}, store, r4.Validate, logger, reg)
+	if err := srv.SetClaimsCatalog(cfg.catalog); err != nil {
+		return err
+	}
 
 	httpServer := &http.Server{
 		Handler:           srv,
@@ -229,6 +246,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "try:  curl -s -H 'Authorization: Bearer %s' %s/Patient\n", token, cfg.baseURL)
 	} else {
 		fmt.Fprintf(stdout, "try:  curl -s %s/metadata\n", cfg.baseURL)
+	}
+	if tokenEndpoint != nil {
+		fmt.Fprintf(stdout, "SMART Backend Services token endpoint: %s (registered clients: %d)\n", tokenEndpoint.URL(), tokenEndpoint.Clients())
+	}
+
+	if cfg.pprof != "" {
+		addr, stopPprof, err := startPprof(cfg.pprof)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+		fmt.Fprintf(stdout, "profiles at http://%s/debug/pprof/\n", addr)
 	}
 
 	errc := make(chan error, 1)
@@ -314,6 +343,58 @@ func buildVerifier(cfg *serveConfig) (*auth.Verifier, *auth.DevKey, error) {
 	}
 	v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
 	return v, key, err
+}
+
+// buildAuth sets up token verification (buildVerifier) and the SMART Backend Services token
+// endpoint. The endpoint signs with --signing-key, or in development with the development
+// key (issuer DevIssuer, audience DevAudience, so the development verifier already accepts
+// its tokens). With --signing-key the server's own tokens carry iss = the token endpoint's
+// root (…/auth) and aud = the FHIR base URL, and are accepted beside the external issuer's
+// (--jwks-url/--jwks-file), or alone when there is none; the development key is then not
+// used at all. With an external issuer and no --signing-key, the server issues no tokens.
+func buildAuth(cfg *serveConfig) (*auth.Verifier, *auth.DevKey, *auth.TokenEndpoint, error) {
+	var clients *auth.Clients
+	if cfg.clients != "" {
+		var err error
+		if clients, err = auth.LoadClients(cfg.clients); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	external := cfg.jwksURL != "" || cfg.jwksFile != ""
+	tokenURL := server.TokenURL(cfg.baseURL)
+	if cfg.signingKey == "" {
+		verifier, devKey, err := buildVerifier(cfg)
+		if err != nil || devKey == nil {
+			if err == nil && clients != nil {
+				err = fmt.Errorf("--clients needs --signing-key when tokens come from --jwks-url or --jwks-file")
+			}
+			return verifier, devKey, nil, err
+		}
+		te, err := auth.NewTokenEndpoint(auth.TokenEndpointConfig{URL: tokenURL, Clients: clients, Key: devKey,
+			Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+		return verifier, devKey, te, err
+	}
+	key, err := auth.LoadSigningKey(cfg.signingKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	issuer := strings.TrimSuffix(tokenURL, "/token")
+	own, err := auth.NewVerifier(auth.VerifierConfig{Issuer: issuer, Audience: cfg.baseURL, Keys: key.Keys()})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	verifier := own
+	if external {
+		if verifier, _, err = buildVerifier(cfg); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := verifier.Trust(own); err != nil {
+			return nil, nil, nil, fmt.Errorf("--issuer must differ from the server's own issuer %s: %w", issuer, err)
+		}
+	}
+	te, err := auth.NewTokenEndpoint(auth.TokenEndpointConfig{URL: tokenURL, Clients: clients, Key: key,
+		Issuer: issuer, Audience: cfg.baseURL})
+	return verifier, nil, te, err
 }
 
 // token mints a development token from the key serve keeps under --data.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -89,7 +90,7 @@ func validateCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		issues, bad := validateFile(e, body, *profile)
 		failed = failed || bad
-		fmt.Fprintf(stdout, "%s:\n%s\n", name, profiles.MarshalIssues(issues))
+		fmt.Fprintf(stdout, "%s:\n%s\n", name, marshalOutcome(issues))
 	}
 	if failed {
 		return errInvalid
@@ -117,10 +118,35 @@ func validateFile(e *profiles.Engine, body []byte, profile string) (issues []res
 		if len(profiles.Errors(found)) > 0 {
 			failed = true
 		}
-		issues = append(issues, profiles.ToOutcome(found)...)
+		for _, is := range found {
+			ri := resources.Issue{Severity: resources.Severity(is.Severity), Code: resources.IssueType(is.Code), Diagnostics: is.Diagnostics()}
+			if is.Expression != "" {
+				ri.Expression = []string{is.Expression}
+			}
+			issues = append(issues, ri)
+		}
 	}
 	if len(issues) == 0 {
 		issues = []resources.Issue{{Severity: resources.SeverityInformation, Code: resources.IssueInformational, Diagnostics: "valid"}}
 	}
 	return issues, failed
+}
+
+// marshalOutcome renders issues as an OperationOutcome.
+func marshalOutcome(issues []resources.Issue) []byte {
+	type issue struct {
+		Severity    string   `json:"severity"`
+		Code        string   `json:"code"`
+		Diagnostics string   `json:"diagnostics,omitempty"`
+		Expression  []string `json:"expression,omitempty"`
+	}
+	oo := struct {
+		ResourceType string  `json:"resourceType"`
+		Issue        []issue `json:"issue"`
+	}{ResourceType: "OperationOutcome"}
+	for _, is := range issues {
+		oo.Issue = append(oo.Issue, issue{string(is.Severity), string(is.Code), is.Diagnostics, is.Expression})
+	}
+	b, _ := json.MarshalIndent(oo, "", "  ")
+	return b
 }

@@ -49,6 +49,7 @@ type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
 	cache  verified
+	also   []*Verifier // other issuers' Verifiers, chosen by the token's iss (see Trust)
 }
 
 // verified remembers tokens that passed verification, so that a client sending the same token
@@ -160,6 +161,9 @@ func (v *Verifier) Verify(ctx context.Context, bearer string) (*Caller, error) {
 	}
 	if len(tok) > maxTokenLen {
 		return nil, unauthorized("the token is too large")
+	}
+	if other := v.delegate(tok); other != nil {
+		return other.Verify(ctx, tok)
 	}
 
 	now := time.Now()

@@ -77,6 +77,10 @@ func compile(clauses []resources.Clause) (filter bson.D, values []*valueClause, 
 // clause compiles to a condition no document meets.
 func keyFilter(c resources.Clause) bson.D {
 	switch {
+	case len(c.AnyKey) == 1:
+		// Plain equality, not a one-value $in: FerretDB pushes equality down to PostgreSQL
+		// but filters $in itself after a full scan (measured 22 ms against 210 ms).
+		return bson.D{{Key: "k", Value: c.AnyKey[0]}}
 	case len(c.AnyKey) > 0:
 		return bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: strs(c.AnyKey)}}}}
 	case len(c.NoKey) > 0:

@@ -1,0 +1,153 @@
+package mongostore_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/calaimfhir/calaimfhir/internal/ferrettest"
+	"github.com/calaimfhir/calaimfhir/internal/mongostore"
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// BenchmarkStoreVsDriver measures the MongoDB store's own overhead: each store operation next
+// to the least the driver must do for the same result on the same server, in the same run.
+//
+//   - read: Store.Read vs findOne by _id returning the stored JSON;
+//   - create: Store.Put of a new Task (current document, history entry, index keys, written so
+//     that a crash leaves no half-write) vs one insertOne of the JSON with its keys;
+//   - search-owner: Store.Search for one owner's first 20 Tasks vs find on the indexed key
+//     array, sorted by lastUpdated, limit 20 (with the key as {k: key} and as {k: {$in: [key]}},
+//     the form the store uses).
+//
+// By default it runs on an in-process FerretDB (SQLite backend); set
+// CALAIMFHIR_BENCH_MONGODB_URI to use an external server, e.g. FerretDB on PostgreSQL from
+// scripts/ferretdb-pg.sh (mongodb://127.0.0.1:27019/):
+//
+//	CALAIMFHIR_BENCH_MONGODB_URI=mongodb://127.0.0.1:27019/ go test ./internal/mongostore -run '^$' -bench StoreVsDriver -benchtime 200x
+func BenchmarkStoreVsDriver(b *testing.B) {
+	const loaded, owners = 500, 10
+	uri := func(db string) string {
+		if base := os.Getenv("CALAIMFHIR_BENCH_MONGODB_URI"); base != "" {
+			base = strings.TrimSuffix(base, "/")
+			if i := strings.Index(base[len("mongodb://"):], "/"); i >= 0 {
+				base = base[:len("mongodb://")+i]
+			}
+			return base + "/" + db
+		}
+		return ferrettest.Start(b).URI(db)
+	}
+	ctx := context.Background()
+	run := fmt.Sprintf("r%d", time.Now().UnixNano()%1e9)
+	tasks := make([]*resources.Resource, loaded)
+	for i := range tasks {
+		tasks[i] = benchTask(fmt.Sprintf("t%06d", i), fmt.Sprintf("Organization/cbo-%d", i%owners), "requested")
+	}
+
+	b.Run("impl=store", func(b *testing.B) {
+		s, err := mongostore.Open(ctx, uri(run+"store"), mongostore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		for _, t := range tasks {
+			if err := s.Put(ctx, t); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("op=read", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Read(ctx, "Task", tasks[rand.IntN(loaded)].ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("op=create", func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				if err := s.Put(ctx, benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("op=search-owner", func(b *testing.B) {
+			for b.Loop() {
+				q := &resources.Query{Type: "Task", Count: 20, Clauses: []resources.Clause{
+					{AnyKey: []string{resources.RefKey("owner", "Organization", fmt.Sprintf("cbo-%d", rand.IntN(owners)))}}}}
+				page, err := s.Search(ctx, q)
+				if err != nil || len(page.Resources) != 20 {
+					b.Fatalf("search: %v", err)
+				}
+			}
+		})
+	})
+
+	b.Run("impl=driver", func(b *testing.B) {
+		client, err := mongo.Connect(options.Client().ApplyURI(uri(run + "driver")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer client.Disconnect(ctx)
+		coll := client.Database(run + "driver").Collection("Task")
+		if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "k", Value: 1}, {Key: "lu", Value: 1}}}); err != nil {
+			b.Fatal(err)
+		}
+		rawDoc := func(r *resources.Resource) bson.D {
+			return bson.D{{Key: "_id", Value: r.ID}, {Key: "lu", Value: r.LastUpdated}, {Key: "k", Value: r.Keys.Eq}, {Key: "j", Value: r.JSON}}
+		}
+		for _, t := range tasks {
+			if _, err := coll.InsertOne(ctx, rawDoc(t)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("op=read", func(b *testing.B) {
+			for b.Loop() {
+				var d struct {
+					J []byte `bson:"j"`
+				}
+				if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: tasks[rand.IntN(loaded)].ID}}).Decode(&d); err != nil || len(d.J) == 0 {
+					b.Fatalf("findOne: %v", err)
+				}
+			}
+		})
+		b.Run("op=create", func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := coll.InsertOne(ctx, rawDoc(benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested"))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// The same search written as {k: key} and as {k: {$in: [key]}}: equal results, but
+		// FerretDB pushes only the first down to its backend.
+		for _, form := range []string{"eq", "in"} {
+			b.Run("op=search-owner/filter="+form, func(b *testing.B) {
+				for b.Loop() {
+					key := resources.RefKey("owner", "Organization", fmt.Sprintf("cbo-%d", rand.IntN(owners)))
+					filter := bson.D{{Key: "k", Value: key}}
+					if form == "in" {
+						filter = bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: bson.A{key}}}}}
+					}
+					cur, err := coll.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "lu", Value: 1}}).SetLimit(20))
+					if err != nil {
+						b.Fatal(err)
+					}
+					var docs []bson.Raw
+					if err := cur.All(ctx, &docs); err != nil || len(docs) != 20 {
+						b.Fatalf("find: %d docs, %v", len(docs), err)
+					}
+				}
+			})
+		}
+	})
+}

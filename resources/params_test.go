@@ -1,0 +1,90 @@
+package resources_test
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// r4Params reads testdata/searchparams/r4.txt: type → code → parameter type.
+func r4Params(t *testing.T) map[string]map[string]resources.ParamType {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "testdata", "searchparams", "r4.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]map[string]resources.ParamType{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 3 {
+			t.Fatalf("bad line %q", line)
+		}
+		if out[fields[0]] == nil {
+			out[fields[0]] = map[string]resources.ParamType{}
+		}
+		out[fields[0]][fields[1]] = resources.ParamType(fields[2])
+	}
+	return out
+}
+
+// TestParams_EveryR4ParameterIsSupported: every parameter R4 defines for a stored type is in
+// the table with the spec's type, and every other parameter in the table is marked as the
+// server's own.
+func TestParams_EveryR4ParameterIsSupported(t *testing.T) {
+	spec := r4Params(t)
+	for _, typ := range resources.Types {
+		want := spec[typ]
+		if len(want) == 0 {
+			t.Errorf("%s: no R4 parameters written down", typ)
+			continue
+		}
+		for code, ptype := range want {
+			p, ok := resources.LookupParam(typ, code)
+			switch {
+			case !ok:
+				t.Errorf("%s?%s (%s) is not supported", typ, code, ptype)
+			case p.Type != ptype:
+				t.Errorf("%s?%s is a %s parameter here, a %s in R4", typ, code, p.Type, ptype)
+			case p.Local:
+				t.Errorf("%s?%s is defined by R4 but marked local", typ, code)
+			}
+		}
+		for code, ptype := range spec["*"] {
+			if code == "_id" || code == "_lastUpdated" {
+				continue // parsed specially, not indexed as keys
+			}
+			if p, ok := resources.LookupParam(typ, code); !ok || p.Type != ptype {
+				t.Errorf("%s?%s: want the Resource parameter (%s)", typ, code, ptype)
+			}
+		}
+		names := resources.CompositeNames(typ)
+		for _, p := range resources.Params(typ) {
+			names = append(names, p.Name)
+		}
+		for _, name := range names {
+			p, _ := resources.LookupParam(typ, name)
+			if _, inSpec := want[name]; !inSpec && spec["*"][name] == "" && !p.Local {
+				t.Errorf("%s?%s is not an R4 parameter: mark it Local or remove it", typ, name)
+			}
+			if def := p.Definition(typ); p.Local != !strings.HasPrefix(def, "http://hl7.org/fhir/SearchParameter/") {
+				t.Errorf("%s?%s: definition %s", typ, name, def)
+			}
+		}
+	}
+	for typ := range spec {
+		if typ != "*" && !slices.Contains(resources.Types, typ) {
+			t.Errorf("the R4 list names %s, which is not stored", typ)
+		}
+	}
+}
