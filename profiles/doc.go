@@ -10,5 +10,6 @@
 // whose key names a Go function in invariants.go: google/fhir v0.7.4 has no FHIRPath engine, so
 // the FHIRPath expression in the definition documents the rule and the function carries it out.
 //
-// Base R4 validation lives in internal/r4; Engine.Enforce wraps it for the write path.
+// Base R4 validation lives in internal/r4; server/conformance.go chains the two on writes.
+// The package imports no other project package but terminology (resources imports it).
 package profiles

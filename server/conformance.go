@@ -29,7 +29,7 @@ type conformance struct {
 	enforce resources.Validator
 }
 
-// newConformance wraps the base validator with profile enforcement (profiles.Engine.Enforce).
+// newConformance wraps the base validator with profile enforcement (enforceProfiles).
 // Config.RequireProfiles was checked by the caller (cmd validates the flag); an unknown type
 // here is a programming error.
 func newConformance(cfg Config, base resources.Validator) *conformance {
