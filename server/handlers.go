@@ -343,8 +343,8 @@ func (s *Server) respondResource(c echo.Context, status int, r *resources.Resour
 		} else {
 			msg += " stored"
 		}
-		return c.Blob(status, fhirJSON, outcomeJSON([]resources.Issue{{
-			Severity: resources.SeverityInformation, Code: resources.IssueInformational, Diagnostics: msg}}))
+		return c.Blob(status, fhirJSON, outcomeJSON(append([]resources.Issue{{
+			Severity: resources.SeverityInformation, Code: resources.IssueInformational, Diagnostics: msg}}, s.conf.warnings(c, r)...)))
 	}
 	return c.Blob(status, fhirJSON, r.JSON)
 }

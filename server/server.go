@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/calaimfhir/calaimfhir/internal/auth"
+	"github.com/calaimfhir/calaimfhir/profiles"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -56,6 +57,10 @@ type Config struct {
 	// TokenEndpoint issues SMART Backend Services tokens at /auth/token and is described at
 	// /.well-known/smart-configuration; nil turns both off (404).
 	TokenEndpoint *auth.TokenEndpoint
+	// Profiles validates CalAIM profiles (profiles.Default() when nil); RequireProfiles lists
+	// the types whose writes must conform to their CalAIM profile (see server/conformance.go).
+	Profiles        *profiles.Engine
+	RequireProfiles []string
 }
 
 // Server wires the service into an Echo instance.
@@ -67,6 +72,7 @@ type Server struct {
 	metrics *metrics
 	limiter *limiter
 	audit   *auditor // nil when the store keeps no audit trail
+	conf    *conformance
 	Echo    *echo.Echo
 	capCache
 }
@@ -81,6 +87,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	m := newMetrics(reg, cfg.StoreName)
 	timed := &timedStore{Store: store, m: m}
+	conf := newConformance(cfg, validate)
+	validate = conf.enforce
 	s := &Server{
 		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
@@ -88,6 +96,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		store:   timed,
 		log:     logger,
 		metrics: m,
+		conf:    conf,
 	}
 	s.started = time.Now().UTC()
 	if cfg.RateLimit > 0 {
@@ -146,6 +155,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 			f.Add(m, "/AuditEvent/:id", s.auditReadOnly, auditGuard...)
 		}
 	}
+	s.conformanceRoutes(f, guarded)
 	s.Echo = e
 	return s
 }

@@ -70,6 +70,8 @@ type Options struct {
 	// AuditQueue bounds its queue (default 10000).
 	AuditRetention, AuditPurgeInterval time.Duration
 	AuditQueue                         int
+	// RequireProfiles lists the types whose writes must conform to their CalAIM profile.
+	RequireProfiles []string
 }
 
 // Start serves store over HTTP until the test ends.
@@ -96,7 +98,8 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s.AdminToken = s.Token("admin", "Organization/calaimfhir-test", "")
 	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
 		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins,
-		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval, AuditQueue: opts.AuditQueue},
+		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval, AuditQueue: opts.AuditQueue,
+		RequireProfiles: opts.RequireProfiles},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
