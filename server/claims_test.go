@@ -433,7 +433,7 @@ func TestClaimSubmit_ReplacementCatalog(t *testing.T) {
 	seedClaims(t, s)
 	path := filepath.Join(t.TempDir(), "catalog.json")
 	os.WriteFile(path, []byte(`{"version":"plan-x","programs":[{"code":"community-supports","referral":true}],
-		"services":[{"program":"community-supports","service":"housing-transition-navigation","system":"hcpcs","codes":["H0043"],"modifier":"U6"}]}`), 0o644)
+		"services":[{"program":"community-supports","service":"cs-housing-transition-navigation","system":"hcpcs","codes":["H0043"],"modifier":"U6"}]}`), 0o644)
 	if err := s.Server.SetClaimsCatalog(path); err != nil {
 		t.Fatal(err)
 	}
