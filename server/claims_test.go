@@ -566,3 +566,36 @@ func TestClaimExport837P(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimOperationsInCapabilityStatement: clients (and calaimfhir bench) discover $submit
+// and the exports from the CapabilityStatement.
+func TestClaimOperationsInCapabilityStatement(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{})
+	r := s.Do("GET", "/fhir/metadata", nil)
+	wantStatus(t, r, 200)
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type      string `json:"type"`
+				Operation []struct{ Name string } `json:"operation"`
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	if err := json.Unmarshal(r.Body, &cs); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, res := range cs.Rest[0].Resource {
+		if res.Type == "Claim" {
+			for _, op := range res.Operation {
+				names = append(names, op.Name)
+			}
+		}
+	}
+	for _, want := range []string{"submit", "export-invoice", "export-837p", "validate"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("Claim operations %v lack %s", names, want)
+		}
+	}
+}

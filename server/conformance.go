@@ -641,7 +641,14 @@ func (s *Server) withConformance(cs map[string]any) map[string]any {
 				r["documentation"] = "Writes that name " + u + " in meta.profile must conform to it"
 			}
 		}
-		r["operation"] = []map[string]any{validate}
+		ops := []map[string]any{validate}
+		if typ == "Claim" { // server/claims.go
+			ops = append(ops,
+				map[string]any{"name": "submit", "definition": "http://hl7.org/fhir/OperationDefinition/Claim-submit"},
+				map[string]any{"name": "export-invoice", "definition": profiles.Base + "/OperationDefinition/Claim-export-invoice"},
+				map[string]any{"name": "export-837p", "definition": profiles.Base + "/OperationDefinition/Claim-export-837p"})
+		}
+		r["operation"] = ops
 	}
 	read := []capInteraction{{"read"}, {"search-type"}}
 	urlParam := []capSearchParam{{Name: "url", Type: "uri"}, {Name: "_id", Type: "token"}}
