@@ -577,7 +577,7 @@ func TestClaimOperationsInCapabilityStatement(t *testing.T) {
 	var cs struct {
 		Rest []struct {
 			Resource []struct {
-				Type      string `json:"type"`
+				Type      string                  `json:"type"`
 				Operation []struct{ Name string } `json:"operation"`
 			} `json:"resource"`
 		} `json:"rest"`
