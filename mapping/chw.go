@@ -59,6 +59,7 @@ func convertCHWEncounter(r *record, b *Bundle) string {
 		return eid
 	}
 	dos := day.Format(time.DateOnly)
+	r.recordDate = dos
 	patient := r.patient(b)
 	coverage := r.plan(b, patient, cin)
 
@@ -99,9 +100,10 @@ func convertCHWEncounter(r *record, b *Bundle) string {
 		"identifier": ident(SourceKeySystem, key),
 		"status":     "finished",
 		"class":      class,
-		// The modality (the DHCS files tell in person from telephonic and video) as a second type.
-		"type":    list(concept(serviceCoding), concept(coding(ModalitySystem, mode[0], mode[1]))),
-		"subject": ref(patient),
+		"type":       list(concept(serviceCoding)),
+		// The modality (the DHCS files tell in person from telephonic and video).
+		"serviceType": concept(coding(ModalitySystem, mode[0], mode[1])),
+		"subject":     ref(patient),
 		"participant": list(
 			map[string]any{
 				"type":       list(concept(coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF", "primary performer"))),
@@ -173,11 +175,11 @@ func convertCHWEncounter(r *record, b *Bundle) string {
 		"use":        "claim",
 		"patient":    ref(patient),
 		"created":    dos,
-		"provider":   ref(billing),
+		"provider":   refNPI(billing, billNPI),
 		"priority":   concept(coding("http://terminology.hl7.org/CodeSystem/processpriority", "normal", "Normal")),
 		"careTeam": list(
-			map[string]any{"sequence": 1, "provider": ref(chwRef), "role": concept(coding("http://terminology.hl7.org/CodeSystem/claimcareteamrole", "primary", "Primary provider"))},
-			map[string]any{"sequence": 2, "provider": ref(supervisor), "role": concept(coding("http://terminology.hl7.org/CodeSystem/claimcareteamrole", "supervisor", "Supervising Provider"))},
+			map[string]any{"sequence": 1, "provider": chwProvider(chwRef, chwNPI), "role": concept(coding("http://terminology.hl7.org/CodeSystem/claimcareteamrole", "primary", "Primary provider"))},
+			map[string]any{"sequence": 2, "provider": refNPI(supervisor, supNPI), "role": concept(coding("http://terminology.hl7.org/CodeSystem/claimcareteamrole", "supervisor", "Supervising Provider"))},
 		),
 		"diagnosis": diagnoses,
 		"insurance": list(map[string]any{"sequence": 1, "focal": true, "coverage": ref(coverage)}),
@@ -194,4 +196,19 @@ func convertCHWEncounter(r *record, b *Bundle) string {
 	}
 	b.add("Claim", SourceKeySystem, key+"/claim", claim)
 	return eid
+}
+
+// refNPI is a reference that also carries the NPI, so a claim names its providers by NPI
+// even before the references are resolved.
+func refNPI(fullURL, npi string) map[string]any {
+	m := ref(fullURL)
+	m["identifier"] = map[string]any{"system": profiles.NPISystem, "value": npi}
+	return m
+}
+
+func chwProvider(fullURL, npi string) map[string]any {
+	if npi == "" {
+		return ref(fullURL)
+	}
+	return refNPI(fullURL, npi)
 }

@@ -19,26 +19,26 @@ type service struct {
 }
 
 var services = []service{
-	{"housing-transition-navigation", "Housing Transition Navigation Services", "community-supports", "housing-instability", []string{"H0043", "H2016"}},
-	{"housing-deposits", "Housing Deposits", "community-supports", "housing-instability", []string{"H0044"}},
-	{"housing-tenancy-sustaining", "Housing Tenancy and Sustaining Services", "community-supports", "housing-instability", []string{"T2040", "T2041", "T2050", "T2051"}},
-	{"short-term-post-hospitalization-housing", "Short-Term Post-Hospitalization Housing", "community-supports", "homelessness", []string{"H0043", "H0044"}},
-	{"recuperative-care", "Recuperative Care (Medical Respite)", "community-supports", "homelessness", []string{"T2033"}},
-	{"day-habilitation", "Day Habilitation Programs", "community-supports", "sdoh-category-unspecified", []string{"T2012", "T2014", "T2018", "T2020", "H2014", "H2038", "H2024", "H2026"}},
-	{"caregiver-respite", "Caregiver Respite Services", "community-supports", "sdoh-category-unspecified", []string{"H0045", "S5151", "S9125"}},
-	{"nursing-facility-transition-assisted-living", "Nursing Facility Transition/Diversion to Assisted Living Facilities", "community-supports", "sdoh-category-unspecified", []string{"T2038", "H2022"}},
-	{"community-transition", "Community Transition Services/Nursing Facility Transition to a Home", "community-supports", "housing-instability", []string{"T2038", "H0044"}},
-	{"personal-care-homemaker", "Personal Care and Homemaker Services", "community-supports", "sdoh-category-unspecified", []string{"S5130", "T1019"}},
-	{"environmental-accessibility-adaptations", "Environmental Accessibility Adaptations (Home Modifications)", "community-supports", "inadequate-housing", []string{"S5165"}},
-	{"medically-tailored-meals", "Medically Tailored Meals/Medically Supportive Food", "community-supports", "food-insecurity", []string{"S5170", "S9470", "S9977"}},
-	{"sobering-centers", "Sobering Centers", "community-supports", "sdoh-category-unspecified", []string{"H0014"}},
-	{"asthma-remediation", "Asthma Remediation", "community-supports", "inadequate-housing", []string{"S5165"}},
-	{"transitional-rent", "Transitional Rent", "community-supports", "housing-instability", []string{"H0040", "H0043", "H0044"}},
+	{"cs-housing-transition-navigation", "Housing Transition Navigation Services", "community-supports", "housing-instability", []string{"H0043", "H2016"}},
+	{"cs-housing-deposits", "Housing Deposits", "community-supports", "housing-instability", []string{"H0044"}},
+	{"cs-housing-tenancy-sustaining", "Housing Tenancy and Sustaining Services", "community-supports", "housing-instability", []string{"T2040", "T2041", "T2050", "T2051"}},
+	{"cs-short-term-post-hospitalization-housing", "Short-Term Post-Hospitalization Housing", "community-supports", "homelessness", []string{"H0043", "H0044"}},
+	{"cs-recuperative-care", "Recuperative Care (Medical Respite)", "community-supports", "homelessness", []string{"T2033"}},
+	{"cs-day-habilitation", "Day Habilitation Programs", "community-supports", "sdoh-category-unspecified", []string{"T2012", "T2014", "T2018", "T2020", "H2014", "H2038", "H2024", "H2026"}},
+	{"cs-caregiver-respite", "Caregiver Respite Services", "community-supports", "sdoh-category-unspecified", []string{"H0045", "S5151", "S9125"}},
+	{"cs-nf-transition-assisted-living", "Nursing Facility Transition/Diversion to Assisted Living Facilities", "community-supports", "sdoh-category-unspecified", []string{"T2038", "H2022"}},
+	{"cs-community-transition", "Community Transition Services/Nursing Facility Transition to a Home", "community-supports", "housing-instability", []string{"T2038", "H0044"}},
+	{"cs-personal-care-homemaker", "Personal Care and Homemaker Services", "community-supports", "sdoh-category-unspecified", []string{"S5130", "T1019"}},
+	{"cs-environmental-accessibility", "Environmental Accessibility Adaptations (Home Modifications)", "community-supports", "inadequate-housing", []string{"S5165"}},
+	{"cs-medically-tailored-meals", "Medically Tailored Meals/Medically Supportive Food", "community-supports", "food-insecurity", []string{"S5170", "S9470", "S9977"}},
+	{"cs-sobering-centers", "Sobering Centers", "community-supports", "sdoh-category-unspecified", []string{"H0014"}},
+	{"cs-asthma-remediation", "Asthma Remediation", "community-supports", "inadequate-housing", []string{"S5165"}},
+	{"cs-transitional-rent", "Transitional Rent", "community-supports", "housing-instability", []string{"H0040", "H0043", "H0044"}},
 	{"ecm", "Enhanced Care Management", "ecm", "sdoh-category-unspecified", []string{"G9008", "G9012"}},
-	{"health-education", "CHW Health Education", "chw", "sdoh-category-unspecified", nil},
-	{"health-navigation", "CHW Health Navigation", "chw", "sdoh-category-unspecified", nil},
-	{"screening-assessment", "CHW Screening and Assessment", "chw", "sdoh-category-unspecified", nil},
-	{"individual-support", "CHW Individual Support or Advocacy", "chw", "sdoh-category-unspecified", nil},
+	{"chw-health-education", "CHW Health Education", "chw", "sdoh-category-unspecified", nil},
+	{"chw-health-navigation", "CHW Health Navigation", "chw", "sdoh-category-unspecified", nil},
+	{"chw-screening-assessment", "CHW Screening and Assessment", "chw", "sdoh-category-unspecified", nil},
+	{"chw-individual-support", "CHW Individual Support or Advocacy", "chw", "sdoh-category-unspecified", nil},
 }
 
 // findService accepts a service code or its display name (case and punctuation ignored), so a
@@ -46,7 +46,9 @@ var services = []service{
 func findService(s string) (service, bool) {
 	key := squash(s)
 	for _, sv := range services {
-		if squash(sv.code) == key || squash(sv.display) == key {
+		// The code system's codes (cs-…, chw-…), also without their prefix, or the display.
+		bare := strings.TrimPrefix(strings.TrimPrefix(sv.code, "cs-"), "chw-")
+		if squash(sv.code) == key || squash(bare) == key || squash(sv.display) == key {
 			return sv, true
 		}
 	}

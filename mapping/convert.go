@@ -76,11 +76,12 @@ var converters = map[string]func(r *record, b *Bundle) string{
 
 // record reads the fields of one schema-valid row and collects the problems the Go checks find.
 type record struct {
-	row      int
-	f        map[string]any
-	opts     Options
-	errs     []RowError
-	warnings []string
+	recordDate string // the record's date (referral, encounter, assignment): Coverage known from then
+	row        int
+	f          map[string]any
+	opts       Options
+	errs       []RowError
+	warnings   []string
 }
 
 func (r *record) fail(field, format string, args ...any) {
@@ -299,7 +300,8 @@ func (r *record) plan(b *Bundle, patientRef, cin string) string {
 		"meta":         meta(profiles.CoverageProfile),
 		"identifier":   list(map[string]any{"system": SourceKeySystem, "value": key}, map[string]any{"system": profiles.CINSystem, "value": cin}),
 		"status":       "active",
-		"type":         concept(coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "SUBSIDIZ", "subsidized health program")),
+		"type":         concept(coding("https://nahdo.org/sopt", "2", "MEDICAID")),
+		"period":       map[string]any{"start": r.recordDate},
 		"subscriberId": cin,
 		"beneficiary":  ref(patientRef),
 		"relationship": concept(coding("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "self", "Self")),
@@ -322,9 +324,7 @@ func sdohCondition(b *Bundle, key, patientRef, icd, snomed, snomedDisplay, categ
 	}
 	cats := []any{concept(coding(catSystem, category, categoryDisplay[category]))}
 	if cat := categoryOf(icd); cat != "" {
-		cats = append(cats,
-			concept(coding(profiles.SDOHCCCategorySystem, "sdoh", "SDOH")),
-			concept(coding(profiles.SDOHCCCategorySystem, cat, sdohCategoryDisplay[cat])))
+		cats = append(cats, concept(coding(profiles.SDOHCCCategorySystem, cat, sdohCategoryDisplay[cat])))
 	}
 	codings := []map[string]any{}
 	if snomed != "" {

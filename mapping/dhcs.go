@@ -153,7 +153,10 @@ func ReturnTransmissionFile(d *Dataset, planID, period string, produced time.Tim
 		program, pofs := "", []string{}
 		for _, e := range asList(sr["extension"]) {
 			em := mapOf(e)
-			code := firstCode(em["valueCodeableConcept"], "")
+			code := str(mapOf(em["valueCoding"])["code"])
+			if code == "" {
+				code = firstCode(em["valueCodeableConcept"], "")
+			}
 			switch str(em["url"]) {
 			case profiles.ExtProgram:
 				program = code
@@ -299,7 +302,7 @@ func memberColumns(row map[string]string, p map[string]any) {
 
 // modality reads how a contact took place: the ModalitySystem type, else the class.
 func modality(enc map[string]any) string {
-	for _, t := range asList(enc["type"]) {
+	for _, t := range append([]any{enc["serviceType"]}, asList(enc["type"])...) {
 		switch firstCode(t, ModalitySystem) {
 		case "FACE":
 			return "in-person"

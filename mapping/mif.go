@@ -28,6 +28,7 @@ func convertMIF(r *record, b *Bundle) string {
 		return key
 	}
 	day := assigned.Format(time.DateOnly)
+	r.recordDate = day
 	patient := r.patient(b)
 	r.plan(b, patient, cin)
 	planRef := b.add("Organization", PlanIDSystem, plan, map[string]any{}) // added by plan(): its reference
@@ -43,17 +44,18 @@ func convertMIF(r *record, b *Bundle) string {
 		priority = "urgent"
 	}
 	ext := []any{map[string]any{
-		"url":                  profiles.ExtProgram,
-		"valueCodeableConcept": concept(coding(profiles.ProgramSystem, "ecm", programDisplay["ecm"])),
+		"url":         profiles.ExtProgram,
+		"valueCoding": coding(profiles.ProgramSystem, "ecm", programDisplay["ecm"]),
 	}}
 	for _, pof := range r.list("population_of_focus") {
 		ext = append(ext, map[string]any{
-			"url":                  profiles.ExtPopulationOfFocus,
-			"valueCodeableConcept": concept(coding(profiles.PopulationOfFocusSystem, pof, populationsOfFocus[pof])),
+			"url":         profiles.ExtPopulationOfFocus,
+			"valueCoding": coding(profiles.PopulationOfFocusSystem, pof, populationsOfFocus[pof]),
 		})
 	}
+	// No meta.profile: the CalAIM ServiceRequest needs a reason (Z-code or Condition), and a
+	// MIF assignment has none; it is an assignment, not a clinical referral.
 	sr := map[string]any{
-		"meta":       meta(profiles.ServiceRequestProfile),
 		"identifier": ident(SourceKeySystem, key),
 		"extension":  ext,
 		"status":     "active",

@@ -147,11 +147,11 @@ func (c *checker) profile(p string) {
 	case profiles.EncounterProfile:
 		c.require(r["subject"] != nil && len(list(r["participant"])) >= 2, "subject, CHW and supervisor participants")
 	case profiles.ConditionProfile:
-		c.require(anyHasCoding(r["category"], profiles.SDOHCCCategorySystem, "sdoh"), "category sdoh")
+		c.require(anyCoding(r["category"], profiles.SDOHCCCategorySystem), "an SDOHCC category")
 		c.require(len(codesOf(r["code"], profiles.ICD10CMSystem))+len(codesOf(r["code"], profiles.SNOMEDSystem)) > 0, "code ICD-10-CM or SNOMED CT")
 		c.require(r["subject"] != nil, "subject")
 	case profiles.ScreeningProfile:
-		c.require(anyHasCoding(r["category"], profiles.SDOHCCCategorySystem, "sdoh"), "category sdoh")
+		c.require(anyCoding(r["category"], profiles.SDOHCCCategorySystem), "an SDOHCC category")
 		c.require(anyHasCoding(r["category"], "http://terminology.hl7.org/CodeSystem/observation-category", "survey"), "category survey")
 		c.require(len(codesOf(r["code"], profiles.LOINCSystem)) == 1 && r["status"] == "final" && r["subject"] != nil, "LOINC code, final, subject")
 	case profiles.CoverageProfile:
@@ -223,6 +223,9 @@ func anyCoding(ccs any, system string) bool {
 func extCode(r map[string]any, url string) string {
 	for _, e := range list(r["extension"]) {
 		if em := e.(map[string]any); em["url"] == url {
+			if c, ok := em["valueCoding"].(map[string]any); ok {
+				return str(c["code"])
+			}
 			if cc := em["valueCodeableConcept"]; cc != nil {
 				if m := cc.(map[string]any); len(list(m["coding"])) > 0 {
 					return str(list(m["coding"])[0].(map[string]any)["code"])

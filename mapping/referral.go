@@ -46,6 +46,7 @@ func convertReferral(r *record, b *Bundle) string {
 		return rid
 	}
 	day := authored.Format(time.DateOnly)
+	r.recordDate = day
 
 	patient := r.patient(b)
 	r.plan(b, patient, cin)
@@ -80,8 +81,8 @@ func convertReferral(r *record, b *Bundle) string {
 		"meta":       meta(profiles.ServiceRequestProfile),
 		"identifier": ident(profiles.ExternalReferralIDSystem, rid),
 		"extension": list(map[string]any{
-			"url":                  profiles.ExtProgram,
-			"valueCodeableConcept": concept(coding(profiles.ProgramSystem, program, programDisplay[program])),
+			"url":         profiles.ExtProgram,
+			"valueCoding": coding(profiles.ProgramSystem, program, programDisplay[program]),
 		}),
 		"status":     "active",
 		"intent":     "order",
@@ -95,8 +96,8 @@ func convertReferral(r *record, b *Bundle) string {
 	}
 	for _, pof := range r.list("population_of_focus") {
 		sr["extension"] = append(sr["extension"].([]any), map[string]any{
-			"url":                  profiles.ExtPopulationOfFocus,
-			"valueCodeableConcept": concept(coding(profiles.PopulationOfFocusSystem, pof, populationsOfFocus[pof])),
+			"url":         profiles.ExtPopulationOfFocus,
+			"valueCoding": coding(profiles.PopulationOfFocusSystem, pof, populationsOfFocus[pof]),
 		})
 	}
 	if len(reasonCodes) > 0 {
@@ -179,7 +180,8 @@ func referralConsent(r *record, b *Bundle, rid, patient, owner string, date time
 		"dateTime":   date.Format(time.DateOnly),
 		"policyRule": concept(coding("http://terminology.hl7.org/CodeSystem/consentpolicycodes", "hipaa-auth", "HIPAA Authorization")),
 		"provision": map[string]any{
-			"type": "permit",
+			"type":   "permit",
+			"period": map[string]any{"start": date.Format(time.DateOnly)},
 			"actor": list(map[string]any{
 				"role":      concept(coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP", "information recipient")),
 				"reference": ref(owner),

@@ -81,13 +81,13 @@ func TestCheckDiagnosis(t *testing.T) {
 
 func TestFindService(t *testing.T) {
 	for in, want := range map[string]string{
-		"medically-tailored-meals": "medically-tailored-meals",
-		"Medically Tailored Meals": "medically-tailored-meals",
-		"RECUPERATIVE CARE":        "recuperative-care",
-		"Sobering Centers":         "sobering-centers",
-		"Transitional Rent":        "transitional-rent",
+		"medically-tailored-meals": "cs-medically-tailored-meals",
+		"Medically Tailored Meals": "cs-medically-tailored-meals",
+		"RECUPERATIVE CARE":        "cs-recuperative-care",
+		"Sobering Centers":         "cs-sobering-centers",
+		"Transitional Rent":        "cs-transitional-rent",
 		"Enhanced Care Management": "ecm",
-		"health navigation":        "health-navigation",
+		"health navigation":        "chw-health-navigation",
 		"rocket rides":             "",
 		"":                         "",
 	} {

@@ -357,13 +357,14 @@ func convertScreening(r *record, b *Bundle) string {
 func screeningObservation(key, patient, screener, qr, dos, category string, code map[string]any) map[string]any {
 	cats := []any{
 		concept(coding("http://terminology.hl7.org/CodeSystem/observation-category", "survey", "Survey")),
-		concept(coding(profiles.SDOHCCCategorySystem, "sdoh", "SDOH")),
 	}
-	if category != "" {
+	if category == "" {
+		category = "sdoh-category-unspecified"
+	}
+	{
 		cats = append(cats, concept(coding(profiles.SDOHCCCategorySystem, category, sdohCategoryDisplay[category])))
 	}
 	o := map[string]any{
-		"meta":              meta(profiles.ScreeningProfile),
 		"identifier":        ident(SourceKeySystem, key),
 		"status":            "final",
 		"category":          cats,
@@ -375,7 +376,20 @@ func screeningObservation(key, patient, screener, qr, dos, category string, code
 	if screener != "" {
 		o["performer"] = list(ref(screener))
 	}
+	if c, _ := code["code"].(string); screeningCodes[c] {
+		o["meta"] = meta(profiles.ScreeningProfile)
+	}
 	return o
+}
+
+// screeningCodes are the LOINC codes of the CalAIM screening value set
+// (terminology/data/ValueSet-sdoh-screening-loinc.json): an Observation of another question
+// (household size, race) is a plain survey Observation, not a CalAIM screening response.
+var screeningCodes = map[string]bool{
+	"88121-9": true, "88122-7": true, "88123-5": true, "88124-3": true, "93025-5": true, "71802-3": true, "93033-9": true,
+	"93030-5": true, "93031-3": true, "67875-5": true, "63586-2": true, "93038-8": true, "93029-7": true, "93028-9": true,
+	"93026-3": true, "76501-6": true, "76437-3": true, "96777-8": true, "97023-6": true, "96779-4": true, "95618-5": true,
+	"95617-7": true, "95616-9": true, "95615-1": true, "95614-4": true, "76513-1": true,
 }
 
 func sortedKeys[V any](m map[string]V) []string {

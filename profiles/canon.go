@@ -40,6 +40,10 @@ const (
 	// Extensions.
 	ExtProgram           = Base + "/StructureDefinition/calaim-program"
 	ExtPopulationOfFocus = Base + "/StructureDefinition/ecm-population-of-focus"
+	// ExtHomelessness marks an address as where a member experiencing homelessness can be found.
+	ExtHomelessness = Base + "/StructureDefinition/homelessness-indicator"
+	// POSSystem is the CMS place of service code set (Claim.item.locationCodeableConcept).
+	POSSystem = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
 
 	// Profiles.
 	PatientProfile        = Base + "/StructureDefinition/calaim-patient"

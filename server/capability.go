@@ -107,7 +107,7 @@ func (s *Server) capabilityStatement() []byte {
 				},
 			}},
 		}
-		s.capJSON, _ = json.Marshal(cs)
+		s.capJSON, _ = json.Marshal(s.withConformance(cs))
 	})
 	return s.capJSON
 }

@@ -433,7 +433,7 @@ func TestClaimSubmit_ReplacementCatalog(t *testing.T) {
 	seedClaims(t, s)
 	path := filepath.Join(t.TempDir(), "catalog.json")
 	os.WriteFile(path, []byte(`{"version":"plan-x","programs":[{"code":"community-supports","referral":true}],
-		"services":[{"program":"community-supports","service":"housing-transition-navigation","system":"hcpcs","codes":["H0043"],"modifier":"U6"}]}`), 0o644)
+		"services":[{"program":"community-supports","service":"cs-housing-transition-navigation","system":"hcpcs","codes":["H0043"],"modifier":"U6"}]}`), 0o644)
 	if err := s.Server.SetClaimsCatalog(path); err != nil {
 		t.Fatal(err)
 	}
@@ -563,6 +563,39 @@ func TestClaimExport837P(t *testing.T) {
 	} {
 		if resp := s.Do("POST", "/fhir/Claim/$export-837p", tc.body, tc.headers...); resp.Status != tc.status || !bytes.Contains(resp.Body, []byte("OperationOutcome")) {
 			t.Errorf("%s: %d %s, want %d", tc.name, resp.Status, resp.Body, tc.status)
+		}
+	}
+}
+
+// TestClaimOperationsInCapabilityStatement: clients (and calaimfhir bench) discover $submit
+// and the exports from the CapabilityStatement.
+func TestClaimOperationsInCapabilityStatement(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{})
+	r := s.Do("GET", "/fhir/metadata", nil)
+	wantStatus(t, r, 200)
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type      string                  `json:"type"`
+				Operation []struct{ Name string } `json:"operation"`
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	if err := json.Unmarshal(r.Body, &cs); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, res := range cs.Rest[0].Resource {
+		if res.Type == "Claim" {
+			for _, op := range res.Operation {
+				names = append(names, op.Name)
+			}
+		}
+	}
+	for _, want := range []string{"submit", "export-invoice", "export-837p", "validate"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("Claim operations %v lack %s", names, want)
 		}
 	}
 }

@@ -158,6 +158,7 @@ func (s *Server) bundle(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	noteSubtype(c, strings.TrimSuffix(res.Type, "-response"))
 	return c.Blob(http.StatusOK, fhirJSON, s.bundleResponse(res))
 }
 
@@ -342,8 +343,8 @@ func (s *Server) respondResource(c echo.Context, status int, r *resources.Resour
 		} else {
 			msg += " stored"
 		}
-		return c.Blob(status, fhirJSON, outcomeJSON([]resources.Issue{{
-			Severity: resources.SeverityInformation, Code: resources.IssueInformational, Diagnostics: msg}}))
+		return c.Blob(status, fhirJSON, outcomeJSON(append([]resources.Issue{{
+			Severity: resources.SeverityInformation, Code: resources.IssueInformational, Diagnostics: msg}}, s.conf.warnings(c, r)...)))
 	}
 	return c.Blob(status, fhirJSON, r.JSON)
 }

@@ -84,6 +84,9 @@ func (t *timedStore) Put(ctx context.Context, r *resources.Resource) error {
 	start := time.Now()
 	err := t.Store.Put(ctx, r)
 	t.m.observeStore("put", start, err)
+	if err == nil {
+		noteWritten(ctx, r)
+	}
 	return err
 }
 
@@ -91,6 +94,9 @@ func (t *timedStore) CreateIfNoneExist(ctx context.Context, r *resources.Resourc
 	start := time.Now()
 	existing, err := t.Store.CreateIfNoneExist(ctx, r, cond)
 	t.m.observeStore("create_if_none_exist", start, err)
+	if err == nil && existing == nil {
+		noteWritten(ctx, r)
+	}
 	return existing, err
 }
 
@@ -124,5 +130,8 @@ func (t *timedStore) Apply(ctx context.Context, writes []*resources.Write) error
 	start := time.Now()
 	err := tx.Apply(ctx, writes)
 	t.m.observeStore("apply", start, err)
+	for i := 0; err == nil && i < len(writes); i++ {
+		noteWritten(ctx, writes[i].Resource)
+	}
 	return err
 }

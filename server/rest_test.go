@@ -369,8 +369,8 @@ func TestMetadata_ListsEveryTypeAndInteraction(t *testing.T) {
 			m := res.(map[string]any)
 			types[m["type"].(string)] = m
 		}
-		if len(types) != 23 {
-			t.Fatalf("%d resource types listed, want 23", len(types))
+		if len(types) != 23+3 { // the stored types and the read-only StructureDefinition, CodeSystem, ValueSet
+			t.Fatalf("%d resource types listed, want 26", len(types))
 		}
 		task := types["Task"]
 		params := map[string]string{}

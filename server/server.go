@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/calaimfhir/calaimfhir/internal/auth"
+	"github.com/calaimfhir/calaimfhir/profiles"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -47,9 +48,19 @@ type Config struct {
 	RateBurst int
 	// CORSOrigins may call from browsers; none by default.
 	CORSOrigins []string
+	// AuditRetention is how long audit records are kept (0: forever); AuditPurgeInterval how
+	// often older ones are deleted (default 1h); AuditQueue how many records may wait to be
+	// stored (default 10000). See audit.go.
+	AuditRetention     time.Duration
+	AuditPurgeInterval time.Duration
+	AuditQueue         int
 	// TokenEndpoint issues SMART Backend Services tokens at /auth/token and is described at
 	// /.well-known/smart-configuration; nil turns both off (404).
 	TokenEndpoint *auth.TokenEndpoint
+	// Profiles validates CalAIM profiles (profiles.Default() when nil); RequireProfiles lists
+	// the types whose writes must conform to their CalAIM profile (see server/conformance.go).
+	Profiles        *profiles.Engine
+	RequireProfiles []string
 }
 
 // Server wires the service into an Echo instance.
@@ -60,6 +71,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	limiter *limiter
+	audit   *auditor // nil when the store keeps no audit trail
+	conf    *conformance
 	Echo    *echo.Echo
 	capCache
 }
@@ -74,6 +87,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	m := newMetrics(reg, cfg.StoreName)
 	timed := &timedStore{Store: store, m: m}
+	conf := newConformance(cfg, validate)
+	validate = conf.enforce
 	s := &Server{
 		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
@@ -81,6 +96,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		store:   timed,
 		log:     logger,
 		metrics: m,
+		conf:    conf,
 	}
 	s.started = time.Now().UTC()
 	if cfg.RateLimit > 0 {
@@ -88,10 +104,11 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	}
 	s.svc.Authorize = s.serviceAuthorizer
 	s.svc.Caller = callerInfo
+	s.startAudit(store, reg)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)
-	e.Use(s.observe, s.recoverPanics, securityHeaders, s.cors)
+	e.Use(s.observe, s.auditRequests, s.recoverPanics, securityHeaders, s.cors)
 
 	e.GET("/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
 	e.GET("/health/ready", s.ready)
@@ -131,6 +148,17 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	f.DELETE("/:type/:id", s.delete, guarded...)
 	f.GET("/:type/:id/_history", s.instanceHistory, guarded...)
 	f.GET("/:type/:id/_history/:vid", s.vread, guarded...)
+	auditGuard := []echo.MiddlewareFunc{n, s.authenticate, s.rateLimit}
+	f.GET("/AuditEvent", s.auditEventSearch, append(auditGuard, s.requireAuditReader)...)
+	f.POST("/AuditEvent/_search", s.auditEventSearch, append(auditGuard, s.requireAuditReader)...)
+	f.GET("/AuditEvent/:id", s.auditEventRead, append(auditGuard, s.requireAuditReader)...)
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		f.Add(m, "/AuditEvent", s.auditReadOnly, auditGuard...)
+		if m != http.MethodPost {
+			f.Add(m, "/AuditEvent/:id", s.auditReadOnly, auditGuard...)
+		}
+	}
+	s.conformanceRoutes(f, guarded)
 	s.Echo = e
 	return s
 }

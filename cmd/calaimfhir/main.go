@@ -41,6 +41,8 @@ Usage:
   calaimfhir serve [flags]     run the server (embedded SQLite store unless --mongodb-uri is set)
   calaimfhir token --data DIR --org Organization/ID --role admin|plan|cbo|provider [--scope S] [--ttl 1h]
                                mint a development token with the key serve keeps in DIR
+  calaimfhir validate [--profile URL|ID] [--terminology DIR] FILE...
+                               check FHIR JSON files against R4 and the CalAIM profiles
   calaimfhir bench [flags]     load a synthetic population and run a mixed workload (bench -h)
   calaimfhir version           print the version
 
@@ -63,6 +65,11 @@ func main() {
 		err = token(os.Args[2:], os.Stdout, os.Stderr)
 	case "import":
 		err = importCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	case "validate":
+		err = validateCmd(os.Args[2:], os.Stdout, os.Stderr)
+		if errors.Is(err, errInvalid) {
+			os.Exit(1)
+		}
 	case "bench":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		err = runBench(ctx, os.Args[2:], os.Stdout, os.Stderr)
@@ -101,6 +108,9 @@ type serveConfig struct {
 	audience     string
 	jwksURL      string
 	jwksFile     string
+	auditKeep    time.Duration
+	requireProfs string
+	termDir      string
 	pprof        string
 	clients      string
 	signingKey   string
@@ -129,10 +139,13 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 200, "sustained requests per second per client (token client id, else address); 0 turns limiting off (CALAIMFHIR_RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 400, "requests a client may send at once above the rate (CALAIMFHIR_RATE_BURST)")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
+	fs.DurationVar(&cfg.auditKeep, "audit-retention", 52560*time.Hour, "how long audit records are kept (default 6 years); 0 keeps them forever (CALAIMFHIR_AUDIT_RETENTION)")
 	fs.StringVar(&cfg.requiredRefs, "required-references", "", `references that must resolve on write, per type: "Task=focus,for;Claim=patient,insurance.coverage" (default: the CalAIM set in the README) (CALAIMFHIR_REQUIRED_REFERENCES)`)
 	fs.StringVar(&cfg.pprof, "pprof", "", "serve Go profiles (/debug/pprof) on this separate loopback address, e.g. 127.0.0.1:6060; off by default (CALAIMFHIR_PPROF)")
 	fs.StringVar(&cfg.catalog, "claims-catalog", "", "JSON file replacing the embedded CalAIM service catalog used by Claim/$submit (CALAIMFHIR_CLAIMS_CATALOG)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
+	fs.StringVar(&cfg.requireProfs, "require-profiles", "", `types whose writes must conform to their CalAIM profile, comma-separated, or "calaim" for Patient,ServiceRequest,Task,Consent,Claim; off by default (CALAIMFHIR_REQUIRE_PROFILES)`)
+	fs.StringVar(&cfg.termDir, "terminology", "", "folder of CodeSystem/ValueSet JSON files that replace (same id) or add to the built-in CalAIM terminology (CALAIMFHIR_TERMINOLOGY)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -190,6 +203,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	engine, err := profileEngine(cfg.termDir)
+	if err != nil {
+		return err
+	}
+	requireProfiles, err := requiredProfileTypes(engine, cfg.requireProfs)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		BaseURL:                   cfg.baseURL,
 		MaxBodyBytes:              cfg.maxBodyBytes,
@@ -202,8 +223,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RateLimit:                 cfg.rateLimit,
 		RateBurst:                 cfg.rateBurst,
 		CORSOrigins:               splitList(cfg.corsOrigins),
+		AuditRetention:            cfg.auditKeep,
+		Profiles:                  engine,
+		RequireProfiles:           requireProfiles,
 		TokenEndpoint:             tokenEndpoint,
 	}, store, r4.Validate, logger, reg)
+	defer srv.Close() // after the HTTP server stopped, before the store closes: flushes the audit queue
 	if err := srv.SetClaimsCatalog(cfg.catalog); err != nil {
 		return err
 	}

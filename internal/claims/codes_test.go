@@ -93,11 +93,11 @@ func TestMatchService(t *testing.T) {
 		{"ECM telehealth", hcpcs, "G9008", []string{"U1", "GQ"}, "2024-01-01", "ecm", ""},
 		{"ECM without modifier", hcpcs, "G9008", nil, "2024-01-01", "", claims.ModifierNotAllowed},
 		{"ECM two service modifiers", hcpcs, "G9008", []string{"U1", "U2"}, "2024-01-01", "", claims.ModifierNotAllowed},
-		{"H0043-U6 navigation", hcpcs, "H0043", []string{"U6"}, "2024-01-01", "housing-transition-navigation", ""},
-		{"H0043-U3 post-hospitalization", hcpcs, "H0043", []string{"U3"}, "2024-01-01", "short-term-post-hospitalization-housing", ""},
-		{"H0043-U2 transitional rent", hcpcs, "H0043", []string{"U2"}, "2025-07-01", "transitional-rent", ""},
+		{"H0043-U6 navigation", hcpcs, "H0043", []string{"U6"}, "2024-01-01", "cs-housing-transition-navigation", ""},
+		{"H0043-U3 post-hospitalization", hcpcs, "H0043", []string{"U3"}, "2024-01-01", "cs-short-term-post-hospitalization-housing", ""},
+		{"H0043-U2 transitional rent", hcpcs, "H0043", []string{"U2"}, "2025-07-01", "cs-transitional-rent", ""},
 		{"S9977-U4 from 2026", hcpcs, "S9977", []string{"U4"}, "2025-12-31", "", claims.ServiceNotEffective},
-		{"S9977-U4", hcpcs, "S9977", []string{"U4"}, "2026-01-01", "medically-tailored-meals", ""},
+		{"S9977-U4", hcpcs, "S9977", []string{"U4"}, "2026-01-01", "cs-medically-tailored-meals", ""},
 		{"unknown", hcpcs, "Z9999", nil, "2024-01-01", "", claims.CodeNotAllowed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -65,6 +66,12 @@ type Options struct {
 	// AnyReferences turns off the required-reference checks (resources.DefaultRequiredReferences),
 	// for fixtures such as the official examples that refer to resources not in the set.
 	AnyReferences bool
+	// AuditRetention and AuditPurgeInterval turn on the audit trail's retention purge;
+	// AuditQueue bounds its queue (default 10000).
+	AuditRetention, AuditPurgeInterval time.Duration
+	AuditQueue                         int
+	// RequireProfiles lists the types whose writes must conform to their CalAIM profile.
+	RequireProfiles []string
 }
 
 // Start serves store over HTTP until the test ends.
@@ -90,11 +97,14 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s.Key = key
 	s.AdminToken = s.Token("admin", "Organization/calaimfhir-test", "")
 	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
-		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins},
+		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins,
+		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval, AuditQueue: opts.AuditQueue,
+		RequireProfiles: opts.RequireProfiles},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
 	s.Base = base
+	t.Cleanup(s.Server.Close) // runs after HTTP.Close: flushes the audit queue before the store closes
 	t.Cleanup(s.HTTP.Close)
 	return s
 }

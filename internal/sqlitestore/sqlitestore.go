@@ -163,7 +163,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("%s: %w", pragma, mapErr(err))
 		}
 	}
-	if _, err := w.ExecContext(ctx, schema); err != nil {
+	if _, err := w.ExecContext(ctx, schema+auditSchema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
