@@ -43,6 +43,8 @@ Usage:
                                mint a development token with the key serve keeps in DIR
   calaimfhir validate [--profile URL|ID] [--terminology DIR] FILE...
                                check FHIR JSON files against R4 and the CalAIM profiles
+  calaimfhir import --format referral|screening|chw-encounter|dhcs-mif [--url U --token T | --data DIR] FILE
+                               convert CSV/JSON forms to CalAIM FHIR and store them (import -h)
   calaimfhir bench [flags]     load a synthetic population and run a mixed workload (bench -h)
   calaimfhir version           print the version
 
