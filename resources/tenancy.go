@@ -351,6 +351,48 @@ type orgCache struct {
 	gens    map[string]uint64
 }
 
+// accessElements are, per type, the elements the access sets are computed from (tenancy.go,
+// consent.go); nil means every element (a Consent's whole content matters).
+var accessElements = map[string][]string{
+	"Task":           {"owner", "requester", "focus", "for", "meta"},
+	"ServiceRequest": {"subject", "requester", "performer", "meta"},
+	"Coverage":       {"beneficiary", "payor", "meta"},
+	"Patient":        {"meta"},
+}
+
+// accessProjection is the part of doc the access sets depend on, as comparable text. meta
+// counts by its tags only (versionId and lastUpdated change on every write).
+func accessProjection(typ string, doc map[string]any) string {
+	els, ok := accessElements[typ]
+	if !ok {
+		b, _ := json.Marshal(withoutMetaStamp(doc))
+		return string(b)
+	}
+	proj := map[string]any{}
+	for _, e := range els {
+		if e == "meta" {
+			m, _ := doc["meta"].(map[string]any)
+			proj["tag"] = m["tag"]
+			continue
+		}
+		proj[e] = doc[e]
+	}
+	b, _ := json.Marshal(proj)
+	return string(b)
+}
+
+func withoutMetaStamp(doc map[string]any) map[string]any {
+	out := make(map[string]any, len(doc))
+	for k, v := range doc {
+		if k == "meta" {
+			m, _ := v.(map[string]any)
+			v = m["tag"]
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // accessTypes are the types whose writes can change what an organization may see.
 var accessTypes = map[string]bool{"Task": true, "ServiceRequest": true, "Coverage": true, "Consent": true, "Patient": true}
 
@@ -359,6 +401,11 @@ var accessTypes = map[string]bool{"Task": true, "ServiceRequest": true, "Coverag
 // actors, tenant tags. Dropping too many only costs a recomputation.
 func (s *Service) invalidate(typ string, docs ...map[string]any) {
 	if !accessTypes[typ] {
+		return
+	}
+	// An update that leaves the elements access depends on alone (a CBO moving its Task
+	// through the workflow, the common write) changes no one's sets: keep the caches.
+	if len(docs) == 2 && docs[0] != nil && docs[1] != nil && accessProjection(typ, docs[0]) == accessProjection(typ, docs[1]) {
 		return
 	}
 	orgs := map[string]bool{}
