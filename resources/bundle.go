@@ -723,7 +723,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			return nil, fail(p, err)
 		}
 		if len(refs) > 0 {
-			return nil, fail(p, refusedDelete(r.Type, r.ID, refs))
+			return nil, fail(p, s.refusedDelete(ctx, r.Type, r.ID, refs))
 		}
 	}
 
@@ -887,7 +887,7 @@ func (s *Service) ConditionalDelete(ctx context.Context, typ, query string) (int
 				return 0, err
 			}
 			if len(refs) > 0 {
-				return 0, refusedDelete(typ, m.ID, refs)
+				return 0, s.refusedDelete(ctx, typ, m.ID, refs)
 			}
 		}
 		switch len(writes) {

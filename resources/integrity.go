@@ -121,10 +121,19 @@ func (s *Service) referrers(ctx context.Context, typ, id string, skip pending, l
 }
 
 // refusedDelete is the 409 for a delete of a resource others still refer to.
-func refusedDelete(typ, id string, refs []*Resource) error {
-	names := make([]string, len(refs))
-	for i, r := range refs {
-		names[i] = r.Type + "/" + r.ID
+func (s *Service) refusedDelete(ctx context.Context, typ, id string, refs []*Resource) error {
+	var names []string
+	hidden := 0
+	for _, r := range refs {
+		// Name only what the caller may see; the others are counted, not named.
+		if ok, err := s.visibleAs(ctx, r); err != nil || !ok {
+			hidden++
+			continue
+		}
+		names = append(names, r.Type+"/"+r.ID)
+	}
+	if hidden > 0 {
+		names = append(names, fmt.Sprintf("%d resource(s) of other organizations", hidden))
 	}
 	return Errorf(KindConflict, "%s/%s is still referred to by %s; delete or update those first, or ask for _cascade=delete",
 		typ, id, strings.Join(names, ", "))

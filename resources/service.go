@@ -350,7 +350,7 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cas
 			return nil, err
 		}
 		if len(refs) > 0 && !cascade {
-			return nil, refusedDelete(typ, id, refs)
+			return nil, s.refusedDelete(ctx, typ, id, refs)
 		}
 		if len(refs) > 0 {
 			if writes, err = s.cascade(ctx, refs, doomed, writes); err != nil {
@@ -391,6 +391,11 @@ func (s *Service) cascade(ctx context.Context, refs []*Resource, doomed pending,
 		}
 		if len(doomed) >= maxCascade {
 			return nil, Errorf(KindConflict, "a cascading delete would remove more than %d resources", maxCascade)
+		}
+		// A cascade deletes only what the caller could delete one by one: it must not reach
+		// into other organizations' resources (and says nothing about which they are).
+		if err := s.checkTenantDelete(ctx, r.Type, r.ID, r); err != nil {
+			return nil, Errorf(KindConflict, "a cascading delete would remove resources the access token may not delete; nothing was deleted")
 		}
 		doomed[key] = false
 		writes = append(writes, &Write{Resource: &Resource{Type: r.Type, ID: r.ID, VersionID: r.VersionID + 1, LastUpdated: s.now(), Deleted: true}})

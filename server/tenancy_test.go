@@ -450,3 +450,29 @@ func TestTenancy_ReassignmentTakesEffectAtOnce(t *testing.T) {
 		t.Fatalf("plan after the payor changed: %d, want 404", got)
 	}
 }
+
+// TestTenancy_DeleteDoesNotReachOtherOrganizations: a refused delete does not name referrers
+// the caller cannot see, and a cascade never deletes them.
+func TestTenancy_DeleteDoesNotReachOtherOrganizations(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{})
+	tenancyWorld(t, s)
+	// An Observation about ben (referral B) that mentions ana, written for cbo-b.
+	obs := `{"resourceType":"Observation","id":"obs-x","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/ben"},"focus":[{"reference":"Patient/ana"}],` +
+		`"meta":{"tag":[{"system":"` + resources.TenantTagSystem + `","code":"Organization/cbo-b"}]}}`
+	wantStatus(t, s.Do("PUT", "/fhir/Observation/obs-x", []byte(obs)), http.StatusCreated)
+	provider := s.Token("provider", "Organization/prov-1", "")
+	r := s.Do("DELETE", "/fhir/Patient/ana", nil, "Authorization", "Bearer "+provider)
+	wantOutcome(t, r, http.StatusConflict, "")
+	if strings.Contains(string(r.Body), "obs-x") || !strings.Contains(string(r.Body), "other organizations") {
+		t.Fatalf("refusal: %s", r.Body)
+	}
+	r = s.Do("DELETE", "/fhir/Patient/ana?_cascade=delete", nil, "Authorization", "Bearer "+provider)
+	wantOutcome(t, r, http.StatusConflict, "")
+	if strings.Contains(string(r.Body), "obs-x") {
+		t.Fatalf("cascade refusal names obs-x: %s", r.Body)
+	}
+	for _, path := range []string{"/fhir/Patient/ana", "/fhir/Observation/obs-x", "/fhir/Task/task-a"} {
+		wantStatus(t, s.Do("GET", path, nil), http.StatusOK) // nothing was deleted
+	}
+}
