@@ -662,6 +662,11 @@ func (s *Server) withConformance(cs map[string]any) map[string]any {
 				{"name": "expand", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"},
 				{"name": "validate-code", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"}}},
 	)
+	// The audit trail (server/audit.go): read-only, administrators only, not a stored type.
+	auditParams := []capSearchParam{{Name: "date", Type: "date"}, {Name: "agent", Type: "token"}, {Name: "entity", Type: "reference"},
+		{Name: "entity-type", Type: "token"}, {Name: "action", Type: "token"}, {Name: "outcome", Type: "token"}, {Name: "subtype", Type: "token"}}
+	rs = append(rs, map[string]any{"type": "AuditEvent", "interaction": read, "searchParam": auditParams,
+		"documentation": "One AuditEvent per request, read-only; only tokens with role admin may read or search them"})
 	rest[0]["resource"] = rs
 	rest[0]["operation"] = []map[string]any{validate}
 	return cs
