@@ -742,6 +742,9 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			}
 			return nil, err
 		}
+		for _, w := range writes {
+			s.afterWrite(w.Resource)
+		}
 	}
 
 	out := &BundleResult{Type: "transaction-response", Entries: make([]EntryResult, len(plans))}

@@ -197,6 +197,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 		if err := s.Store.Put(ctx, r); err != nil {
 			return nil, false, err
 		}
+		s.afterWrite(r)
 		return r, true, nil
 	}
 	cond, err := s.condition(ctx, typ, ifNoneExist)
@@ -210,6 +211,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if existing != nil {
 		return existing, false, nil
 	}
+	s.afterWrite(r)
 	return r, true, nil
 }
 
@@ -291,6 +293,7 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		err = s.Store.Put(ctx, r)
 		switch {
 		case err == nil:
+			s.afterWrite(r)
 			return r, current == 0, nil
 		case IsKind(err, KindConflict) && ifMatch > 0:
 			return nil, false, Errorf(KindPreconditionFailed, "%s/%s changed after version %d", typ, id, ifMatch)

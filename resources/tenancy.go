@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -291,21 +292,24 @@ func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) erro
 // for orgCacheTTL at most: the TTL bounds how long a change made through another server
 // process (several servers on one MongoDB) takes to show.
 func (s *Service) cached(ctx context.Context, t *tenant, name string, build func() (any, error)) (any, error) {
-	m := memoOf(ctx)
-	if m != nil {
-		m.mu.Lock()
-		v, ok := m.sets[name]
-		m.mu.Unlock()
-		if ok {
-			return v, nil
-		}
-	}
 	key := t.org + "|" + name
 	c := &s.orgCache
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	gen := c.gens[t.org]
 	c.mu.Unlock()
+	// The request's own copies are kept per generation: a value built from a set this request
+	// read before a write changed it must not reach the shared cache under the new generation.
+	memoKey := name + "@" + strconv.FormatUint(gen, 10)
+	m := memoOf(ctx)
+	if m != nil {
+		m.mu.Lock()
+		v, hit := m.sets[memoKey]
+		m.mu.Unlock()
+		if hit {
+			return v, nil
+		}
+	}
 	if !ok || e.gen != gen || time.Since(e.at) > orgCacheTTL {
 		v, err := build()
 		if err != nil {
@@ -326,7 +330,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 	}
 	if m != nil {
 		m.mu.Lock()
-		m.sets[name] = e.v
+		m.sets[memoKey] = e.v
 		m.mu.Unlock()
 	}
 	return e.v, nil
@@ -349,6 +353,21 @@ type orgCache struct {
 	mu      sync.Mutex
 	entries map[string]orgEntry
 	gens    map[string]uint64
+}
+
+// afterWrite drops, once a create is committed, the cached access sets it changes.
+// checkTenantWrite dropped them before the write as well, but a set rebuilt between then and
+// the commit misses the new resource: a CBO could poll its new Task and still not see the
+// Task's patient. Updates are not repeated here (a reassignment racing a rebuild shows within
+// orgCacheTTL); creates are the common case, every referral push.
+func (s *Service) afterWrite(r *Resource) {
+	if r == nil || r.Deleted || r.VersionID != 1 || !accessTypes[r.Type] {
+		return
+	}
+	var doc map[string]any
+	if json.Unmarshal(r.JSON, &doc) == nil {
+		s.invalidate(r.Type, doc)
+	}
 }
 
 // accessElements are, per type, the elements the access sets are computed from (tenancy.go,
