@@ -129,10 +129,8 @@ func (s *Service) matchAll(ctx context.Context, typ string, c Clause, depth int)
 // references returns the local references ("Type/id") a resource makes through a reference
 // parameter ("*" for all of them), as the search keys index them.
 func (s *Service) references(r *Resource, param string) []string {
-	dec := json.NewDecoder(bytes.NewReader(r.JSON))
-	dec.UseNumber()
-	var doc map[string]any
-	if dec.Decode(&doc) != nil {
+	doc := decodeFields(r, param)
+	if doc == nil {
 		return nil
 	}
 	var refs []string
@@ -480,4 +478,51 @@ func DecodeSystemCursor(s string) (*Cursor, error) {
 		}
 	}
 	return nil, Errorf(KindBadRequest, "_cursor is not a cursor this server issued")
+}
+
+// decodeFields decodes the parts of r that the reference parameter param reads: only the
+// top-level elements its paths start at ("*": the whole resource). Access-set resolution
+// (tenancy.go) reads one reference of thousands of resources; decoding each whole costs
+// several times more.
+func decodeFields(r *Resource, param string) map[string]any {
+	var fields []string
+	if param != "*" {
+		for _, p := range Params(r.Type) {
+			if p.Type != ParamReference || p.Name != param {
+				continue
+			}
+			for _, path := range p.Paths {
+				first, _, _ := strings.Cut(path, ".")
+				first, _, _ = strings.Cut(first, "[")
+				fields = append(fields, first)
+			}
+		}
+	}
+	if len(fields) == 0 {
+		dec := json.NewDecoder(bytes.NewReader(r.JSON))
+		dec.UseNumber()
+		var doc map[string]any
+		if dec.Decode(&doc) != nil {
+			return nil
+		}
+		return doc
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(r.JSON, &top) != nil {
+		return nil
+	}
+	doc := make(map[string]any, len(fields))
+	for _, f := range fields {
+		raw, ok := top[f]
+		if !ok {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) == nil {
+			doc[f] = v
+		}
+	}
+	return doc
 }
