@@ -697,10 +697,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				}
 				version, p.created = current+1, current == 0
 			}
-			if err := s.checkTaskWrite(ctx, p.typ, currentJSON, prep.doc); err != nil {
-				return nil, fail(p, err)
-			}
-			if err := s.checkTenantWrite(ctx, p.typ, p.id, currentJSON, prep.doc); err != nil {
+			if err := s.checkWrite(ctx, p.typ, p.id, currentJSON, prep.doc); err != nil {
 				return nil, fail(p, err)
 			}
 			r, err := prep.stamp(p.typ, p.id, version, s.now(), s.Base)

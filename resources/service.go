@@ -183,10 +183,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
 		return nil, false, err
 	}
-	if err := s.checkTaskWrite(ctx, typ, nil, p.doc); err != nil {
-		return nil, false, err
-	}
-	if err := s.checkTenantWrite(ctx, typ, "", nil, p.doc); err != nil {
+	if err := s.checkWrite(ctx, typ, "", nil, p.doc); err != nil {
 		return nil, false, err
 	}
 	r, err := p.stamp(typ, NewID(), 1, s.now(), s.Base)
@@ -280,10 +277,7 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		if ifMatch > 0 && current != ifMatch {
 			return nil, false, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current)
 		}
-		if err := s.checkTaskWrite(ctx, typ, currentJSON, p.doc); err != nil {
-			return nil, false, err
-		}
-		if err := s.checkTenantWrite(ctx, typ, id, currentJSON, p.doc); err != nil {
+		if err := s.checkWrite(ctx, typ, id, currentJSON, p.doc); err != nil {
 			return nil, false, err
 		}
 		r, err := p.stamp(typ, id, current+1, s.now(), s.Base)

@@ -1,9 +1,7 @@
 package resources
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -121,22 +119,15 @@ func refOf(v any) string {
 	return ref
 }
 
-// checkTaskWrite runs CheckTask for a Task write when the service knows its caller.
-func (s *Service) checkTaskWrite(ctx context.Context, typ string, oldJSON []byte, next map[string]any) error {
+// checkTaskWrite runs CheckTask for a Task write when the service knows its caller. old is
+// the current version, decoded (nil for a create).
+func (s *Service) checkTaskWrite(ctx context.Context, typ string, old, next map[string]any) error {
 	if typ != "Task" || s.Caller == nil {
 		return nil
 	}
 	caller, ok := s.Caller(ctx)
 	if !ok {
 		return nil
-	}
-	var old map[string]any
-	if oldJSON != nil {
-		dec := json.NewDecoder(bytes.NewReader(oldJSON))
-		dec.UseNumber()
-		if err := dec.Decode(&old); err != nil {
-			return Wrap(KindInternal, err, "stored Task is not JSON")
-		}
 	}
 	return CheckTask(caller, old, next)
 }

@@ -356,7 +356,7 @@ type orgCache struct {
 }
 
 // afterWrite drops, once a create is committed, the cached access sets it changes.
-// checkTenantWrite dropped them before the write as well, but a set rebuilt between then and
+// checkWrite dropped them before the write as well, but a set rebuilt between then and
 // the commit misses the new resource: a CBO could poll its new Task and still not see the
 // Task's patient. Updates are not repeated here (a reassignment racing a rebuild shows within
 // orgCacheTTL); creates are the common case, every referral push.
@@ -573,6 +573,16 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 	return k != nil && Matches([]Clause{sc.clause}, r, k), nil
 }
 
+// visibleDoc is visibleAs for a current version already decoded (doc, of typ/id).
+func (s *Service) visibleDoc(ctx context.Context, typ, id string, doc map[string]any) (bool, error) {
+	sc, err := s.scope(ctx, typ)
+	if err != nil || sc == nil {
+		return err == nil, err
+	}
+	k := ExtractKeysAt(typ, doc, s.Base)
+	return Matches([]Clause{sc.clause}, &Resource{Type: typ, ID: id}, &k), nil
+}
+
 // scopeQuery adds the caller's limit to q; withheld is set when consent rules hide matches of
 // q that the caller's organization would otherwise see.
 func (s *Service) scopeQuery(ctx context.Context, q *Query) (gated *Clause, err error) {
@@ -604,9 +614,10 @@ func notVisible(typ, id string) error {
 	return Errorf(KindNotFound, "%s/%s is not known", typ, id)
 }
 
-// checkTenantWrite applies the tenancy write rules and stamps the tenant tag. oldJSON is the
-// current version (nil for a create).
-func (s *Service) checkTenantWrite(ctx context.Context, typ, id string, oldJSON []byte, doc map[string]any) error {
+// checkWrite applies the rules a write must pass once its references resolve: the referral
+// Task workflow (taskflow.go) and the tenancy write rules, then stamps the tenant tag. oldJSON
+// is the current version (nil for a create), decoded once for both.
+func (s *Service) checkWrite(ctx context.Context, typ, id string, oldJSON []byte, doc map[string]any) error {
 	var old map[string]any
 	if oldJSON != nil {
 		dec := json.NewDecoder(bytes.NewReader(oldJSON))
@@ -614,6 +625,9 @@ func (s *Service) checkTenantWrite(ctx context.Context, typ, id string, oldJSON 
 		if err := dec.Decode(&old); err != nil {
 			return Wrap(KindInternal, err, "stored resource is not JSON")
 		}
+	}
+	if err := s.checkTaskWrite(ctx, typ, old, doc); err != nil {
+		return err
 	}
 	t := s.tenant(ctx)
 	if t != nil {
@@ -665,7 +679,7 @@ func (s *Service) mayWrite(ctx context.Context, t *tenant, typ, id string, old, 
 		return Errorf(KindForbidden, "the access token names no organization (Organization/<id>) to write for")
 	}
 	if old != nil {
-		ok, err := s.visible(ctx, typ, id)
+		ok, err := s.visibleDoc(ctx, typ, id, old)
 		if err != nil {
 			return err
 		}
