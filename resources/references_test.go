@@ -59,26 +59,7 @@ func wholeDecodeReferences(s *Service, r *Resource, param string) []string {
 	if dec.Decode(&doc) != nil {
 		return nil
 	}
-	var refs []string
-	for _, p := range Params(r.Type) {
-		if p.Type != ParamReference || (param != "*" && p.Name != param) {
-			continue
-		}
-		keys := &Keys{}
-		for _, path := range p.Paths {
-			walk(doc, strings.Split(path, "."), func(v any) { keys.Eq = appendRefKeys(keys.Eq, p, v, s.basePrefix()) })
-		}
-		for _, k := range keys.Eq {
-			ref := strings.TrimPrefix(k, p.Name+keySep)
-			if strings.HasPrefix(ref, keyAny) {
-				continue
-			}
-			if _, _, ok := SplitLocalRef(ref); ok && !slices.Contains(refs, ref) {
-				refs = append(refs, ref)
-			}
-		}
-	}
-	return refs
+	return s.refsIn(doc, r.Type, param)
 }
 
 func BenchmarkReferences(b *testing.B) {

@@ -133,8 +133,13 @@ func (s *Service) references(r *Resource, param string) []string {
 	if doc == nil {
 		return nil
 	}
+	return s.refsIn(doc, r.Type, param)
+}
+
+// refsIn is references on a decoded resource of typ.
+func (s *Service) refsIn(doc map[string]any, typ, param string) []string {
 	var refs []string
-	for _, p := range Params(r.Type) {
+	for _, p := range Params(typ) {
 		if p.Type != ParamReference || (param != "*" && p.Name != param) {
 			continue
 		}
