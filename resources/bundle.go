@@ -525,6 +525,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 
 	// DELETE first: tombstones for the named or matching resources.
 	var writes []*Write
+	notes := map[*Write]accessNote{} // for the access-set cache, once the writes commit
 	for _, p := range order(http.MethodDelete) {
 		targets := []string{p.id}
 		if p.query != "" {
@@ -553,7 +554,8 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			if ifMatch > 0 && cur.VersionID != ifMatch {
 				return nil, fail(p, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, cur.VersionID))
 			}
-			if err := s.checkTenantDelete(ctx, p.typ, id, cur); err != nil {
+			note, err := s.checkTenantDelete(ctx, p.typ, id, cur)
+			if err != nil {
 				return nil, fail(p, err)
 			}
 			if err := claim(p, p.typ+"/"+id, false); err != nil {
@@ -561,6 +563,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			}
 			p.write = &Write{Resource: &Resource{Type: p.typ, ID: id, VersionID: cur.VersionID + 1, LastUpdated: s.now(), Deleted: true}}
 			writes = append(writes, p.write)
+			notes[p.write] = note
 		}
 	}
 
@@ -697,7 +700,8 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				}
 				version, p.created = current+1, current == 0
 			}
-			if err := s.checkWrite(ctx, p.typ, p.id, currentJSON, prep.doc); err != nil {
+			note, err := s.checkWrite(ctx, p.typ, p.id, currentJSON, prep.doc)
+			if err != nil {
 				return nil, fail(p, err)
 			}
 			r, err := prep.stamp(p.typ, p.id, version, s.now(), s.Base)
@@ -706,6 +710,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			}
 			p.write = &Write{Resource: r, IfNoneMatch: p.cond}
 			writes = append(writes, p.write)
+			notes[p.write] = note
 		}
 	}
 
@@ -740,7 +745,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			return nil, err
 		}
 		for _, w := range writes {
-			s.afterWrite(w.Resource)
+			s.afterWrite(ctx, w.Resource, notes[w])
 		}
 	}
 
@@ -877,7 +882,15 @@ func (s *Service) ConditionalDelete(ctx context.Context, typ, query string) (int
 		}
 		doomed := pending{}
 		var writes []*Write
+		var note accessNote
 		for _, m := range matches {
+			// The same rules as for DELETE Type/id: a match the caller sees is not
+			// necessarily one it may delete (a CBO's Task, another writer's Organization).
+			n, err := s.checkTenantDelete(ctx, typ, m.ID, m)
+			if err != nil {
+				return 0, err
+			}
+			note.merge(n)
 			doomed[m.Type+"/"+m.ID] = false
 			writes = append(writes, &Write{Resource: &Resource{Type: typ, ID: m.ID, VersionID: m.VersionID + 1, LastUpdated: s.now(), Deleted: true}})
 		}
@@ -900,6 +913,9 @@ func (s *Service) ConditionalDelete(ctx context.Context, typ, query string) (int
 		}
 		if IsKind(err, KindConflict) {
 			continue
+		}
+		if err == nil && len(writes) > 0 {
+			s.afterWrite(ctx, writes[0].Resource, note)
 		}
 		return len(writes), err
 	}

@@ -41,18 +41,27 @@ func labelBit(code string) labelMask {
 // consentGrants returns, for each patient in patients with a Consent that permits disclosure
 // to t's organization now, the sensitive labels that Consent covers.
 func (s *Service) consentGrants(ctx context.Context, t *tenant, patients map[string]bool) (map[string]labelMask, error) {
-	v, err := s.cached(ctx, t, "consent-grants", func() (any, error) { return s.readConsentGrants(ctx, t, patients) })
+	if len(patients) == 0 {
+		return nil, nil
+	}
+	// Cached for every patient a Consent names the organization for (they are few next to
+	// the organization's referrals), so that a new referral leaves the entry valid.
+	v, err := s.cached(ctx, t, "consent-grants", func() (any, error) { return s.readConsentGrants(ctx, t) })
 	if err != nil {
 		return nil, err
 	}
-	return v.(map[string]labelMask), nil
+	all := v.(map[string]labelMask)
+	grants := make(map[string]labelMask, min(len(all), len(patients)))
+	for pid, mask := range all {
+		if patients[pid] {
+			grants[pid] = mask
+		}
+	}
+	return grants, nil
 }
 
-func (s *Service) readConsentGrants(ctx context.Context, t *tenant, patients map[string]bool) (map[string]labelMask, error) {
+func (s *Service) readConsentGrants(ctx context.Context, t *tenant) (map[string]labelMask, error) {
 	grants := map[string]labelMask{}
-	if len(patients) == 0 {
-		return grants, nil
-	}
 	now := consentNow()
 	q := Query{Type: "Consent", Clauses: []Clause{
 		keysClause(t.orgKey("actor")),
@@ -66,7 +75,7 @@ func (s *Service) readConsentGrants(ctx context.Context, t *tenant, patients map
 			return
 		}
 		pid, ok := strings.CutPrefix(refOf(doc["patient"]), "Patient/")
-		if !ok || !patients[pid] {
+		if !ok {
 			return
 		}
 		if mask, ok := consentPermits(doc, t.org, now); ok {

@@ -43,6 +43,10 @@ type Service struct {
 	// entry, each type of a system-wide search, each type _include/_revinclude would add.
 	// interaction is create, read, update, delete or search.
 	Authorize func(ctx context.Context, typ, interaction string) error
+	// AccessCacheTTL bounds the age of an organization's cached access sets (accesscache.go):
+	// how long a change made through another server process on the same database takes to
+	// reach this one. 0 means 2 seconds.
+	AccessCacheTTL time.Duration
 
 	clockMu sync.Mutex
 	last    time.Time
@@ -183,7 +187,8 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err := s.checkReferences(ctx, typ, p.doc, nil, ""); err != nil {
 		return nil, false, err
 	}
-	if err := s.checkWrite(ctx, typ, "", nil, p.doc); err != nil {
+	note, err := s.checkWrite(ctx, typ, "", nil, p.doc)
+	if err != nil {
 		return nil, false, err
 	}
 	r, err := p.stamp(typ, NewID(), 1, s.now(), s.Base)
@@ -194,7 +199,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 		if err := s.Store.Put(ctx, r); err != nil {
 			return nil, false, err
 		}
-		s.afterWrite(r)
+		s.afterWrite(ctx, r, note)
 		return r, true, nil
 	}
 	cond, err := s.condition(ctx, typ, ifNoneExist)
@@ -208,7 +213,7 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if existing != nil {
 		return existing, false, nil
 	}
-	s.afterWrite(r)
+	s.afterWrite(ctx, r, note)
 	return r, true, nil
 }
 
@@ -277,7 +282,8 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		if ifMatch > 0 && current != ifMatch {
 			return nil, false, Errorf(KindPreconditionFailed, "If-Match names version %d but the current version is %d", ifMatch, current)
 		}
-		if err := s.checkWrite(ctx, typ, id, currentJSON, p.doc); err != nil {
+		note, err := s.checkWrite(ctx, typ, id, currentJSON, p.doc)
+		if err != nil {
 			return nil, false, err
 		}
 		r, err := p.stamp(typ, id, current+1, s.now(), s.Base)
@@ -287,7 +293,7 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		err = s.Store.Put(ctx, r)
 		switch {
 		case err == nil:
-			s.afterWrite(r)
+			s.afterWrite(ctx, r, note)
 			return r, current == 0, nil
 		case IsKind(err, KindConflict) && ifMatch > 0:
 			return nil, false, Errorf(KindPreconditionFailed, "%s/%s changed after version %d", typ, id, ifMatch)
@@ -333,7 +339,8 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cas
 		if err != nil {
 			return nil, err
 		}
-		if err := s.checkTenantDelete(ctx, typ, id, current); err != nil {
+		note, err := s.checkTenantDelete(ctx, typ, id, current)
+		if err != nil {
 			return nil, err
 		}
 		if ifMatch > 0 && current.VersionID != ifMatch {
@@ -350,7 +357,7 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cas
 			return nil, s.refusedDelete(ctx, typ, id, refs)
 		}
 		if len(refs) > 0 {
-			if writes, err = s.cascade(ctx, refs, doomed, writes); err != nil {
+			if writes, err = s.cascade(ctx, refs, doomed, writes, &note); err != nil {
 				return nil, err
 			}
 		}
@@ -361,6 +368,7 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cas
 		}
 		switch {
 		case err == nil:
+			s.afterWrite(ctx, r, note)
 			return r, nil
 		case IsKind(err, KindConflict) && ifMatch > 0:
 			return nil, Errorf(KindPreconditionFailed, "%s/%s changed after version %d", typ, id, ifMatch)
@@ -377,7 +385,7 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64, cas
 const maxCascade = 100
 
 // cascade adds tombstones for the referrers, and for their referrers in turn.
-func (s *Service) cascade(ctx context.Context, refs []*Resource, doomed pending, writes []*Write) ([]*Write, error) {
+func (s *Service) cascade(ctx context.Context, refs []*Resource, doomed pending, writes []*Write, note *accessNote) ([]*Write, error) {
 	queue := refs
 	for len(queue) > 0 {
 		r := queue[0]
@@ -391,9 +399,11 @@ func (s *Service) cascade(ctx context.Context, refs []*Resource, doomed pending,
 		}
 		// A cascade deletes only what the caller could delete one by one: it must not reach
 		// into other organizations' resources (and says nothing about which they are).
-		if err := s.checkTenantDelete(ctx, r.Type, r.ID, r); err != nil {
+		n, err := s.checkTenantDelete(ctx, r.Type, r.ID, r)
+		if err != nil {
 			return nil, Errorf(KindConflict, "a cascading delete would remove resources the access token may not delete; nothing was deleted")
 		}
+		note.merge(n)
 		doomed[key] = false
 		writes = append(writes, &Write{Resource: &Resource{Type: r.Type, ID: r.ID, VersionID: r.VersionID + 1, LastUpdated: s.now(), Deleted: true}})
 		more, err := s.referrers(ctx, r.Type, r.ID, doomed, maxCascade)

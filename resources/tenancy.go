@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -287,89 +286,6 @@ func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) erro
 	}
 }
 
-// cached returns the value build makes for t's organization under name, reusing it within
-// the request and, across requests, until a write that could change it (see invalidate) or
-// for orgCacheTTL at most: the TTL bounds how long a change made through another server
-// process (several servers on one MongoDB) takes to show.
-func (s *Service) cached(ctx context.Context, t *tenant, name string, build func() (any, error)) (any, error) {
-	key := t.org + "|" + name
-	c := &s.orgCache
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	gen := c.gens[t.org]
-	c.mu.Unlock()
-	// The request's own copies are kept per generation: a value built from a set this request
-	// read before a write changed it must not reach the shared cache under the new generation.
-	memoKey := name + "@" + strconv.FormatUint(gen, 10)
-	m := memoOf(ctx)
-	if m != nil {
-		m.mu.Lock()
-		v, hit := m.sets[memoKey]
-		m.mu.Unlock()
-		if hit {
-			return v, nil
-		}
-	}
-	if !ok || e.gen != gen || time.Since(e.at) > orgCacheTTL {
-		v, err := build()
-		if err != nil {
-			return nil, err
-		}
-		e = orgEntry{v: v, gen: gen, at: time.Now()}
-		c.mu.Lock()
-		if c.entries == nil {
-			c.entries, c.gens = map[string]orgEntry{}, map[string]uint64{}
-		}
-		if len(c.entries) > maxOrgCacheEntries {
-			clear(c.entries)
-		}
-		if c.gens[t.org] == gen { // not invalidated while building
-			c.entries[key] = e
-		}
-		c.mu.Unlock()
-	}
-	if m != nil {
-		m.mu.Lock()
-		m.sets[memoKey] = e.v
-		m.mu.Unlock()
-	}
-	return e.v, nil
-}
-
-// orgCacheTTL bounds the age of an organization's cached access sets.
-const orgCacheTTL = 2 * time.Second
-
-// maxOrgCacheEntries bounds the cache (it is cleared when full).
-const maxOrgCacheEntries = 10000
-
-type orgEntry struct {
-	v   any
-	gen uint64
-	at  time.Time
-}
-
-// orgCache holds each organization's resolved access sets across requests.
-type orgCache struct {
-	mu      sync.Mutex
-	entries map[string]orgEntry
-	gens    map[string]uint64
-}
-
-// afterWrite drops, once a create is committed, the cached access sets it changes.
-// checkWrite dropped them before the write as well, but a set rebuilt between then and
-// the commit misses the new resource: a CBO could poll its new Task and still not see the
-// Task's patient. Updates are not repeated here (a reassignment racing a rebuild shows within
-// orgCacheTTL); creates are the common case, every referral push.
-func (s *Service) afterWrite(r *Resource) {
-	if r == nil || r.Deleted || r.VersionID != 1 || !accessTypes[r.Type] {
-		return
-	}
-	var doc map[string]any
-	if json.Unmarshal(r.JSON, &doc) == nil {
-		s.invalidate(r.Type, doc)
-	}
-}
-
 // accessElements are, per type, the elements the access sets are computed from (tenancy.go,
 // consent.go); nil means every element (a Consent's whole content matters).
 var accessElements = map[string][]string{
@@ -415,55 +331,6 @@ func withoutMetaStamp(doc map[string]any) map[string]any {
 // accessTypes are the types whose writes can change what an organization may see.
 var accessTypes = map[string]bool{"Task": true, "ServiceRequest": true, "Coverage": true, "Consent": true, "Patient": true}
 
-// invalidate drops the cached access sets of every organization a write of typ mentions
-// (in the previous version or the new one): owners, requesters, performers, payors, consent
-// actors, tenant tags. Dropping too many only costs a recomputation.
-func (s *Service) invalidate(typ string, docs ...map[string]any) {
-	if !accessTypes[typ] {
-		return
-	}
-	// An update that leaves the elements access depends on alone (a CBO moving its Task
-	// through the workflow, the common write) changes no one's sets: keep the caches.
-	if len(docs) == 2 && docs[0] != nil && docs[1] != nil && accessProjection(typ, docs[0]) == accessProjection(typ, docs[1]) {
-		return
-	}
-	orgs := map[string]bool{}
-	var walkOrgs func(v any)
-	walkOrgs = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, e := range x {
-				if str, ok := e.(string); ok && (k == "reference" || k == "code") && strings.HasPrefix(str, "Organization/") {
-					orgs[str] = true
-					continue
-				}
-				walkOrgs(e)
-			}
-		case []any:
-			for _, e := range x {
-				walkOrgs(e)
-			}
-		}
-	}
-	for _, d := range docs {
-		if d != nil {
-			walkOrgs(d)
-		}
-	}
-	if len(orgs) == 0 {
-		return
-	}
-	c := &s.orgCache
-	c.mu.Lock()
-	if c.gens == nil {
-		c.entries, c.gens = map[string]orgEntry{}, map[string]uint64{}
-	}
-	for org := range orgs {
-		c.gens[org]++
-	}
-	c.mu.Unlock()
-}
-
 // refIDs adds the ids of the typ resources r refers to through param.
 func (s *Service) refIDs(r *Resource, param, typ string, into map[string]bool) {
 	for _, ref := range s.references(r, param) {
@@ -504,6 +371,35 @@ func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error)
 	return v.(*cboRefs), nil
 }
 
+// extendCBOReferrals is cboReferrals' build for one created resource.
+func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
+	refs := v.(*cboRefs)
+	var requests []string
+	var patients [][]string
+	switch ch.typ {
+	case "Task":
+		if !ch.hasKey(t.tagKey(), t.orgKey("owner"), t.orgKey("requester")) {
+			return v, false
+		}
+		requests = ch.focus
+		patients = [][]string{ch.patients, ch.focusPatients}
+	case "ServiceRequest":
+		if !ch.hasKey(t.orgKey("performer")) && !refs.requests[ch.id] {
+			return v, false
+		}
+		requests = []string{ch.id}
+		patients = [][]string{ch.patients}
+	default:
+		return v, false
+	}
+	req, grewR := withAdded(refs.requests, requests)
+	pat, grewP := withAdded(refs.patients, patients...)
+	if !grewR && !grewP {
+		return v, false
+	}
+	return &cboRefs{requests: req, patients: pat}, true
+}
+
 func idAlt(set map[string]bool) []Clause {
 	if len(set) == 0 {
 		return nil
@@ -524,6 +420,14 @@ func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, 
 	return v.(map[string]bool), nil
 }
 
+// extendPlanMembers is planMembers' build for one created resource.
+func extendPlanMembers(t *tenant, v any, ch *accessChange) (any, bool) {
+	if ch.typ != "Coverage" || !ch.hasKey(t.orgKey("payor")) {
+		return v, false
+	}
+	return withAdded(v.(map[string]bool), ch.beneficiaries)
+}
+
 func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]bool, error) {
 	v, err := s.cached(ctx, t, "provider-patients", func() (any, error) {
 		set := map[string]bool{}
@@ -541,6 +445,22 @@ func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]b
 		return nil, err
 	}
 	return v.(map[string]bool), nil
+}
+
+// extendProviderPatients is providerPatients' build for one created resource.
+func extendProviderPatients(t *tenant, v any, ch *accessChange) (any, bool) {
+	set := v.(map[string]bool)
+	switch ch.typ {
+	case "ServiceRequest", "Task":
+		if ch.hasKey(t.tagKey(), t.orgKey("requester")) {
+			return withAdded(set, ch.patients)
+		}
+	case "Patient":
+		if ch.hasKey(t.tagKey()) {
+			return withAdded(set, []string{ch.id})
+		}
+	}
+	return v, false
 }
 
 // visible reports whether ctx's caller may see the current version of typ/id.
@@ -617,27 +537,26 @@ func notVisible(typ, id string) error {
 // checkWrite applies the rules a write must pass once its references resolve: the referral
 // Task workflow (taskflow.go) and the tenancy write rules, then stamps the tenant tag. oldJSON
 // is the current version (nil for a create), decoded once for both.
-func (s *Service) checkWrite(ctx context.Context, typ, id string, oldJSON []byte, doc map[string]any) error {
+func (s *Service) checkWrite(ctx context.Context, typ, id string, oldJSON []byte, doc map[string]any) (accessNote, error) {
 	var old map[string]any
 	if oldJSON != nil {
 		dec := json.NewDecoder(bytes.NewReader(oldJSON))
 		dec.UseNumber()
 		if err := dec.Decode(&old); err != nil {
-			return Wrap(KindInternal, err, "stored resource is not JSON")
+			return accessNote{}, Wrap(KindInternal, err, "stored resource is not JSON")
 		}
 	}
 	if err := s.checkTaskWrite(ctx, typ, old, doc); err != nil {
-		return err
+		return accessNote{}, err
 	}
 	t := s.tenant(ctx)
 	if t != nil {
 		if err := s.mayWrite(ctx, t, typ, id, old, doc); err != nil {
-			return err
+			return accessNote{}, err
 		}
 	}
 	s.stampTenant(ctx, t, doc, old)
-	s.invalidate(typ, old, doc)
-	return nil
+	return s.noteAccess(typ, id, old, doc), nil
 }
 
 // preWrite is the part of the write rules decided before the body is examined further (its
@@ -716,27 +635,26 @@ func (s *Service) mayWrite(ctx context.Context, t *tenant, typ, id string, old, 
 	return Errorf(KindForbidden, "a community organization may not write %s resources", typ)
 }
 
-// checkTenantDelete applies the write rules to a delete of typ/id.
-func (s *Service) checkTenantDelete(ctx context.Context, typ, id string, current *Resource) error {
+// checkTenantDelete applies the write rules to a delete of typ/id, and drops the access sets
+// the delete shrinks (afterWrite drops them again once it commits).
+func (s *Service) checkTenantDelete(ctx context.Context, typ, id string, current *Resource) (accessNote, error) {
 	t := s.tenant(ctx)
 	if t == nil && !accessTypes[typ] {
-		return nil
+		return accessNote{}, nil
 	}
 	var old map[string]any
 	if err := json.Unmarshal(current.JSON, &old); err != nil {
-		return Wrap(KindInternal, err, "stored resource is not JSON")
+		return accessNote{}, Wrap(KindInternal, err, "stored resource is not JSON")
 	}
-	s.invalidate(typ, old)
-	if t == nil {
-		return nil
+	if t != nil {
+		if err := s.mayWrite(ctx, t, typ, id, old, old); err != nil {
+			return accessNote{}, err
+		}
+		if t.role == RoleCBO && typ == "Task" {
+			return accessNote{}, Errorf(KindForbidden, "a community organization may not delete a Task; set its status")
+		}
 	}
-	if err := s.mayWrite(ctx, t, typ, id, old, old); err != nil {
-		return err
-	}
-	if t.role == RoleCBO && typ == "Task" {
-		return Errorf(KindForbidden, "a community organization may not delete a Task; set its status")
-	}
-	return nil
+	return s.noteAccess(typ, id, old, nil), nil
 }
 
 func mergedKeys(a, b map[string]any) map[string]bool {

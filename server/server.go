@@ -105,6 +105,10 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	s.svc.Authorize = s.serviceAuthorizer
 	s.svc.Caller = callerInfo
 	s.startAudit(store, reg)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "calaimfhir_access_set_builds_total",
+		Help: "Organization access sets and scopes computed from the store (the rest are served from the access-set cache).",
+	}, func() float64 { return float64(s.svc.AccessSetBuilds()) }))
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(logger)

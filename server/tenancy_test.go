@@ -476,3 +476,28 @@ func TestTenancy_DeleteDoesNotReachOtherOrganizations(t *testing.T) {
 		wantStatus(t, s.Do("GET", path, nil), http.StatusOK) // nothing was deleted
 	}
 }
+
+// TestTenancy_ConditionalDeleteFollowsTheDeleteRules: DELETE Type?query applies to each match
+// the rules DELETE Type/id applies (it once checked visibility only).
+func TestTenancy_ConditionalDeleteFollowsTheDeleteRules(t *testing.T) {
+	store, _ := fhirtest.SQLite.OpenFresh(t)
+	s := fhirtest.Start(t, store, fhirtest.Options{})
+	tenancyWorld(t, s)
+	cases := []struct {
+		role, org, path string
+		want            int
+	}{
+		{"cbo", "Organization/cbo-a", "/fhir/Task?_id=task-a", http.StatusForbidden},               // a CBO never deletes a Task
+		{"provider", "Organization/prov-2", "/fhir/Organization?_id=plan-1", http.StatusForbidden}, // nor anyone another writer's directory entry
+		{"cbo", "Organization/cbo-b", "/fhir/Task?_id=task-a", http.StatusNoContent},               // what it cannot see: nothing matches
+	}
+	for _, c := range cases {
+		r := s.Do("DELETE", c.path, nil, "Authorization", "Bearer "+s.Token(c.role, c.org, ""))
+		if r.Status != c.want {
+			t.Errorf("%s %s DELETE %s: %d, want %d: %s", c.role, c.org, c.path, r.Status, c.want, r.Body)
+		}
+	}
+	for _, still := range []string{"/fhir/Task/task-a", "/fhir/Organization/plan-1"} {
+		wantStatus(t, s.Do("GET", still, nil), http.StatusOK)
+	}
+}

@@ -1,0 +1,506 @@
+package resources
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The access-set cache. Each organization's resolved access sets (tenancy.go: a provider's
+// patients, a plan's members, a CBO's referrals, a CBO's consent grants) and the scopes built
+// from them are kept across requests. Rebuilding a set reads every resource it is computed
+// from, so the cache is kept current instead of being dropped on every write:
+//
+//   - A committed creation (the common write: every referral push adds a Patient, a
+//     ServiceRequest and a Task) extends the sets it adds to, through the set's extender, which
+//     mirrors its build for one resource. Creations can only add to a set.
+//   - A write that can take access away (an update that changes an owner, requester,
+//     performer, payor, subject or tenant tag; a delete; any Consent write) drops the sets of
+//     the organizations it names, before it is written and again once it commits, so a set
+//     rebuilt in between does not keep what the write took away.
+//   - A build that ran while creations committed replays them (the log) before it is stored;
+//     one that ran while a drop happened is used by its own request and not stored.
+//   - Entries without an extender (the scopes, sorted lists built from the sets) are valid
+//     only while nothing changed for their organization.
+//   - orgCacheTTL bounds the age of any entry: the only way a change made through another
+//     server process (several servers on one MongoDB) reaches this one's cache.
+//   - One build per entry at a time; concurrent requests wait for it.
+
+// orgCacheTTL is the default bound on the age of an organization's cached access sets
+// (Service.AccessCacheTTL).
+const orgCacheTTL = 2 * time.Second
+
+func (s *Service) accessTTL() time.Duration {
+	if s.AccessCacheTTL > 0 {
+		return s.AccessCacheTTL
+	}
+	return orgCacheTTL
+}
+
+// maxOrgCacheEntries bounds the cache (it is cleared when full).
+const maxOrgCacheEntries = 10000
+
+// maxAccessLog bounds the creations kept for builds in flight. A build that outlives this many
+// creations is not stored.
+const maxAccessLog = 4096
+
+type orgCache struct {
+	mu       sync.Mutex
+	seq      uint64 // numbers every change: creations and drops
+	orgs     map[string]*orgState
+	log      []*accessChange // committed creations, ascending seq
+	logFloor uint64          // creations with seq <= logFloor have left the log
+	flights  map[string]*flight
+	// recentDrops are the resources ("Type/id") whose access changed recently: a creation
+	// whose extension arrives after such a change (a client-chosen id updated at once) is
+	// treated as a drop, since the version it would add may no longer be current.
+	recentDrops map[string]time.Time
+	builds      atomic.Int64 // entries computed (tests count rebuilds)
+	entryCount  int
+}
+
+type orgState struct {
+	changed uint64 // seq of the last change that concerns the organization
+	dropped uint64 // seq of the last drop of its entries
+	entries map[string]orgEntry
+}
+
+type orgEntry struct {
+	v       any
+	changed uint64 // the organization's changed when v was built or last extended
+	at      time.Time
+}
+
+type flight struct {
+	done chan struct{}
+	v    any
+	err  error
+}
+
+// accessChange is one committed creation of an access type, with what the extenders need,
+// resolved before the cache is locked.
+type accessChange struct {
+	seq      uint64
+	typ, id  string
+	keys     *Keys
+	orgs     map[string]bool // organizations its keys name (references, tenant tags)
+	patients []string        // Patient ids of its patient parameter
+	focus    []string        // ServiceRequest ids of a Task's focus
+	// focusPatients are the Patient ids of those ServiceRequests (read after the commit).
+	focusPatients []string
+	beneficiaries []string // Patient ids of a Coverage's beneficiary
+}
+
+func (ch *accessChange) hasKey(keys ...string) bool {
+	for _, k := range keys {
+		if _, ok := slices.BinarySearch(ch.keys.Eq, k); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// extender adds what ch contributes to v, an organization's set under one name; it returns v
+// itself when ch adds nothing. It must never change v (requests may hold it).
+type extender func(t *tenant, v any, ch *accessChange) (any, bool)
+
+// extenders are keyed by entry name (see the builds in tenancy.go and consent.go).
+var extenders = map[string]extender{
+	"provider-patients": extendProviderPatients,
+	"plan-members":      extendPlanMembers,
+	"cbo-referrals":     extendCBOReferrals,
+	"consent-grants":    func(_ *tenant, v any, _ *accessChange) (any, bool) { return v, false },
+}
+
+func (c *orgCache) state(org string) *orgState {
+	if c.orgs == nil {
+		c.orgs = map[string]*orgState{}
+		c.flights = map[string]*flight{}
+		c.recentDrops = map[string]time.Time{}
+	}
+	st := c.orgs[org]
+	if st == nil {
+		st = &orgState{entries: map[string]orgEntry{}}
+		c.orgs[org] = st
+	}
+	return st
+}
+
+// cached returns the value build makes for t's organization under name (see the top of this
+// file for when it is reused). A request keeps what it was given while nothing changes for
+// the organization, so a search with _include and _has judges every part alike.
+func (s *Service) cached(ctx context.Context, t *tenant, name string, build func() (any, error)) (any, error) {
+	c := &s.orgCache
+	key := t.org + "|" + name
+	m := memoOf(ctx)
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		st := c.state(t.org)
+		memoKey := name + "@" + strconv.FormatUint(st.changed, 10)
+		if m != nil {
+			m.mu.Lock()
+			v, hit := m.sets[memoKey]
+			m.mu.Unlock()
+			if hit {
+				c.mu.Unlock()
+				return v, nil
+			}
+		}
+		if e, ok := st.entries[name]; ok && e.changed == st.changed && time.Since(e.at) <= s.accessTTL() {
+			c.mu.Unlock()
+			remember(m, memoKey, e.v)
+			return e.v, nil
+		}
+		if f := c.flights[key]; f != nil && attempt == 0 {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, Wrap(KindUnavailable, ctx.Err(), "the request ended while its access scope was being resolved")
+			}
+			if f.err == nil {
+				remember(m, memoKey, f.v)
+				return f.v, nil
+			}
+			continue // the other request failed (its own deadline, say): build here
+		}
+		f := &flight{done: make(chan struct{})}
+		if c.flights[key] == nil {
+			c.flights[key] = f
+		}
+		start := c.seq
+		c.mu.Unlock()
+
+		if extenders[name] != nil {
+			c.builds.Add(1) // a set read from the store (a scope is built from sets in memory)
+		}
+		v, err := build()
+		c.mu.Lock()
+		if err == nil {
+			v = c.settle(t, name, v, start)
+		}
+		if c.flights[key] == f {
+			delete(c.flights, key)
+		}
+		f.v, f.err = v, err
+		c.mu.Unlock()
+		close(f.done)
+		if err != nil {
+			return nil, err
+		}
+		remember(m, memoKey, v)
+		return v, nil
+	}
+}
+
+func remember(m *scopeMemo, key string, v any) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.sets[key] = v
+	m.mu.Unlock()
+}
+
+// settle brings v, built from what the store held at some point after seq start, up to the
+// present and stores it, or leaves it unstored when that cannot be done: a drop since start,
+// a change the entry cannot replay (no extender), or creations that left the log. Returns
+// the value the builder's request uses. Called with c.mu held.
+func (c *orgCache) settle(t *tenant, name string, v any, start uint64) any {
+	st := c.state(t.org)
+	if st.dropped > start || c.logFloor > start {
+		return v
+	}
+	ext := extenders[name]
+	if st.changed > start {
+		if ext == nil {
+			return v
+		}
+		i, _ := slices.BinarySearchFunc(c.log, start+1, func(ch *accessChange, seq uint64) int {
+			switch {
+			case ch.seq < seq:
+				return -1
+			case ch.seq > seq:
+				return 1
+			}
+			return 0
+		})
+		for _, ch := range c.log[i:] {
+			v, _ = ext(t, v, ch)
+		}
+	}
+	if c.entryCount >= maxOrgCacheEntries {
+		for _, o := range c.orgs {
+			clear(o.entries)
+		}
+		c.entryCount = 0
+	}
+	if _, had := st.entries[name]; !had {
+		c.entryCount++
+	}
+	st.entries[name] = orgEntry{v: v, changed: st.changed, at: time.Now()}
+	return v
+}
+
+// add applies a committed creation to the cached sets. Called with c.mu held.
+func (c *orgCache) add(ch *accessChange) {
+	c.seq++
+	ch.seq = c.seq
+	c.log = append(c.log, ch)
+	if len(c.log) > maxAccessLog {
+		drop := len(c.log) - maxAccessLog/2
+		c.logFloor = c.log[drop-1].seq
+		c.log = slices.Clone(c.log[drop:])
+	}
+	visit := func(org string, st *orgState) {
+		touched := ch.orgs[org]
+		t := tenantOfOrg(org)
+		_, hasReferrals := st.entries["cbo-referrals"]
+		for name, e := range st.entries {
+			ext := extenders[name]
+			if ext == nil || e.changed != st.changed {
+				continue
+			}
+			if nv, grew := ext(t, e.v, ch); grew {
+				touched = true
+				st.entries[name] = orgEntry{v: nv, changed: e.changed, at: e.at}
+			}
+		}
+		// A ServiceRequest can join a CBO's referrals by id, without naming the CBO (a Task
+		// of the CBO named it first). Without the CBO's referral set at hand to tell, its
+		// other entries are treated as changed.
+		if ch.typ == "ServiceRequest" && !hasReferrals && len(st.entries) > 0 {
+			touched = true
+		}
+		if !touched {
+			return
+		}
+		was := st.changed
+		st.changed = ch.seq
+		for name, e := range st.entries {
+			if extenders[name] != nil && e.changed == was {
+				e.changed = ch.seq
+				st.entries[name] = e
+			}
+		}
+	}
+	if ch.typ == "ServiceRequest" {
+		for org, st := range c.orgs {
+			visit(org, st)
+		}
+		return
+	}
+	for org := range ch.orgs {
+		if st := c.orgs[org]; st != nil {
+			visit(org, st)
+		}
+	}
+}
+
+// drop discards the entries of orgs, for a write that can take access away. Called with c.mu
+// held.
+func (c *orgCache) drop(orgs map[string]bool, resource string) {
+	c.seq++
+	for org := range orgs {
+		st := c.state(org)
+		st.changed, st.dropped = c.seq, c.seq
+		c.entryCount -= len(st.entries)
+		clear(st.entries)
+	}
+	if resource != "" {
+		now := time.Now()
+		if len(c.recentDrops) > maxOrgCacheEntries {
+			for k, at := range c.recentDrops {
+				if now.Sub(at) > time.Minute {
+					delete(c.recentDrops, k)
+				}
+			}
+		}
+		c.recentDrops[resource] = now
+	}
+}
+
+func tenantOfOrg(org string) *tenant {
+	id, _ := strings.CutPrefix(org, "Organization/")
+	return &tenant{org: org, orgID: id}
+}
+
+// orgsInKeys are the organizations a resource's search keys name: references to
+// Organization/<id> under any parameter, and tenant tags.
+func orgsInKeys(k *Keys) map[string]bool {
+	out := map[string]bool{}
+	tagPrefix := "_tag" + keySep + TenantTagSystem + keySep
+	for _, key := range k.Eq {
+		if org, ok := strings.CutPrefix(key, tagPrefix); ok {
+			if strings.HasPrefix(org, "Organization/") {
+				out[org] = true
+			}
+			continue
+		}
+		_, rest, ok := strings.Cut(key, keySep)
+		if ok && strings.HasPrefix(rest, "Organization/") && !strings.Contains(rest, keySep) {
+			out[rest] = true
+		}
+	}
+	return out
+}
+
+// accessNote is what checkWrite learned about a write for the cache: whether it creates the
+// resource, and which organizations' sets it may shrink.
+type accessNote struct {
+	create bool
+	drops  map[string]bool
+}
+
+// noteAccess decides, before a write of typ is stored, how it touches the cache, and drops
+// the sets it may shrink. old is the current version (nil when the write creates it), doc the
+// new one (nil for a delete).
+func (s *Service) noteAccess(typ, id string, old, doc map[string]any) accessNote {
+	if !accessTypes[typ] {
+		return accessNote{}
+	}
+	if old == nil && typ != "Consent" {
+		return accessNote{create: true}
+	}
+	if old != nil && doc != nil && typ != "Consent" && accessProjection(typ, old) == accessProjection(typ, doc) {
+		// An update that leaves the elements access depends on alone (a CBO moving its Task
+		// through the workflow, the common write) changes no one's sets.
+		return accessNote{}
+	}
+	orgs := map[string]bool{}
+	for _, d := range []map[string]any{old, doc} {
+		if d != nil {
+			k := ExtractKeysAt(typ, d, s.Base)
+			for org := range orgsInKeys(&k) {
+				orgs[org] = true
+			}
+		}
+	}
+	if len(orgs) == 0 {
+		return accessNote{}
+	}
+	c := &s.orgCache
+	c.mu.Lock()
+	c.drop(orgs, typ+"/"+id)
+	c.mu.Unlock()
+	return accessNote{drops: orgs}
+}
+
+// afterWrite brings the cache up to date once a write has committed: the drops again (a set
+// rebuilt while the write was under way may still hold what it took away), or the creation
+// added to the sets it extends.
+func (s *Service) afterWrite(ctx context.Context, r *Resource, note accessNote) {
+	if r == nil {
+		return
+	}
+	c := &s.orgCache
+	if len(note.drops) > 0 {
+		c.mu.Lock()
+		c.drop(note.drops, "")
+		c.mu.Unlock()
+	}
+	if !note.create || r.Deleted || !accessTypes[r.Type] {
+		return
+	}
+	ch := s.accessChangeOf(ctx, r)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at, ok := c.recentDrops[r.Type+"/"+r.ID]; ok && time.Since(at) <= time.Minute {
+		c.drop(ch.orgs, "")
+		return
+	}
+	c.add(ch)
+}
+
+// accessChangeOf collects what the extenders need from a committed creation.
+func (s *Service) accessChangeOf(ctx context.Context, r *Resource) *accessChange {
+	ch := &accessChange{typ: r.Type, id: r.ID, keys: &r.Keys}
+	if len(r.Keys.Eq) == 0 && len(r.JSON) > 0 {
+		ch.keys = s.keysOf(r)
+		if ch.keys == nil {
+			ch.keys = &Keys{}
+		}
+	}
+	ch.orgs = orgsInKeys(ch.keys)
+	var doc map[string]any
+	if json.Unmarshal(r.JSON, &doc) != nil {
+		return ch
+	}
+	ids := func(param, typ string) []string {
+		var out []string
+		for _, ref := range s.refsIn(doc, r.Type, param) {
+			if rt, id, _ := strings.Cut(ref, "/"); rt == typ {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	switch r.Type {
+	case "Task":
+		ch.patients = ids("patient", "Patient")
+		ch.focus = ids("focus", "ServiceRequest")
+		for _, sr := range ch.focus {
+			if got, err := s.Store.Read(ctx, "ServiceRequest", sr); err == nil {
+				s.refIDsInto(got, "patient", "Patient", &ch.focusPatients)
+			}
+		}
+	case "ServiceRequest":
+		ch.patients = ids("patient", "Patient")
+	case "Coverage":
+		ch.beneficiaries = ids("beneficiary", "Patient")
+	}
+	return ch
+}
+
+func (s *Service) refIDsInto(r *Resource, param, typ string, into *[]string) {
+	for _, ref := range s.references(r, param) {
+		if rt, id, _ := strings.Cut(ref, "/"); rt == typ {
+			*into = append(*into, id)
+		}
+	}
+}
+
+// withAdded returns set with ids added: set itself when it holds them all, a copy otherwise.
+func withAdded(set map[string]bool, ids ...[]string) (map[string]bool, bool) {
+	var out map[string]bool
+	for _, list := range ids {
+		for _, id := range list {
+			if set[id] || out[id] {
+				continue
+			}
+			if out == nil {
+				out = make(map[string]bool, len(set)+1)
+				for k := range set {
+					out[k] = true
+				}
+			}
+			out[id] = true
+		}
+	}
+	if out == nil {
+		return set, false
+	}
+	return out, true
+}
+
+// merge adds the drops of o to n (a cascade deletes several resources in one write).
+func (n *accessNote) merge(o accessNote) {
+	if len(o.drops) == 0 {
+		return
+	}
+	if n.drops == nil {
+		n.drops = map[string]bool{}
+	}
+	for org := range o.drops {
+		n.drops[org] = true
+	}
+}
+
+// AccessSetBuilds counts the access sets computed from the store since the service started
+// (a metric: the rest were served from the cache or extended in place).
+func (s *Service) AccessSetBuilds() int64 { return s.orgCache.builds.Load() }

@@ -1,0 +1,258 @@
+package resources_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/internal/r4"
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// These tests drive the service directly on the embedded store, with callers set on the
+// context as the server sets them after authentication, to watch the access-set cache
+// (accesscache.go): creations must extend the sets in place, drops must take effect at once,
+// and whatever happens concurrently, the cache must agree with sets built afresh.
+
+type callerKey struct{}
+
+func as(role, org string) context.Context {
+	ctx := context.WithValue(context.Background(), callerKey{}, resources.CallerInfo{Role: role, Org: "Organization/" + org, Admin: role == resources.RoleAdmin})
+	return resources.WithScopeCache(ctx) // one request
+}
+
+func newService(t testing.TB, store resources.Store, ttl time.Duration) *resources.Service {
+	return &resources.Service{Store: store, Validate: r4.Validate, Base: "http://calaimfhir.test/fhir",
+		RequiredReferences: resources.DefaultRequiredReferences, AccessCacheTTL: ttl,
+		Caller: func(ctx context.Context) (resources.CallerInfo, bool) {
+			c, ok := ctx.Value(callerKey{}).(resources.CallerInfo)
+			return c, ok
+		}}
+}
+
+type world struct {
+	t   testing.TB
+	svc *resources.Service
+}
+
+func (w *world) put(ctx context.Context, typ, id, body string) {
+	w.t.Helper()
+	if _, _, err := w.svc.Update(ctx, typ, id, []byte(fmt.Sprintf(`{"resourceType":%q,"id":%q,%s}`, typ, id, body)), 0); err != nil {
+		w.t.Fatalf("PUT %s/%s: %v", typ, id, err)
+	}
+}
+
+// referral writes what an EHR pushes, as the provider: Patient, Coverage with the plan as
+// payor, ServiceRequest and Task owned by the CBO.
+func (w *world) referral(n int, prov, plan, cbo string) {
+	w.t.Helper()
+	ctx := as(resources.RoleProvider, prov)
+	p := fmt.Sprint("p", n)
+	w.put(ctx, "Patient", p, `"name":[{"family":"m`+p+`"}]`)
+	w.put(ctx, "Coverage", "cov-"+p, `"status":"active","beneficiary":{"reference":"Patient/`+p+`"},"payor":[{"reference":"Organization/`+plan+`"}]`)
+	w.put(ctx, "ServiceRequest", "sr-"+p, `"status":"active","intent":"order","subject":{"reference":"Patient/`+p+`"},"requester":{"reference":"Organization/`+prov+`"}`)
+	w.put(ctx, "Task", "task-"+p, taskBody(p, prov, cbo))
+}
+
+func taskBody(p, prov, cbo string) string {
+	return `"status":"requested","intent":"order","focus":{"reference":"ServiceRequest/sr-` + p + `"},"for":{"reference":"Patient/` + p + `"},` +
+		`"requester":{"reference":"Organization/` + prov + `"},"owner":{"reference":"Organization/` + cbo + `"}`
+}
+
+func sees(t testing.TB, svc *resources.Service, ctx context.Context, typ, id string) bool {
+	t.Helper()
+	_, err := svc.Read(ctx, typ, id)
+	switch {
+	case err == nil:
+		return true
+	case resources.IsKind(err, resources.KindNotFound):
+		return false
+	}
+	t.Fatalf("read %s/%s: %v", typ, id, err)
+	return false
+}
+
+// visibleIDs lists the ids of typ a caller finds by searching for all of them.
+func visibleIDs(t testing.TB, svc *resources.Service, ctx context.Context, typ string) []string {
+	t.Helper()
+	sr, err := resources.ParseSearch(typ, url.Values{"_count": {"1000"}}, svc.Base, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := svc.Search(ctx, sr)
+	if err != nil {
+		t.Fatalf("search %s: %v", typ, err)
+	}
+	if page.Next != nil {
+		t.Fatalf("search %s: more than one page", typ)
+	}
+	var ids []string
+	for _, r := range page.Resources {
+		ids = append(ids, r.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func organizations(w *world, orgs ...string) {
+	for _, org := range orgs {
+		w.put(resources.AsSystem(context.Background()), "Organization", org, `"name":"`+org+`"`)
+	}
+}
+
+func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	organizations(w, "prov-1", "prov-2", "plan-1", "plan-2", "cbo-a", "cbo-b")
+	w.referral(0, "prov-1", "plan-1", "cbo-a")
+
+	callers := map[string]func() context.Context{
+		"prov-1": func() context.Context { return as(resources.RoleProvider, "prov-1") },
+		"prov-2": func() context.Context { return as(resources.RoleProvider, "prov-2") },
+		"plan-1": func() context.Context { return as(resources.RolePlan, "plan-1") },
+		"plan-2": func() context.Context { return as(resources.RolePlan, "plan-2") },
+		"cbo-a":  func() context.Context { return as(resources.RoleCBO, "cbo-a") },
+		"cbo-b":  func() context.Context { return as(resources.RoleCBO, "cbo-b") },
+	}
+	want := map[string]bool{"prov-1": true, "plan-1": true, "cbo-a": true}
+	check := func(p string) {
+		t.Helper()
+		for name, ctx := range callers {
+			for _, typ := range []string{"Patient", "ServiceRequest"} {
+				id := p
+				if typ == "ServiceRequest" {
+					id = "sr-" + p
+				}
+				if typ == "ServiceRequest" && name[:4] == "plan" {
+					continue // a plan sees requests of its members, checked through the patient
+				}
+				if got := sees(t, w.svc, ctx(), typ, id); got != want[name] {
+					t.Errorf("%s reads %s/%s: %v, want %v", name, typ, id, got, want[name])
+				}
+			}
+		}
+	}
+	check("p0") // every caller's sets are built and cached now
+	before := w.svc.AccessSetBuilds()
+	for n := 1; n <= 5; n++ {
+		w.referral(n, "prov-1", "plan-1", "cbo-a")
+		check(fmt.Sprint("p", n))
+	}
+	if got := w.svc.AccessSetBuilds() - before; got != 0 {
+		t.Errorf("five referrals made the service read %d access sets again; creations should extend them", got)
+	}
+
+	// A reassignment takes the referral from cbo-a at once (a drop, then a rebuild).
+	w.put(resources.AsSystem(context.Background()), "Task", "task-p5", taskBody("p5", "prov-1", "cbo-b"))
+	if sees(t, w.svc, callers["cbo-a"](), "Patient", "p5") || !sees(t, w.svc, callers["cbo-b"](), "Patient", "p5") {
+		t.Errorf("after reassigning task-p5 to cbo-b: cbo-a still sees p5, or cbo-b does not")
+	}
+	if w.svc.AccessSetBuilds() == before {
+		t.Errorf("a reassignment rebuilt nothing")
+	}
+	// A delete as well.
+	if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Task", "task-p5", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if sees(t, w.svc, callers["cbo-b"](), "Patient", "p5") {
+		t.Errorf("cbo-b still sees p5 after its Task was deleted")
+	}
+	// A payor change takes the member from plan-1.
+	w.put(resources.AsSystem(context.Background()), "Coverage", "cov-p4", `"status":"active","beneficiary":{"reference":"Patient/p4"},"payor":[{"reference":"Organization/plan-2"}]`)
+	if sees(t, w.svc, callers["plan-1"](), "Patient", "p4") || !sees(t, w.svc, callers["plan-2"](), "Patient", "p4") {
+		t.Errorf("after the payor change: plan-1 still sees p4, or plan-2 does not")
+	}
+}
+
+// TestAccessCache_AgreesWithFreshSetsUnderConcurrency writes referrals, reassignments, payor
+// changes and deletes from several goroutines while others search as every caller (so sets
+// are built, extended and dropped while writes commit), then compares what each caller sees
+// through this service with what a second service, whose cache starts empty, sees.
+func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	provs, plans, cbos := []string{"prov-1", "prov-2", "prov-3"}, []string{"plan-1", "plan-2"}, []string{"cbo-a", "cbo-b", "cbo-c", "cbo-d"}
+	organizations(w, append(append(slices.Clone(provs), plans...), cbos...)...)
+	type caller struct{ role, org string }
+	var callers []caller
+	for _, p := range provs {
+		callers = append(callers, caller{resources.RoleProvider, p})
+	}
+	for _, p := range plans {
+		callers = append(callers, caller{resources.RolePlan, p})
+	}
+	for _, c := range cbos {
+		callers = append(callers, caller{resources.RoleCBO, c})
+	}
+
+	const writers, perWriter = 4, 30
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c := callers[rng.IntN(len(callers))]
+				visibleIDs(t, w.svc, as(c.role, c.org), []string{"Patient", "ServiceRequest", "Coverage"}[rng.IntN(3)])
+			}
+		}(uint64(r))
+	}
+	var writersWG sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		writersWG.Add(1)
+		go func(g int) {
+			defer writersWG.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 11))
+			admin := resources.AsSystem(context.Background())
+			for i := 0; i < perWriter; i++ {
+				n := g*perWriter + i
+				p := fmt.Sprint("p", n)
+				prov := provs[rng.IntN(len(provs))]
+				w.referral(n, prov, plans[rng.IntN(len(plans))], cbos[rng.IntN(len(cbos))])
+				if i == 0 {
+					continue
+				}
+				// Now and then change something written earlier by this writer.
+				old := fmt.Sprint("p", g*perWriter+rng.IntN(i))
+				switch rng.IntN(6) {
+				case 0:
+					w.put(admin, "Task", "task-"+old, taskBody(old, provs[rng.IntN(len(provs))], cbos[rng.IntN(len(cbos))]))
+				case 1:
+					w.put(admin, "Coverage", "cov-"+old, `"status":"active","beneficiary":{"reference":"Patient/`+old+`"},"payor":[{"reference":"Organization/`+plans[rng.IntN(len(plans))]+`"}]`)
+				case 2:
+					if _, err := w.svc.Delete(admin, "Task", "task-"+old, 0, false); err != nil {
+						t.Errorf("delete task-%s: %v", old, err)
+					}
+				}
+				_ = p
+			}
+		}(g)
+	}
+	writersWG.Wait()
+	close(stop)
+	wg.Wait()
+
+	fresh := newService(t, store, time.Hour)
+	for _, c := range callers {
+		for _, typ := range []string{"Patient", "ServiceRequest", "Coverage", "Task"} {
+			got := visibleIDs(t, w.svc, as(c.role, c.org), typ)
+			want := visibleIDs(t, fresh, as(c.role, c.org), typ)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s %s sees %d %s through the long-lived cache and %d afresh:\ncached %v\nfresh  %v", c.role, c.org, len(got), typ, len(want), got, want)
+			}
+		}
+	}
+}
