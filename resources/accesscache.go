@@ -94,6 +94,10 @@ type accessChange struct {
 	// focusPatients are the Patient ids of those ServiceRequests (read after the commit).
 	focusPatients []string
 	beneficiaries []string // Patient ids of a Coverage's beneficiary
+	// consentPatient and consentGrants: a Consent's patient id, and for each organization it
+	// names what it grants that organization now (consentPermits).
+	consentPatient string
+	consentGrants  map[string]labelMask
 }
 
 func (ch *accessChange) hasKey(keys ...string) bool {
@@ -114,7 +118,7 @@ var extenders = map[string]extender{
 	"provider-patients": extendProviderPatients,
 	"plan-members":      extendPlanMembers,
 	"cbo-referrals":     extendCBOReferrals,
-	"consent-grants":    func(_ *tenant, v any, _ *accessChange) (any, bool) { return v, false },
+	"consent-grants":    extendConsentGrants,
 }
 
 func (c *orgCache) state(org string) *orgState {
@@ -364,7 +368,7 @@ func (s *Service) noteAccess(typ, id string, old, doc map[string]any) accessNote
 	if !accessTypes[typ] {
 		return accessNote{}
 	}
-	if old == nil && typ != "Consent" {
+	if old == nil {
 		return accessNote{create: true}
 	}
 	if old != nil && doc != nil && typ != "Consent" && accessProjection(typ, old) == accessProjection(typ, doc) {
@@ -453,6 +457,17 @@ func (s *Service) accessChangeOf(ctx context.Context, r *Resource) *accessChange
 		ch.patients = ids("patient", "Patient")
 	case "Coverage":
 		ch.beneficiaries = ids("beneficiary", "Patient")
+	case "Consent":
+		ch.consentPatient, _ = strings.CutPrefix(refOf(doc["patient"]), "Patient/")
+		now := consentNow()
+		for org := range ch.orgs {
+			if mask, ok := consentPermits(doc, org, now); ok {
+				if ch.consentGrants == nil {
+					ch.consentGrants = map[string]labelMask{}
+				}
+				ch.consentGrants[org] = mask
+			}
+		}
 	}
 	return ch
 }

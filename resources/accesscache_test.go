@@ -58,6 +58,20 @@ func (w *world) referral(n int, prov, plan, cbo string) {
 	w.put(ctx, "Coverage", "cov-"+p, `"status":"active","beneficiary":{"reference":"Patient/`+p+`"},"payor":[{"reference":"Organization/`+plan+`"}]`)
 	w.put(ctx, "ServiceRequest", "sr-"+p, `"status":"active","intent":"order","subject":{"reference":"Patient/`+p+`"},"requester":{"reference":"Organization/`+prov+`"}`)
 	w.put(ctx, "Task", "task-"+p, taskBody(p, prov, cbo))
+	w.put(ctx, "Condition", "cond-"+p, `"subject":{"reference":"Patient/`+p+`"},"code":{"text":"housing"}`)
+}
+
+// consent writes, as the provider (or the administrator, when prov is ""), p's Consent to
+// disclose to cbo (status active or inactive).
+func (w *world) consent(p, prov, cbo, status string) {
+	w.t.Helper()
+	ctx := resources.AsSystem(context.Background())
+	if prov != "" {
+		ctx = as(resources.RoleProvider, prov)
+	}
+	w.put(ctx, "Consent", "con-"+p, `"status":"`+status+`","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},`+
+		`"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IDSCL"}]}],"patient":{"reference":"Patient/`+p+`"},`+
+		`"provision":{"type":"permit","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP"}]},"reference":{"reference":"Organization/`+cbo+`"}}]}`)
 }
 
 func taskBody(p, prov, cbo string) string {
@@ -139,10 +153,21 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 		}
 	}
 	check("p0") // every caller's sets are built and cached now
+	if sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-p0") {
+		t.Errorf("cbo-a reads a Condition without a Consent")
+	}
 	before := w.svc.AccessSetBuilds()
 	for n := 1; n <= 5; n++ {
+		p := fmt.Sprint("p", n)
 		w.referral(n, "prov-1", "plan-1", "cbo-a")
-		check(fmt.Sprint("p", n))
+		check(p)
+		if sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-"+p) {
+			t.Errorf("cbo-a reads cond-%s without a Consent", p)
+		}
+		w.consent(p, "prov-1", "cbo-a", "active")
+		if !sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-"+p) {
+			t.Errorf("cbo-a does not read cond-%s under its new Consent", p)
+		}
 	}
 	if got := w.svc.AccessSetBuilds() - before; got != 0 {
 		t.Errorf("five referrals made the service read %d access sets again; creations should extend them", got)
@@ -155,6 +180,11 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 	}
 	if w.svc.AccessSetBuilds() == before {
 		t.Errorf("a reassignment rebuilt nothing")
+	}
+	// Revoking a Consent takes the Condition away at once.
+	w.consent("p3", "prov-1", "cbo-a", "inactive")
+	if sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-p3") {
+		t.Errorf("cbo-a still reads cond-p3 after its Consent was revoked")
 	}
 	// A delete as well.
 	if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Task", "task-p5", 0, false); err != nil {
@@ -206,7 +236,7 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 				default:
 				}
 				c := callers[rng.IntN(len(callers))]
-				visibleIDs(t, w.svc, as(c.role, c.org), []string{"Patient", "ServiceRequest", "Coverage"}[rng.IntN(3)])
+				visibleIDs(t, w.svc, as(c.role, c.org), []string{"Patient", "ServiceRequest", "Coverage", "Condition"}[rng.IntN(4)])
 			}
 		}(uint64(r))
 	}
@@ -221,7 +251,11 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 				n := g*perWriter + i
 				p := fmt.Sprint("p", n)
 				prov := provs[rng.IntN(len(provs))]
-				w.referral(n, prov, plans[rng.IntN(len(plans))], cbos[rng.IntN(len(cbos))])
+				cbo := cbos[rng.IntN(len(cbos))]
+				w.referral(n, prov, plans[rng.IntN(len(plans))], cbo)
+				if rng.IntN(2) == 0 {
+					w.consent(p, prov, cbo, "active")
+				}
 				if i == 0 {
 					continue
 				}
@@ -236,8 +270,9 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 					if _, err := w.svc.Delete(admin, "Task", "task-"+old, 0, false); err != nil {
 						t.Errorf("delete task-%s: %v", old, err)
 					}
+				case 3:
+					w.consent(old, "", cbos[rng.IntN(len(cbos))], []string{"active", "inactive"}[rng.IntN(2)])
 				}
-				_ = p
 			}
 		}(g)
 	}
@@ -247,7 +282,7 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 
 	fresh := newService(t, store, time.Hour)
 	for _, c := range callers {
-		for _, typ := range []string{"Patient", "ServiceRequest", "Coverage", "Task"} {
+		for _, typ := range []string{"Patient", "ServiceRequest", "Coverage", "Task", "Condition", "Consent"} {
 			got := visibleIDs(t, w.svc, as(c.role, c.org), typ)
 			want := visibleIDs(t, fresh, as(c.role, c.org), typ)
 			if !slices.Equal(got, want) {

@@ -85,6 +85,29 @@ func (s *Service) readConsentGrants(ctx context.Context, t *tenant) (map[string]
 	return grants, err
 }
 
+// extendConsentGrants is readConsentGrants for one created resource: a new Consent can only
+// add to what the organization is granted.
+func extendConsentGrants(t *tenant, v any, ch *accessChange) (any, bool) {
+	mask, ok := ch.consentGrants[t.org]
+	if ch.typ != "Consent" || !ok || ch.consentPatient == "" {
+		return v, false
+	}
+	// The build's query: the organization as actor, status active.
+	if !ch.hasKey(t.orgKey("actor")) || !ch.hasKey(TokenCodeKey("status", "active")) {
+		return v, false
+	}
+	grants := v.(map[string]labelMask)
+	if have, ok := grants[ch.consentPatient]; ok && have|mask == have {
+		return v, false
+	}
+	out := make(map[string]labelMask, len(grants)+1)
+	for k, m := range grants {
+		out[k] = m
+	}
+	out[ch.consentPatient] |= mask
+	return out, true
+}
+
 // consentPermits evaluates one Consent for disclosure to org at now: ok when it permits
 // disclosure at all, and the sensitive labels it covers.
 func consentPermits(doc map[string]any, org string, now time.Time) (labelMask, bool) {
