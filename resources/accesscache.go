@@ -354,10 +354,11 @@ func orgsInKeys(k *Keys) map[string]bool {
 	return out
 }
 
-// accessNote is what checkWrite learned about a write for the cache: whether it creates the
-// resource, and which organizations' sets it may shrink.
+// accessNote is what checkWrite learned about a write for the cache: whether it can only add
+// to the sets (a creation, or an update that only adds a tenant tag), and which
+// organizations' sets it may shrink.
 type accessNote struct {
-	create bool
+	extend bool
 	drops  map[string]bool
 }
 
@@ -369,12 +370,19 @@ func (s *Service) noteAccess(typ, id string, old, doc map[string]any) accessNote
 		return accessNote{}
 	}
 	if old == nil {
-		return accessNote{create: true}
+		return accessNote{extend: true}
 	}
-	if old != nil && doc != nil && typ != "Consent" && accessProjection(typ, old) == accessProjection(typ, doc) {
-		// An update that leaves the elements access depends on alone (a CBO moving its Task
-		// through the workflow, the common write) changes no one's sets.
-		return accessNote{}
+	if doc != nil && typ != "Consent" && accessProjection(typ, old, false) == accessProjection(typ, doc, false) {
+		switch oldTags, newTags := tenantTags(old), tenantTags(doc); {
+		case slices.Equal(oldTags, newTags):
+			// An update that leaves the elements access depends on alone (a CBO moving its
+			// Task through the workflow, the common write) changes no one's sets.
+			return accessNote{}
+		case !slices.ContainsFunc(oldTags, func(tag string) bool { return !slices.Contains(newTags, tag) }):
+			// It only adds a writer's tenant tag (a CBO's first update of a Task it was
+			// sent): that can only add to the sets.
+			return accessNote{extend: true}
+		}
 	}
 	orgs := map[string]bool{}
 	for _, d := range []map[string]any{old, doc} {
@@ -408,7 +416,7 @@ func (s *Service) afterWrite(ctx context.Context, r *Resource, note accessNote) 
 		c.drop(note.drops, "")
 		c.mu.Unlock()
 	}
-	if !note.create || r.Deleted || !accessTypes[r.Type] {
+	if !note.extend || r.Deleted || !accessTypes[r.Type] {
 		return
 	}
 	ch := s.accessChangeOf(ctx, r)

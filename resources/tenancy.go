@@ -295,37 +295,39 @@ var accessElements = map[string][]string{
 	"Patient":        {"meta"},
 }
 
-// accessProjection is the part of doc the access sets depend on, as comparable text. meta
-// counts by its tags only (versionId and lastUpdated change on every write).
-func accessProjection(typ string, doc map[string]any) string {
+// accessProjection is the part of doc the access sets depend on, as comparable text, with
+// or without its tags (meta counts by its tags only: versionId and lastUpdated change on
+// every write).
+func accessProjection(typ string, doc map[string]any, withTags bool) string {
 	els, ok := accessElements[typ]
 	if !ok {
-		b, _ := json.Marshal(withoutMetaStamp(doc))
+		out := make(map[string]any, len(doc))
+		for k, v := range doc {
+			if k == "meta" {
+				if !withTags {
+					continue
+				}
+				m, _ := v.(map[string]any)
+				v = m["tag"]
+			}
+			out[k] = v
+		}
+		b, _ := json.Marshal(out)
 		return string(b)
 	}
 	proj := map[string]any{}
 	for _, e := range els {
 		if e == "meta" {
-			m, _ := doc["meta"].(map[string]any)
-			proj["tag"] = m["tag"]
+			if withTags {
+				m, _ := doc["meta"].(map[string]any)
+				proj["tag"] = m["tag"]
+			}
 			continue
 		}
 		proj[e] = doc[e]
 	}
 	b, _ := json.Marshal(proj)
 	return string(b)
-}
-
-func withoutMetaStamp(doc map[string]any) map[string]any {
-	out := make(map[string]any, len(doc))
-	for k, v := range doc {
-		if k == "meta" {
-			m, _ := v.(map[string]any)
-			v = m["tag"]
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // accessTypes are the types whose writes can change what an organization may see.
