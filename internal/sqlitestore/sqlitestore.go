@@ -11,6 +11,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -591,11 +592,17 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 	var args []any
 	switch {
 	case len(c.AnyKey) > 0:
+		if len(c.AnyKey) > longList {
+			return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (SELECT value FROM json_each(?)))", []any{jsonList(c.AnyKey)}
+		}
 		for _, k := range c.AnyKey {
 			args = append(args, k)
 		}
 		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.AnyKey)) + "))", args
 	case len(c.IDs) > 0:
+		if len(c.IDs) > longList {
+			return "r.id IN (SELECT value FROM json_each(?))", []any{jsonList(c.IDs)}
+		}
 		for _, v := range c.IDs {
 			args = append(args, v)
 		}
@@ -607,6 +614,16 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.NoKey)) + "))", args
 	}
 	return "0", nil
+}
+
+// longList is the length from which a list of keys or ids goes to SQLite as one JSON array
+// parameter: a tenancy scope can hold thousands (a plan's members), and binding each one and
+// preparing a statement of that many placeholders for every query cost more than the query.
+const longList = 32
+
+func jsonList(vals []string) string {
+	b, _ := json.Marshal(vals)
+	return string(b)
 }
 
 // valueMatchSQL tests each alternative's bounds on one row of a value table, so that all the

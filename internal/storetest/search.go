@@ -66,6 +66,19 @@ func status(codes ...string) resources.Clause {
 	return resources.Clause{AnyKey: keys}
 }
 
+// longList is 500 values made from filler (numbered) around the given ones.
+func longList(filler string, vals ...string) []string {
+	var out []string
+	for i := 0; i < 500; i++ {
+		out = append(out, fmt.Sprintf("%s-%03d", filler, i))
+		if i%200 == 0 && len(vals) > 0 {
+			out = append(out, vals[0])
+			vals = vals[1:]
+		}
+	}
+	return append(out, vals...)
+}
+
 func init() {
 	register("Search_ByKeys_AndOr", func(t *testing.T, h Harness) {
 		s, _ := h.OpenFresh(t)
@@ -97,6 +110,15 @@ func init() {
 			}}}, []string{"a2"}},
 			{"or and outer clause", []resources.Clause{status("requested"), {Or: [][]resources.Clause{{owner("a")}, {{IDs: []string{"b1"}}}}}}, []string{"a1", "b1"}},
 			{"or with empty alternative list", []resources.Clause{{Or: [][]resources.Clause{}}}, nil},
+			// Lists as long as tenancy scopes make them (a plan's members): stores may compile
+			// them differently from short ones.
+			{"long ids", []resources.Clause{{IDs: longList("x", "a1", "b1")}}, []string{"a1", "b1"}},
+			{"long keys", []resources.Clause{{AnyKey: longList(resources.TokenCodeKey("status", "none"), resources.TokenCodeKey("status", "accepted"))}}, []string{"a2"}},
+			{"long nokey", []resources.Clause{owner("a"), {NoKey: longList(resources.TokenCodeKey("status", "none"), resources.TokenCodeKey("status", "accepted"))}}, []string{"a1", "a3"}},
+			{"or with long lists", []resources.Clause{{Or: [][]resources.Clause{
+				{{IDs: longList("x", "a3")}},
+				{{AnyKey: longList(resources.RefKey("owner", "Organization", "none"), resources.RefKey("owner", "Organization", "b"))}},
+			}}}, []string{"a3", "b1"}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
