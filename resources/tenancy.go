@@ -263,6 +263,25 @@ func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scope
 	return &scoped{clause: Clause{}}, nil // unknown role: nothing
 }
 
+// collectAny is collect for the resources of typ carrying any of keys, one query per key: each
+// is served by the key index, where one query for any of them would scan the type. A resource
+// with several of the keys is passed to fn once.
+func (s *Service) collectAny(ctx context.Context, typ string, keys []string, fn func(*Resource)) error {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		err := s.collect(ctx, Query{Type: typ, Clauses: []Clause{keysClause(k)}}, func(r *Resource) {
+			if !seen[r.ID] {
+				seen[r.ID] = true
+				fn(r)
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // collect pages through every resource matching q (unrestricted: scope resolution itself).
 func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) error {
 	q.Count = MaxCount
@@ -350,8 +369,7 @@ type cboRefs struct {
 func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error) {
 	v, err := s.cached(ctx, t, "cbo-referrals", func() (any, error) {
 		refs := &cboRefs{requests: map[string]bool{}, patients: map[string]bool{}}
-		q := Query{Type: "Task", Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("owner"), t.orgKey("requester"))}}
-		err := s.collect(ctx, q, func(r *Resource) {
+		err := s.collectAny(ctx, "Task", []string{t.tagKey(), t.orgKey("owner"), t.orgKey("requester")}, func(r *Resource) {
 			s.refIDs(r, "focus", "ServiceRequest", refs.requests)
 			s.refIDs(r, "patient", "Patient", refs.patients)
 		})
@@ -359,12 +377,22 @@ func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error)
 			return nil, err
 		}
 		// Requests naming the CBO as performer join the Tasks' focus requests; the patients
-		// are whom all of those are for.
-		q = Query{Type: "ServiceRequest", Clauses: []Clause{anyOf([]string{t.orgKey("performer")}, idAlt(refs.requests))}}
-		err = s.collect(ctx, q, func(r *Resource) {
-			refs.requests[r.ID] = true
-			s.refIDs(r, "patient", "Patient", refs.patients)
-		})
+		// are whom all of those are for. (Two queries: each is served by an index, their
+		// disjunction would scan every ServiceRequest.)
+		seen := map[string]bool{}
+		add := func(r *Resource) {
+			if !seen[r.ID] {
+				seen[r.ID] = true
+				refs.requests[r.ID] = true
+				s.refIDs(r, "patient", "Patient", refs.patients)
+			}
+		}
+		if len(refs.requests) > 0 {
+			if err := s.collect(ctx, Query{Type: "ServiceRequest", Clauses: []Clause{{IDs: sortedSet(refs.requests)}}}, add); err != nil {
+				return nil, err
+			}
+		}
+		err = s.collect(ctx, Query{Type: "ServiceRequest", Clauses: []Clause{keysClause(t.orgKey("performer"))}}, add)
 		return refs, err
 	})
 	if err != nil {
@@ -402,12 +430,6 @@ func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
 	return &cboRefs{requests: req, patients: pat}, true
 }
 
-func idAlt(set map[string]bool) []Clause {
-	if len(set) == 0 {
-		return nil
-	}
-	return []Clause{{IDs: sortedSet(set)}}
-}
 
 func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, error) {
 	v, err := s.cached(ctx, t, "plan-members", func() (any, error) {
@@ -434,8 +456,7 @@ func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]b
 	v, err := s.cached(ctx, t, "provider-patients", func() (any, error) {
 		set := map[string]bool{}
 		for _, typ := range []string{"ServiceRequest", "Task"} {
-			q := Query{Type: typ, Clauses: []Clause{keysClause(t.tagKey(), t.orgKey("requester"))}}
-			if err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "patient", "Patient", set) }); err != nil {
+			if err := s.collectAny(ctx, typ, []string{t.tagKey(), t.orgKey("requester")}, func(r *Resource) { s.refIDs(r, "patient", "Patient", set) }); err != nil {
 				return nil, err
 			}
 		}

@@ -60,7 +60,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
 	fs.IntVar(&cfg.run.Clients, "clients", 16, "concurrent clients")
 	fs.DurationVar(&cfg.run.Duration, "duration", 10*time.Second, "length of the mixed phase")
 	fs.DurationVar(&cfg.run.SoloDuration, "solo", 2*time.Second, "length of each operation's solo phase before the mix (0: the ceiling only)")
-	fs.StringVar(&cfg.mix, "mix", "", "operation weights of the mix, e.g. read=35,poll=20 (default "+mixString(bench.DefaultMix)+")")
+	fs.StringVar(&cfg.mix, "mix", "", "operation weights of the mix, e.g. read=35,poll=20, or crud ("+mixString(bench.CRUDMix)+"; default "+mixString(bench.DefaultMix)+")")
 	fs.IntVar(&cfg.run.ClaimBatch, "claim-batch", 50, "claims per submission")
 	fs.StringVar(&cfg.run.ClaimMode, "claims", "auto", "submit claims with POST Claim/$submit (submit), as batch Bundles of creates (batch), or with $submit when the CapabilityStatement lists it (auto)")
 	fs.IntVar(&cfg.run.LoadClients, "load-clients", 4, "concurrent transaction Bundles while loading")
@@ -95,6 +95,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
 
 // parseMix reads "op=weight,op=weight".
 func parseMix(s string) (map[string]int, error) {
+	if s == "crud" {
+		return bench.CRUDMix, nil
+	}
 	mix := map[string]int{}
 	for _, part := range strings.Split(s, ",") {
 		op, w, ok := strings.Cut(strings.TrimSpace(part), "=")

@@ -24,14 +24,20 @@ const (
 	OpTaskUpdate = "task-update" // PUT Task/id with If-Match, next workflow status (owner CBO)
 	OpReferral   = "referral"    // POST transaction: Patient, Condition, Consent, ServiceRequest, Task (EHR)
 	OpClaim      = "claim"       // $submit of 50 Claims, or a batch of 50 creates (CBO)
+	OpCreate     = "create"      // POST Observation: a member's new SDOH screening (plan)
 )
 
 // Ops lists every operation in report order.
-var Ops = []string{OpCeiling, OpRead, OpSearch, OpPoll, OpTaskUpdate, OpReferral, OpClaim}
+var Ops = []string{OpCeiling, OpRead, OpSearch, OpPoll, OpTaskUpdate, OpCreate, OpReferral, OpClaim}
 
 // DefaultMix weighs the mixed workload: mostly reads, searches and CBO polling, a steady
 // stream of referral pushes and Task updates, and occasional claim submissions.
 var DefaultMix = map[string]int{OpRead: 35, OpSearch: 15, OpPoll: 20, OpTaskUpdate: 15, OpReferral: 12, OpClaim: 3}
+
+// CRUDMix (--mix crud) is the kind of mix published CRUD rates are measured with: every
+// request reads or writes one resource (reads by id, identifier searches, polls, Task updates,
+// creates), so its rate compares with theirs. DefaultMix writes ≈ 2.3 resources per request.
+var CRUDMix = map[string]int{OpRead: 40, OpSearch: 10, OpPoll: 15, OpTaskUpdate: 15, OpCreate: 20}
 
 // errSkip means the operation had nothing to do (no open Task to move); it is not timed.
 var errSkip = errors.New("nothing to do")
@@ -145,6 +151,8 @@ func (w *workload) run(ctx context.Context, op string, rng *rand.Rand) (int, err
 		return w.referral(ctx, rng)
 	case OpClaim:
 		return w.claims(ctx, rng)
+	case OpCreate:
+		return w.create(ctx, rng)
 	}
 	return 0, fmt.Errorf("unknown operation %q", op)
 }
@@ -173,6 +181,26 @@ func countEntries(body []byte, want int) (int, error) {
 		return 0, fmt.Errorf("search found %d matches, want at least %d", n, want)
 	}
 	return n, nil
+}
+
+// create is the plan recording a new SDOH screening for one of its members.
+func (w *workload) create(ctx context.Context, rng *rand.Rand) (int, error) {
+	m := w.p.Members[rng.IntN(len(w.p.Members))]
+	obs := map[string]any{"resourceType": "Observation", "status": "final",
+		"category": []any{concept(observationCategorySys, "survey"), concept(profiles.SDOHCCCategorySystem, m.Service.category)},
+		"code":     concept(profiles.LOINCSystem, "88124-3"), "subject": ref("Patient/" + m.PatientID),
+		"effectiveDateTime":    time.Now().UTC().Format(time.RFC3339),
+		"valueCodeableConcept": concept(profiles.LOINCSystem, "LA19952-3"), // "At risk"
+	}
+	body, _ := json.Marshal(obs)
+	r, err := w.c.do(ctx, "POST", "Observation", body, "plan", w.p.Plan)
+	if err != nil {
+		return 0, err
+	}
+	if r.header.Get("Location") == "" {
+		return 0, fmt.Errorf("create answered without a Location")
+	}
+	return 1, nil
 }
 
 // poll is a CBO asking for its Tasks changed since its previous poll, oldest first.
