@@ -430,7 +430,6 @@ func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
 	return &cboRefs{requests: req, patients: pat}, true
 }
 
-
 func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, error) {
 	v, err := s.cached(ctx, t, "plan-members", func() (any, error) {
 		set := map[string]bool{}
