@@ -86,12 +86,21 @@ func ExtractKeys(typ string, doc map[string]any) Keys { return ExtractKeysAt(typ
 // ExtractKeysAt is ExtractKeys on a server whose FHIR base is base: absolute references to
 // it are indexed as the local references they are.
 func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
+	return extractKeysFor(typ, doc, base, nil)
+}
+
+// extractKeysFor is ExtractKeysAt for the parameters in only (every parameter, composites
+// included, when only is nil).
+func extractKeysFor(typ string, doc map[string]any, base string, only map[string]bool) Keys {
 	var k Keys
 	prefix := ""
 	if base != "" {
 		prefix = strings.TrimSuffix(base, "/") + "/"
 	}
 	for _, p := range Params(typ) {
+		if only != nil && !only[p.Name] {
+			continue
+		}
 		before := k.count()
 		eq, str, dates, nums := len(k.Eq), len(k.Strings), len(k.Dates), len(k.Numbers)
 		for _, path := range p.Paths {
@@ -105,6 +114,9 @@ func ExtractKeysAt(typ string, doc map[string]any, base string) Keys {
 		}
 	}
 	for _, name := range CompositeNames(typ) {
+		if only != nil && !only[name] {
+			continue
+		}
 		before := k.count()
 		for _, c := range compositeParams[typ] {
 			if c.Name == name {

@@ -80,3 +80,53 @@ func BenchmarkReferences(b *testing.B) {
 		}
 	})
 }
+
+// TestAccessKeys_MatchWholeExtraction: accessKeys decodes only what the scope's parameters
+// read; for those parameters it must give exactly the keys extracting the whole resource
+// gives, on every official example (skipped without ../shared). Every parameter is tried
+// alone, and the set tenancy scopes use together.
+func TestAccessKeys_MatchWholeExtraction(t *testing.T) {
+	dir := filepath.Join("..", "..", "shared", "fhir-examples", "r4")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Skipf("official examples not found at %s: %v", dir, err)
+	}
+	s := &Service{Base: "http://example.org/fhir"}
+	checked := 0
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		var head struct{ ResourceType, ID string }
+		if json.Unmarshal(raw, &head) != nil || !Supported(head.ResourceType) {
+			continue
+		}
+		r := &Resource{Type: head.ResourceType, ID: head.ID, JSON: raw}
+		whole := s.keysOf(r)
+		sets := []map[string]bool{{"_tag": true, "_security": true, "patient": true, "owner": true, "requester": true, "performer": true, "payor": true, "provider": true}}
+		for _, p := range Params(r.Type) {
+			sets = append(sets, map[string]bool{p.Name: true})
+		}
+		for _, params := range sets {
+			got := s.accessKeys(r, params)
+			if got == nil {
+				t.Fatalf("%s: accessKeys failed", e.Name())
+			}
+			var want []string
+			for _, k := range whole.Eq {
+				p, _, _ := strings.Cut(k, keySep)
+				if p, _, _ = strings.Cut(p, ":"); params[p] { // patient:identifier keys are patient's
+					want = append(want, k)
+				}
+			}
+			if !slices.Equal(got.Eq, want) {
+				t.Errorf("%s %v:\n partial %q\n whole   %q", e.Name(), params, got.Eq, want)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Skip("no examples of the supported types")
+	}
+}

@@ -115,6 +115,9 @@ func (t *tenant) orgKey(param string) string { return RefKey(param, "Organizatio
 type scoped struct {
 	clause Clause
 	gated  *Clause
+	// params are the search parameters whose keys clause tests: judging one resource
+	// against it needs only those keys (accessKeys).
+	params map[string]bool
 }
 
 // scopeMemo caches a request's scopes and access sets: a search with _include and _has asks
@@ -146,7 +149,14 @@ func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
 	// The limit is cached with the organization's access sets (same invalidation): building
 	// it sorts the sets into id and key lists, which a busy organization would otherwise pay
 	// on every request.
-	v, err := s.cached(ctx, t, "scope|"+typ, func() (any, error) { return s.buildScope(ctx, t, typ) })
+	v, err := s.cached(ctx, t, "scope|"+typ, func() (any, error) {
+		sc, err := s.buildScope(ctx, t, typ)
+		if err == nil {
+			sc.params = map[string]bool{}
+			clauseParams(sc.clause, sc.params)
+		}
+		return sc, err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -511,8 +521,57 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 	if r.Deleted || len(r.JSON) == 0 {
 		return false, nil
 	}
-	k := s.keysOf(r)
+	k := s.accessKeys(r, sc.params)
 	return k != nil && Matches([]Clause{sc.clause}, r, k), nil
+}
+
+// clauseParams adds the parameters whose keys c tests.
+func clauseParams(c Clause, into map[string]bool) {
+	for _, list := range [][]string{c.AnyKey, c.NoKey} {
+		for _, k := range list {
+			if p, _, ok := strings.Cut(k, keySep); ok {
+				p, _, _ = strings.Cut(p, ":") // patient:identifier keys come with patient
+				into[p] = true
+			}
+		}
+	}
+	for _, alt := range c.Or {
+		for _, sub := range alt {
+			clauseParams(sub, into)
+		}
+	}
+}
+
+// accessKeys are r's search keys for params only, from the top-level elements they read:
+// a read judged against a scope needs a handful of keys, not every key of the resource.
+func (s *Service) accessKeys(r *Resource, params map[string]bool) *Keys {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(r.JSON, &top) != nil {
+		return nil
+	}
+	doc := map[string]any{}
+	for _, p := range Params(r.Type) {
+		if !params[p.Name] {
+			continue
+		}
+		for _, path := range p.Paths {
+			f, _, _ := strings.Cut(path, ".")
+			f, _, _ = strings.Cut(f, "[")
+			raw, ok := top[f]
+			if _, done := doc[f]; done || !ok {
+				continue
+			}
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			var v any
+			if dec.Decode(&v) != nil {
+				return nil
+			}
+			doc[f] = v
+		}
+	}
+	k := extractKeysFor(r.Type, doc, s.Base, params)
+	return &k
 }
 
 // visibleDoc is visibleAs for a current version already decoded (doc, of typ/id).
@@ -521,7 +580,7 @@ func (s *Service) visibleDoc(ctx context.Context, typ, id string, doc map[string
 	if err != nil || sc == nil {
 		return err == nil, err
 	}
-	k := ExtractKeysAt(typ, doc, s.Base)
+	k := extractKeysFor(typ, doc, s.Base, sc.params)
 	return Matches([]Clause{sc.clause}, &Resource{Type: typ, ID: id}, &k), nil
 }
 
