@@ -61,6 +61,10 @@ type Config struct {
 	// the types whose writes must conform to their CalAIM profile (see server/conformance.go).
 	Profiles        *profiles.Engine
 	RequireProfiles []string
+	// AccessCacheTTL bounds how long an organization's cached access sets live (see
+	// resources.Service.AccessCacheTTL): how soon a change written by another process on the
+	// same database (a second server, `calaimfhir import --data`) reaches this one.
+	AccessCacheTTL time.Duration
 }
 
 // Server wires the service into an Echo instance.
@@ -92,7 +96,8 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	s := &Server{
 		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
-			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete, ApplyPatch: Patcher},
+			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete, ApplyPatch: Patcher,
+			AccessCacheTTL: cfg.AccessCacheTTL},
 		store:   timed,
 		log:     logger,
 		metrics: m,
