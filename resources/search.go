@@ -512,9 +512,16 @@ func decodeFields(r *Resource, param string) map[string]any {
 		}
 		return doc
 	}
-	var top map[string]json.RawMessage
-	if json.Unmarshal(r.JSON, &top) != nil {
-		return nil
+	top, ok := topFields(r.JSON, func(name string) bool { return slices.Contains(fields, name) })
+	if !ok {
+		var all map[string]json.RawMessage
+		if json.Unmarshal(r.JSON, &all) != nil {
+			return nil
+		}
+		top = make(map[string][]byte, len(all))
+		for k, v := range all {
+			top[k] = v
+		}
 	}
 	doc := make(map[string]any, len(fields))
 	for _, f := range fields {
