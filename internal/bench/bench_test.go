@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,11 @@ func TestRun_InProcess_EveryOpWithoutErrors(t *testing.T) {
 		return s.Key.Mint(auth.MintOptions{Role: role, Org: org})
 	}
 	var progress bytes.Buffer
+	mix := maps.Clone(bench.DefaultMix)
+	mix[bench.OpCreate] = 10 // every operation, the CRUD mix's create too
 	rep, err := bench.Run(context.Background(), bench.Config{
 		BaseURL: s.Base, Tokens: tokens, Store: "sqlite", Seed: 7, Members: 60, CBOs: 3,
-		Clients: 4, Duration: time.Second, SoloDuration: 150 * time.Millisecond, ClaimBatch: 5, Log: &progress,
+		Clients: 4, Duration: time.Second, SoloDuration: 150 * time.Millisecond, ClaimBatch: 5, Log: &progress, Mix: mix,
 	})
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
