@@ -27,8 +27,11 @@ import (
 //     one that ran while a drop happened is used by its own request and not stored.
 //   - Entries without an extender (the scopes, sorted lists built from the sets) are valid
 //     only while nothing changed for their organization.
-//   - orgCacheTTL bounds the age of any entry: the only way a change made through another
-//     server process (several servers on one MongoDB) reaches this one's cache.
+//   - The TTL (Service.AccessCacheTTL) bounds the age of entries: the only way a change made
+//     through another server process (several servers on one MongoDB) reaches this one's
+//     cache. A set past its TTL is served while one rebuild runs in the background; past
+//     twice the TTL the request rebuilds it first. Another process's change therefore shows
+//     within twice the TTL, usually within the TTL and one rebuild.
 //   - One build per entry at a time; concurrent requests wait for it.
 
 // orgCacheTTL is the default bound on the age of an organization's cached access sets
@@ -138,7 +141,7 @@ func (c *orgCache) state(org string) *orgState {
 // cached returns the value build makes for t's organization under name (see the top of this
 // file for when it is reused). A request keeps what it was given while nothing changes for
 // the organization, so a search with _include and _has judges every part alike.
-func (s *Service) cached(ctx context.Context, t *tenant, name string, build func() (any, error)) (any, error) {
+func (s *Service) cached(ctx context.Context, t *tenant, name string, build func(context.Context) (any, error)) (any, error) {
 	c := &s.orgCache
 	key := t.org + "|" + name
 	m := memoOf(ctx)
@@ -155,10 +158,19 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 				return v, nil
 			}
 		}
-		if e, ok := st.entries[name]; ok && e.changed == st.changed && time.Since(e.at) <= s.accessTTL() {
-			c.mu.Unlock()
-			remember(m, memoKey, e.v)
-			return e.v, nil
+		if e, ok := st.entries[name]; ok && e.changed == st.changed {
+			age, ttl := time.Since(e.at), s.accessTTL()
+			// Past its TTL, a set read from the store is still served while one rebuild runs in
+			// the background, so that no request waits for it; past twice the TTL (nobody asked
+			// for a while, or rebuilds keep failing) the request rebuilds it itself.
+			if age <= ttl || (age <= 2*ttl && extenders[name] != nil) {
+				if age > ttl && c.flights[key] == nil {
+					c.rebuildInBackground(ctx, t, name, key, build)
+				}
+				c.mu.Unlock()
+				remember(m, memoKey, e.v)
+				return e.v, nil
+			}
 		}
 		if f := c.flights[key]; f != nil && attempt == 0 {
 			c.mu.Unlock()
@@ -183,7 +195,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 		if extenders[name] != nil {
 			c.builds.Add(1) // a set read from the store (a scope is built from sets in memory)
 		}
-		v, err := build()
+		v, err := build(ctx)
 		c.mu.Lock()
 		if err == nil {
 			v = c.settle(t, name, v, start)
@@ -200,6 +212,30 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 		remember(m, memoKey, v)
 		return v, nil
 	}
+}
+
+// rebuildInBackground starts a build of an expired entry that requests do not wait for.
+// Called with c.mu held.
+func (c *orgCache) rebuildInBackground(ctx context.Context, t *tenant, name, key string, build func(context.Context) (any, error)) {
+	f := &flight{done: make(chan struct{})}
+	c.flights[key] = f
+	start := c.seq
+	c.builds.Add(1)
+	go func() {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		v, err := build(bctx)
+		c.mu.Lock()
+		if err == nil {
+			v = c.settle(t, name, v, start)
+		}
+		if c.flights[key] == f {
+			delete(c.flights, key)
+		}
+		f.v, f.err = v, err
+		c.mu.Unlock()
+		close(f.done)
+	}()
 }
 
 func remember(m *scopeMemo, key string, v any) {

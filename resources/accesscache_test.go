@@ -299,3 +299,38 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL: a second service on the same
+// store stands for another server process. What it writes reaches the first one's cached
+// sets by the TTL alone: an expired set is served while it is rebuilt in the background, and
+// rebuilt by the request itself once twice the TTL has passed.
+func TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	const ttl = 150 * time.Millisecond
+	w := &world{t: t, svc: newService(t, store, ttl)}
+	organizations(w, "prov-1", "plan-1", "cbo-a")
+	w.referral(0, "prov-1", "plan-1", "cbo-a")
+	cbo := func() context.Context { return as(resources.RoleCBO, "cbo-a") }
+	if !sees(t, w.svc, cbo(), "Patient", "p0") {
+		t.Fatal("cbo-a does not see p0")
+	}
+	other := &world{t: t, svc: newService(t, store, ttl)}
+	other.referral(1, "prov-1", "plan-1", "cbo-a") // unknown to w.svc's cache
+	if sees(t, w.svc, cbo(), "Patient", "p1") {
+		t.Log("p1 visible before the TTL: the set was rebuilt early (a slow machine)")
+	}
+	// Within the TTL and a background rebuild, p1 shows.
+	deadline := time.Now().Add(2*ttl + 2*time.Second)
+	for !sees(t, w.svc, cbo(), "Patient", "p1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("p1 written by another process is still not visible after %s", 2*ttl+2*time.Second)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// After twice the TTL with no requests, the first request rebuilds before it answers.
+	other.referral(2, "prov-1", "plan-1", "cbo-a")
+	time.Sleep(2*ttl + 20*time.Millisecond)
+	if !sees(t, w.svc, cbo(), "Patient", "p2") {
+		t.Errorf("p2 not visible to the first request after twice the TTL")
+	}
+}

@@ -46,7 +46,7 @@ func (s *Service) consentGrants(ctx context.Context, t *tenant, patients map[str
 	}
 	// Cached for every patient a Consent names the organization for (they are few next to
 	// the organization's referrals), so that a new referral leaves the entry valid.
-	v, err := s.cached(ctx, t, "consent-grants", func() (any, error) { return s.readConsentGrants(ctx, t) })
+	v, err := s.cached(ctx, t, "consent-grants", func(ctx context.Context) (any, error) { return s.readConsentGrants(ctx, t) })
 	if err != nil {
 		return nil, err
 	}

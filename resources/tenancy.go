@@ -149,7 +149,7 @@ func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
 	// The limit is cached with the organization's access sets (same invalidation): building
 	// it sorts the sets into id and key lists, which a busy organization would otherwise pay
 	// on every request.
-	v, err := s.cached(ctx, t, "scope|"+typ, func() (any, error) {
+	v, err := s.cached(ctx, t, "scope|"+typ, func(ctx context.Context) (any, error) {
 		sc, err := s.buildScope(ctx, t, typ)
 		if err == nil {
 			sc.params = map[string]bool{}
@@ -377,7 +377,7 @@ type cboRefs struct {
 }
 
 func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error) {
-	v, err := s.cached(ctx, t, "cbo-referrals", func() (any, error) {
+	v, err := s.cached(ctx, t, "cbo-referrals", func(ctx context.Context) (any, error) {
 		refs := &cboRefs{requests: map[string]bool{}, patients: map[string]bool{}}
 		err := s.collectAny(ctx, "Task", []string{t.tagKey(), t.orgKey("owner"), t.orgKey("requester")}, func(r *Resource) {
 			s.refIDs(r, "focus", "ServiceRequest", refs.requests)
@@ -441,7 +441,7 @@ func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
 }
 
 func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, error) {
-	v, err := s.cached(ctx, t, "plan-members", func() (any, error) {
+	v, err := s.cached(ctx, t, "plan-members", func(ctx context.Context) (any, error) {
 		set := map[string]bool{}
 		q := Query{Type: "Coverage", Clauses: []Clause{keysClause(t.orgKey("payor"))}}
 		err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "beneficiary", "Patient", set) })
@@ -462,7 +462,7 @@ func extendPlanMembers(t *tenant, v any, ch *accessChange) (any, bool) {
 }
 
 func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]bool, error) {
-	v, err := s.cached(ctx, t, "provider-patients", func() (any, error) {
+	v, err := s.cached(ctx, t, "provider-patients", func(ctx context.Context) (any, error) {
 		set := map[string]bool{}
 		for _, typ := range []string{"ServiceRequest", "Task"} {
 			if err := s.collectAny(ctx, typ, []string{t.tagKey(), t.orgKey("requester")}, func(r *Resource) { s.refIDs(r, "patient", "Patient", set) }); err != nil {

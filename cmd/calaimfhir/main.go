@@ -147,7 +147,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.pprof, "pprof", "", "serve Go profiles (/debug/pprof) on this separate loopback address, e.g. 127.0.0.1:6060; off by default (CALAIMFHIR_PPROF)")
 	fs.StringVar(&cfg.catalog, "claims-catalog", "", "JSON file replacing the embedded CalAIM service catalog used by Claim/$submit (CALAIMFHIR_CLAIMS_CATALOG)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
-	fs.DurationVar(&cfg.accessTTL, "access-cache-ttl", 2*time.Second, "longest an organization's cached access sets live: how soon a change another process wrote to the same database (a second server, calaimfhir import --data) takes effect here; changes through this server take effect at once")
+	fs.DurationVar(&cfg.accessTTL, "access-cache-ttl", 2*time.Second, "age at which an organization's cached access sets are rebuilt: a change another process wrote to the same database (a second server, calaimfhir import --data) takes effect here within twice this; changes through this server take effect at once")
 	fs.StringVar(&cfg.requireProfs, "require-profiles", "", `types whose writes must conform to their CalAIM profile, comma-separated, or "calaim" for Patient,ServiceRequest,Task,Consent,Claim; off by default (CALAIMFHIR_REQUIRE_PROFILES)`)
 	fs.StringVar(&cfg.termDir, "terminology", "", "folder of CodeSystem/ValueSet JSON files that replace (same id) or add to the built-in CalAIM terminology (CALAIMFHIR_TERMINOLOGY)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
