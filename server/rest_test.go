@@ -406,13 +406,18 @@ func TestHealthAndMetrics(t *testing.T) {
 		s := start(t, h)
 		wantStatus(t, s.Do("GET", "/health/live", nil), http.StatusOK)
 		wantStatus(t, s.Do("GET", "/health/ready", nil), http.StatusOK)
-		create(t, s, "Patient", fixture(t, "patient.json"))
+		p := create(t, s, "Patient", fixture(t, "patient.json"))
+		// A provider's read resolves its patient set once: one access-set build.
+		prov := s.Token("provider", "Organization/clinic-1", "")
+		s.Do("GET", "/fhir/Patient/"+p["id"].(string), nil, "Authorization", "Bearer "+prov)
+		s.Do("GET", "/fhir/Patient/"+p["id"].(string), nil, "Authorization", "Bearer "+prov)
 		m := s.Do("GET", "/metrics", nil)
 		wantStatus(t, m, http.StatusOK)
 		for _, want := range []string{
 			`calaimfhir_http_requests_total{interaction="create",status="201",type="Patient"} 1`,
 			`calaimfhir_store_call_duration_seconds_count{op="put",outcome="ok",store="test"} 1`,
 			`calaimfhir_http_request_duration_seconds_bucket`,
+			"calaimfhir_access_set_builds_total 1\n",
 		} {
 			if !strings.Contains(string(m.Body), want) {
 				t.Errorf("metrics lack %s", want)
