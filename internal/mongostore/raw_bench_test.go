@@ -26,7 +26,11 @@ import (
 //     that a crash leaves no half-write) vs one insertOne of the JSON with its keys;
 //   - search-owner: Store.Search for one owner's first 20 Tasks vs find on the indexed key
 //     array, sorted by lastUpdated, limit 20 (with the key as {k: key} and as {k: {$in: [key]}},
-//     the form the store uses).
+//     the form the store used before it wrote one-value keys as plain equalities);
+//   - create/with=history: the least a store that keeps history must write without
+//     transactions (history entry, then current document);
+//   - impl=driver-on-store-docs: read and search as hand-written queries on the store's own
+//     documents, which separates the store's code and protocol from the cost of its layout.
 //
 // By default it runs on an in-process FerretDB (SQLite backend); set
 // CALAIMFHIR_BENCH_MONGODB_URI to use an external server, e.g. FerretDB on PostgreSQL from
@@ -35,6 +39,7 @@ import (
 //	CALAIMFHIR_BENCH_MONGODB_URI=mongodb://127.0.0.1:27019/ go test ./internal/mongostore -run '^$' -bench StoreVsDriver -benchtime 200x
 func BenchmarkStoreVsDriver(b *testing.B) {
 	const loaded, owners = 500, 10
+	var srv *ferrettest.Server // one in-process server for every part, started on first use
 	uri := func(db string) string {
 		if base := os.Getenv("CALAIMFHIR_BENCH_MONGODB_URI"); base != "" {
 			base = strings.TrimSuffix(base, "/")
@@ -43,7 +48,10 @@ func BenchmarkStoreVsDriver(b *testing.B) {
 			}
 			return base + "/" + db
 		}
-		return ferrettest.Start(b).URI(db)
+		if srv == nil {
+			srv = ferrettest.Start(b)
+		}
+		return srv.URI(db)
 	}
 	ctx := context.Background()
 	run := fmt.Sprintf("r%d", time.Now().UnixNano()%1e9)
@@ -128,6 +136,23 @@ func BenchmarkStoreVsDriver(b *testing.B) {
 				}
 			}
 		})
+		// A create that keeps history, as the store's does (vread and _history of version 1
+		// answer from it), without transactions: the history entry and the current document,
+		// one insert each, in that order (the entry is the version's commit record).
+		hist := client.Database(run + "driver").Collection("Task_history")
+		b.Run("op=create/with=history", func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				t := benchTask(fmt.Sprintf("h%07d", i), "Organization/cbo-x", "requested")
+				if _, err := hist.InsertOne(ctx, append(rawDoc(t), bson.E{Key: "v", Value: 1})); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := coll.InsertOne(ctx, rawDoc(t)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		// The same search written as {k: key} and as {k: {$in: [key]}}: equal results, but
 		// FerretDB pushes only the first down to its backend.
 		for _, form := range []string{"eq", "in"} {
@@ -149,5 +174,41 @@ func BenchmarkStoreVsDriver(b *testing.B) {
 				}
 			})
 		}
+	})
+
+	// The driver on the store's own documents (same database, written by impl=store above):
+	// the least a hand-written query must do to answer from that layout. Store minus this is
+	// the store's code and protocol; this minus impl=driver is what the layout costs (the
+	// search keys, value keys and sort values the store keeps beside the JSON).
+	b.Run("impl=driver-on-store-docs", func(b *testing.B) {
+		client, err := mongo.Connect(options.Client().ApplyURI(uri(run + "store")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer client.Disconnect(ctx)
+		coll := client.Database(run + "store").Collection("Task")
+		b.Run("op=read", func(b *testing.B) {
+			for b.Loop() {
+				var d struct {
+					J string `bson:"json"`
+				}
+				if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: tasks[rand.IntN(loaded)].ID}}).Decode(&d); err != nil || len(d.J) == 0 {
+					b.Fatalf("findOne: %v", err)
+				}
+			}
+		})
+		b.Run("op=search-owner", func(b *testing.B) {
+			for b.Loop() {
+				key := resources.RefKey("owner", "Organization", fmt.Sprintf("cbo-%d", rand.IntN(owners)))
+				cur, err := coll.Find(ctx, bson.D{{Key: "k", Value: key}}, options.Find().SetSort(bson.D{{Key: "lu", Value: 1}}).SetLimit(20))
+				if err != nil {
+					b.Fatal(err)
+				}
+				var docs []bson.Raw
+				if err := cur.All(ctx, &docs); err != nil || len(docs) != 20 {
+					b.Fatalf("find: %d docs, %v", len(docs), err)
+				}
+			}
+		})
 	})
 }

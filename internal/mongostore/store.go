@@ -654,33 +654,57 @@ func (s *Store) putTxn(ctx context.Context, r *resources.Resource, cur, hist *mo
 		if !ok {
 			return nil, conflict(r)
 		}
+		if h.V == 1 {
+			return nil, nil // no older versions to clean up (see put)
+		}
 		return nil, cleanIdx(ctx, idx, h)
 	})
 	return fail(err, "put")
 }
 
 // put is the transaction-free write path.
+//
+// The history entry and the index documents of the version are written at the same time (two
+// requests in flight, so one write's latency instead of two): the index documents only ever
+// match a current document that carries their w, which no current document does before this
+// Put applies its version, so writing them first, or for a version this Put then fails to
+// own, never changes an answer; a losing Put deletes them again (failures there leave garbage
+// that the next Put of the resource removes, see cleanIdx).
 func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo.Collection, h *doc) error {
 	idx := s.idx(r.Type)
-	if _, err := hist.InsertOne(ctx, h); err != nil {
+	var idxDone chan error
+	if len(idxDocs(h)) > 0 {
+		idxDone = make(chan error, 1)
+		go func() { idxDone <- writeIdx(ctx, idx, h, false) }()
+	}
+	_, err := hist.InsertOne(ctx, h)
+	var idxErr error
+	if idxDone != nil {
+		idxErr = <-idxDone
+	}
+	if err != nil {
 		if !mongo.IsDuplicateKeyError(err) {
+			s.dropIdx(ctx, idx, h, idxDone != nil)
 			return fail(err, "put history")
 		}
 		// Version v is owned by another writer, unless the driver retried our own insert
 		// after a network error. If the owner died before applying it, repair (roll
 		// forward) so the resource does not stay wedged.
 		mine, err := s.rollForward(ctx, cur, hist, idx, h)
-		if err != nil {
-			return err
-		}
-		if !mine {
+		if err != nil || !mine {
+			s.dropIdx(ctx, idx, h, idxDone != nil)
+			if err != nil {
+				return err
+			}
 			return conflict(r)
 		}
 	}
 	// The index documents of version v go in before the current document names v (see
 	// "Value searches" in the package comment).
-	if err := writeIdx(ctx, idx, h, false); err != nil {
-		return fail(err, "put index")
+	if idxErr != nil {
+		// The history entry stays (it is the commit record); without the index documents
+		// the version must not be applied yet. Its roll-forward writes them again.
+		return fail(idxErr, "put index")
 	}
 	ok, err := apply(ctx, cur, h)
 	if err != nil {
@@ -690,8 +714,13 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 	}
 	if ok {
 		// Older versions' index documents can no longer match (their w is not the current
-		// one); a failure here only leaves garbage that the next Put removes.
-		_ = cleanIdx(ctx, idx, h)
+		// one); a failure here only leaves garbage that the next Put removes. A version 1
+		// has no older versions: what could be there is only the garbage of a Put of
+		// version 1 that lost and failed to delete its own, which never matches either and
+		// goes with the next version's clean-up (one request less per create).
+		if h.V > 1 {
+			_ = cleanIdx(ctx, idx, h)
+		}
 		return nil
 	}
 	// The current document was not at v-1. Someone may have rolled our version forward.
@@ -710,6 +739,15 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 		return fail(err, "put rollback")
 	}
 	return conflict(r)
+}
+
+// dropIdx deletes the index documents that a Put which does not own its version wrote (wrote
+// reports whether it wrote any). Best effort: leftovers never match (no current document
+// carries their w) and the resource's next Put removes them.
+func (s *Store) dropIdx(ctx context.Context, idx *mongo.Collection, h *doc, wrote bool) {
+	if wrote {
+		_, _ = idx.DeleteMany(context.WithoutCancel(ctx), bson.D{{Key: "w", Value: h.W}})
+	}
 }
 
 // apply moves the current document to the version in history entry h: an insert for version 1,
