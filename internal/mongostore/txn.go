@@ -242,6 +242,9 @@ func (s *Store) applyTxn(ctx context.Context, ws []*resources.Write, es []txEntr
 			if !ok {
 				return nil, applyErr(i, conflict(r))
 			}
+			if e.h.V == 1 {
+				continue // no older versions to clean up (see put)
+			}
 			if err := cleanIdx(ctx, idx, e.h); err != nil {
 				return nil, err
 			}
