@@ -573,7 +573,7 @@ func (s *Store) finish(ctx context.Context, id string, es []txEntry, b *beater) 
 		var creates []any
 		for _, e := range g.es {
 			if e.h.V == 1 {
-				creates = append(creates, e.h.current(g.typ))
+				creates = append(creates, e.h.current())
 			}
 		}
 		if err := insertIgnoringDuplicates(ctx, s.db.Collection(g.typ), creates); err != nil {
