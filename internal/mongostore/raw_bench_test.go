@@ -39,35 +39,8 @@ import (
 //	CALAIMFHIR_BENCH_MONGODB_URI=mongodb://127.0.0.1:27019/ go test ./internal/mongostore -run '^$' -bench StoreVsDriver -benchtime 200x
 func BenchmarkStoreVsDriver(b *testing.B) {
 	const loaded, owners = 500, 10
-	var srv *ferrettest.Server // one in-process server for every part, started on first use
-	uri := func(db string) string {
-		if base := os.Getenv("CALAIMFHIR_BENCH_MONGODB_URI"); base != "" {
-			base = strings.TrimSuffix(base, "/")
-			if i := strings.Index(base[len("mongodb://"):], "/"); i >= 0 {
-				base = base[:len("mongodb://")+i]
-			}
-			return base + "/" + db
-		}
-		if srv == nil {
-			srv = ferrettest.Start(b)
-		}
-		return srv.URI(db)
-	}
+	uri, run := benchDatabases(b)
 	ctx := context.Background()
-	run := fmt.Sprintf("r%d", time.Now().UnixNano()%1e9)
-	if os.Getenv("CALAIMFHIR_BENCH_MONGODB_URI") != "" {
-		// On an external server both databases go when the benchmark ends, so that runs do
-		// not pile up (FerretDB on PostgreSQL keeps about 70 tables per database).
-		b.Cleanup(func() {
-			client, err := mongo.Connect(options.Client().ApplyURI(uri(run + "store")))
-			if err != nil {
-				return
-			}
-			defer client.Disconnect(ctx)
-			_ = client.Database(run + "store").Drop(ctx)
-			_ = client.Database(run + "driver").Drop(ctx)
-		})
-	}
 	tasks := make([]*resources.Resource, loaded)
 	for i := range tasks {
 		tasks[i] = benchTask(fmt.Sprintf("t%06d", i), fmt.Sprintf("Organization/cbo-%d", i%owners), "requested")
@@ -224,4 +197,210 @@ func BenchmarkStoreVsDriver(b *testing.B) {
 			}
 		})
 	})
+}
+
+// benchDatabases returns the URI of a database on the benchmark server (an external one named
+// by CALAIMFHIR_BENCH_MONGODB_URI, or one in-process FerretDB started on first use) and a run
+// prefix for database names. On an external server the databases run+"store" and
+// run+"driver" are dropped when the benchmark ends, so that runs do not pile up (FerretDB on
+// PostgreSQL keeps about 70 tables per database).
+func benchDatabases(b *testing.B) (uri func(db string) string, run string) {
+	var srv *ferrettest.Server
+	base := os.Getenv("CALAIMFHIR_BENCH_MONGODB_URI")
+	uri = func(db string) string {
+		if base != "" {
+			u := strings.TrimSuffix(base, "/")
+			if i := strings.Index(u[len("mongodb://"):], "/"); i >= 0 {
+				u = u[:len("mongodb://")+i]
+			}
+			return u + "/" + db
+		}
+		if srv == nil {
+			srv = ferrettest.Start(b)
+		}
+		return srv.URI(db)
+	}
+	run = fmt.Sprintf("r%d", time.Now().UnixNano()%1e9)
+	if base != "" {
+		b.Cleanup(func() {
+			ctx := context.Background()
+			client, err := mongo.Connect(options.Client().ApplyURI(uri(run + "store")))
+			if err != nil {
+				return
+			}
+			defer client.Disconnect(ctx)
+			_ = client.Database(run + "store").Drop(ctx)
+			_ = client.Database(run + "driver").Drop(ctx)
+		})
+	}
+	return uri, run
+}
+
+// BenchmarkStoreVsDriverPaired is BenchmarkStoreVsDriver with the two sides interleaved: each
+// iteration times one store operation and the same driver operations as there, so that both
+// meet the same load on a shared machine (run after run, the separate phases of
+// BenchmarkStoreVsDriver drifted by 2-3x). It reports milliseconds per operation for each side
+// and their ratio (store-x); ns/op is the sum and means nothing.
+//
+//	CALAIMFHIR_BENCH_MONGODB_URI=mongodb://127.0.0.1:27019/ go test ./internal/mongostore -run '^$' -bench StoreVsDriverPaired -benchtime 100x
+func BenchmarkStoreVsDriverPaired(b *testing.B) {
+	const loaded, owners = 500, 10
+	uri, run := benchDatabases(b)
+	ctx := context.Background()
+	s, err := mongostore.Open(ctx, uri(run+"store"), mongostore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri(run + "driver")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	coll := client.Database(run + "driver").Collection("Task")
+	hist := client.Database(run + "driver").Collection("Task_history")
+	storeDocs := client.Database(run + "store").Collection("Task")
+	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "k", Value: 1}, {Key: "lu", Value: 1}}}); err != nil {
+		b.Fatal(err)
+	}
+	rawDoc := func(r *resources.Resource) bson.D {
+		return bson.D{{Key: "_id", Value: r.ID}, {Key: "lu", Value: r.LastUpdated}, {Key: "k", Value: r.Keys.Eq}, {Key: "j", Value: r.JSON}}
+	}
+	tasks := make([]*resources.Resource, loaded)
+	for i := range tasks {
+		tasks[i] = benchTask(fmt.Sprintf("t%06d", i), fmt.Sprintf("Organization/cbo-%d", i%owners), "requested")
+		if err := s.Put(ctx, tasks[i]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := coll.InsertOne(ctx, rawDoc(tasks[i])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	find20 := func(c *mongo.Collection, key string) {
+		cur, err := c.Find(ctx, bson.D{{Key: "k", Value: key}}, options.Find().SetSort(bson.D{{Key: "lu", Value: 1}}).SetLimit(20))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var docs []bson.Raw
+		if err := cur.All(ctx, &docs); err != nil || len(docs) != 20 {
+			b.Fatalf("find: %d docs, %v", len(docs), err)
+		}
+	}
+	// An iteration times the store's operation and each driver one on the same input, the
+	// store first in every other iteration (so that neither side always meets a cold start).
+	type side struct {
+		name string
+		fn   func(i int)
+	}
+	ops := []struct {
+		name  string
+		store func(i int)
+		other []side
+	}{
+		{
+			name: "read",
+			store: func(i int) {
+				if _, err := s.Read(ctx, "Task", tasks[i%loaded].ID); err != nil {
+					b.Fatal(err)
+				}
+			},
+			other: []side{
+				{"driver", func(i int) {
+					var d struct {
+						J []byte `bson:"j"`
+					}
+					if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: tasks[i%loaded].ID}}).Decode(&d); err != nil || len(d.J) == 0 {
+						b.Fatalf("findOne: %v", err)
+					}
+				}},
+				{"storedocs", func(i int) {
+					var d struct {
+						J string `bson:"json"`
+					}
+					if err := storeDocs.FindOne(ctx, bson.D{{Key: "_id", Value: tasks[i%loaded].ID}}).Decode(&d); err != nil || len(d.J) == 0 {
+						b.Fatalf("findOne: %v", err)
+					}
+				}},
+			},
+		},
+		{
+			name: "create",
+			store: func(i int) {
+				if err := s.Put(ctx, benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested")); err != nil {
+					b.Fatal(err)
+				}
+			},
+			other: []side{
+				{"driver", func(i int) {
+					if _, err := coll.InsertOne(ctx, rawDoc(benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested"))); err != nil {
+						b.Fatal(err)
+					}
+				}},
+				{"withhistory", func(i int) {
+					t := benchTask(fmt.Sprintf("h%07d", i), "Organization/cbo-x", "requested")
+					if _, err := hist.InsertOne(ctx, append(rawDoc(t), bson.E{Key: "v", Value: 1})); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := coll.InsertOne(ctx, rawDoc(t)); err != nil {
+						b.Fatal(err)
+					}
+				}},
+			},
+		},
+		{
+			name: "search-owner",
+			store: func(i int) {
+				q := &resources.Query{Type: "Task", Count: 20, Clauses: []resources.Clause{
+					{AnyKey: []string{resources.RefKey("owner", "Organization", fmt.Sprintf("cbo-%d", i%owners))}}}}
+				page, err := s.Search(ctx, q)
+				if err != nil || len(page.Resources) != 20 {
+					b.Fatalf("search: %v", err)
+				}
+			},
+			other: []side{
+				{"driver", func(i int) { find20(coll, resources.RefKey("owner", "Organization", fmt.Sprintf("cbo-%d", i%owners))) }},
+				{"storedocs", func(i int) {
+					find20(storeDocs, resources.RefKey("owner", "Organization", fmt.Sprintf("cbo-%d", i%owners)))
+				}},
+			},
+		},
+	}
+	seq := 0 // ids of created resources, fresh across -count runs
+	for _, op := range ops {
+		b.Run("op="+op.name, func(b *testing.B) {
+			var storeT time.Duration
+			otherT := make([]time.Duration, len(op.other))
+			i := 0
+			for b.Loop() {
+				i++
+				seq++
+				n := rand.IntN(1 << 30)
+				if op.name == "create" {
+					n = seq
+				}
+				timeStore := func() {
+					t0 := time.Now()
+					op.store(n)
+					storeT += time.Since(t0)
+				}
+				if i%2 == 1 { // the store goes first in every other iteration
+					timeStore()
+				}
+				for j, o := range op.other {
+					t0 := time.Now()
+					o.fn(n)
+					otherT[j] += time.Since(t0)
+				}
+				if i%2 == 0 {
+					timeStore()
+				}
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(i) }
+			b.ReportMetric(ms(storeT), "store-ms/op")
+			for j, o := range op.other {
+				b.ReportMetric(ms(otherT[j]), o.name+"-ms/op")
+			}
+			b.ReportMetric(float64(storeT)/float64(otherT[0]), "store-x")
+		})
+	}
 }
