@@ -26,7 +26,7 @@ import (
 //     that a crash leaves no half-write) vs one insertOne of the JSON with its keys;
 //   - search-owner: Store.Search for one owner's first 20 Tasks vs find on the indexed key
 //     array, sorted by lastUpdated, limit 20 (with the key as {k: key} and as {k: {$in: [key]}},
-//     the form the store used before it wrote one-value keys as plain equalities);
+//     the form the store once used for a one-value key);
 //   - create/with=history: the least a store that keeps history must write without
 //     transactions (history entry, then current document);
 //   - impl=driver-on-store-docs: read and search as hand-written queries on the store's own
