@@ -11,12 +11,11 @@ import (
 
 // _sort by parameters (resources.Query.SortBy). See "Sorting by parameters" in the package comment.
 
-// sortVal is the _sort entry of one parameter in the o field: the lowest value (ascending order)
-// and the highest (descending order), encoded so that byte order is value order
-// (resources.SortKey), or the sentinels resources.SortMissingAsc / SortMissingDesc for a
-// parameter without value.
+// sortVal is the _sort entry of one parameter with values in the o field: the lowest value
+// (ascending order) reversed by revKey, and the highest (descending order), both encoded by
+// resources.SortKey so that byte order is value order. A parameter without value has no entry.
 type sortVal struct {
-	A string `bson:"a"`
+	R string `bson:"r"`
 	D string `bson:"d"`
 }
 
@@ -51,7 +50,7 @@ func newSortVals(keys []resources.SortKey) map[string]sortVal {
 	}
 	o := make(map[string]sortVal, len(keys))
 	for _, k := range keys {
-		o[sortField(k.Param)] = sortVal{A: k.Asc, D: k.Desc}
+		o[sortField(k.Param)] = sortVal{R: revKey(k.Asc), D: k.Desc}
 	}
 	return o
 }
@@ -67,22 +66,35 @@ func sortable(typ, param string) bool {
 	return false
 }
 
-// withMissing is the o field of a current document: present's entries plus the sentinels for
-// every other sortable parameter of typ, so that a missing value sorts and compares like
-// resources.SortMissingAsc / SortMissingDesc (MongoDB would put an absent field first in
-// ascending order, and comparisons never match it).
-func withMissing(typ string, present map[string]sortVal) map[string]sortVal {
-	params := resources.Params(typ)
-	o := make(map[string]sortVal, len(params)+len(present))
-	for _, p := range params {
-		if p.Type != resources.ParamComposite {
-			o[sortField(p.Name)] = sortVal{A: resources.SortMissingAsc, D: resources.SortMissingDesc}
+// revKey encodes s so that byte order is reversed: each byte b as two lowercase hex digits of
+// 255-b, then '~', which is above every hex digit, so that a prefix sorts after the longer
+// strings it starts (ascending "ab" < "abc" becomes "9e9d~" > "9e9d9c~"). Ascending order is
+// then a descending sort on the encoded value, where an absent field comes last, as a missing
+// value must in both directions.
+func revKey(s string) string {
+	const hexdigits = "0123456789abcdef"
+	b := make([]byte, 0, 2*len(s)+1)
+	for i := 0; i < len(s); i++ {
+		c := 255 - s[i]
+		b = append(b, hexdigits[c>>4], hexdigits[c&15])
+	}
+	return string(append(b, '~'))
+}
+
+// unrevKey decodes revKey's encoding; ok is false for anything revKey does not produce.
+func unrevKey(r string) (s string, ok bool) {
+	if len(r)%2 != 1 || r[len(r)-1] != '~' {
+		return "", false
+	}
+	b := make([]byte, 0, len(r)/2)
+	for i := 0; i+1 < len(r); i += 2 {
+		hi, lo := strings.IndexByte("0123456789abcdef", r[i]), strings.IndexByte("0123456789abcdef", r[i+1])
+		if hi < 0 || lo < 0 {
+			return "", false
 		}
+		b = append(b, 255-byte(hi<<4|lo))
 	}
-	for f, v := range present {
-		o[f] = v
-	}
-	return o
+	return string(b), true
 }
 
 // sortKey is one component of the page order: a document field, or a constant (a parameter no
@@ -92,6 +104,12 @@ type sortKey struct {
 	konst string
 	dir   int    // 1 or -1
 	cmp   string // "$gt" or "$lt": strictly after in this direction
+	// opt marks a sort value field (o.<param>.r or .d), absent when the resource has no
+	// value: missing is the cursor value that stands for absent (SortMissingAsc or
+	// SortMissingDesc), and rev says that cursor values are revKey-encoded to compare (.r).
+	opt     bool
+	missing string
+	rev     bool
 }
 
 // order is the page order of q: its SortBy fields (deduplicated, constants kept for the
@@ -108,14 +126,17 @@ func pageOrder(q *resources.Query) (*order, error) {
 	fields := 0
 	for i, f := range q.SortBy {
 		k := sortKey{dir: 1, cmp: "$gt", konst: resources.SortMissingAsc}
-		sub := "a"
 		if f.Desc {
 			k = sortKey{dir: -1, cmp: "$lt", konst: resources.SortMissingDesc}
-			sub = "d"
 		}
 		if sortable(q.Type, f.Param) {
-			k.path = "o." + sortField(f.Param) + "." + sub
-			k.konst = ""
+			// Both directions sort descending on a stored field, so that resources without
+			// a value (no field) come last: ascending on the reversed lowest value (.r),
+			// descending on the highest (.d).
+			k = sortKey{path: "o." + sortField(f.Param) + ".d", dir: -1, cmp: "$lt", opt: true, missing: resources.SortMissingDesc}
+			if !f.Desc {
+				k.path, k.missing, k.rev = "o."+sortField(f.Param)+".r", resources.SortMissingAsc, true
+			}
 		}
 		name := k.path
 		if name == "" {
@@ -183,6 +204,25 @@ func (o *order) after(c *resources.Cursor, nSortBy int) (cond bson.D, all bool, 
 			}
 			continue
 		}
+		if k.opt {
+			v := vals[i].(string)
+			if v == k.missing {
+				// The cursor's row has no value: only rows without one are equal, and none
+				// is after it in this component (absent fields sort last).
+				eq = append(eq, bson.E{Key: k.path, Value: bson.D{{Key: "$exists", Value: false}}})
+				continue
+			}
+			if k.rev {
+				v = revKey(v)
+			}
+			after := bson.A{
+				bson.D{{Key: k.path, Value: bson.D{{Key: "$lt", Value: v}}}},
+				bson.D{{Key: k.path, Value: bson.D{{Key: "$exists", Value: false}}}},
+			}
+			or = append(or, append(append(bson.D{}, eq...), bson.E{Key: "$or", Value: after}))
+			eq = append(eq, bson.E{Key: k.path, Value: v})
+			continue
+		}
 		alt := append(append(bson.D{}, eq...), bson.E{Key: k.path, Value: bson.D{{Key: k.cmp, Value: vals[i]}}})
 		or = append(or, alt)
 		eq = append(eq, bson.E{Key: k.path, Value: vals[i]})
@@ -210,14 +250,15 @@ func (o *order) values(q *resources.Query, d *doc) []string {
 		}
 		v, ok := d.O[sortField(f.Param)]
 		switch {
-		case !ok && f.Desc:
-			out[i] = resources.SortMissingDesc
-		case !ok:
-			out[i] = resources.SortMissingAsc
-		case f.Desc:
+		case f.Desc && ok:
 			out[i] = v.D
+		case f.Desc:
+			out[i] = resources.SortMissingDesc
 		default:
-			out[i] = v.A
+			out[i] = resources.SortMissingAsc
+			if a, valid := unrevKey(v.R); ok && valid {
+				out[i] = a
+			}
 		}
 	}
 	return out

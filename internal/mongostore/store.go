@@ -176,8 +176,10 @@
 //
 // # Value searches
 //
-// Equality keys are answered by the multikey index on k ($in for AnyKey, $nin for NoKey: on an
-// array, $nin matches when no element equals any listed value). String prefix/contains, date and
+// Equality keys are answered by the multikey index on k ($in for AnyKey, a plain equality for
+// a one-value AnyKey, $nin for NoKey: on an array, $nin matches when no element equals any
+// listed value). One-value keys are written at the top level of the filter, where FerretDB
+// pushes them down to its backend (see compile). String prefix/contains, date and
 // number clauses need more: the bounds of one alternative must hold for ONE value (a resource
 // with periods in January and March is not "within February" although one period starts after
 // and one ends before it). On MongoDB that calls for $elemMatch on an array of subdocuments,
@@ -235,27 +237,34 @@
 //
 // A search with SortBy orders by the parameters' sort values (resources.SortKey: the lowest
 // value ascending, the highest descending, encoded so that byte order is value order), then by
-// lu and _id in q.Sort's direction. The values are in the o field of the current document,
-// o.<param>.a and o.<param>.d (the parameter name escaped as a field name: '.', '$', '%' and
-// NUL as %XX), so the sort pattern and the keyset condition are plain comparisons on fields:
-// (o.p.a, lu, _id) or, in mixed directions, (o.p.d desc, o.q.a asc, lu, _id); "strictly after
-// the cursor" is the expanded lexicographic comparison (the first component after, or it equal
-// and the second after, ...), each component in its own direction, and the next cursor carries
-// the last row's values (Cursor.Values).
+// lu and _id in q.Sort's direction. The values are in the o field, o.<param>.r and o.<param>.d
+// (the parameter name escaped as a field name: '.', '$', '%' and NUL as %XX), so the sort
+// pattern and the keyset condition are plain comparisons on fields; "strictly after the cursor"
+// is the expanded lexicographic comparison (the first component after, or it equal and the
+// second after, ...), each component in its own direction, and the next cursor carries the last
+// row's values (Cursor.Values).
 //
-// A resource without a value for a parameter must sort last in both directions. MongoDB sorts an
-// absent field first in ascending order and no comparison matches it, so the current document
-// stores the sentinels resources.SortMissingAsc / SortMissingDesc explicitly for every sortable
-// parameter of the type it lacks (about 40 bytes each).
-// Then missing values need no special case anywhere: they sort, compare, and appear in cursors
-// exactly like the SQLite store's COALESCE. History entries keep only the parameters with values
-// (they are never sorted); the current document is derived from the entry with the sentinels
-// added (doc.current), on every path that writes it (Put, roll-forward). A parameter that no
-// document of the type carries (not one of resources.Params, or a composite) is a constant
-// (every resource lacks it): it is left out of the sort pattern and decided in memory in the
-// keyset condition. Documents written before a parameter was added to resources.Params lack its
-// entry (as they lack its search values in both stores): sorted by it, they come first ascending
-// and drop out of later pages, until they are written again.
+// A resource without a value for a parameter must sort last in both directions, like
+// resources.SortMissingAsc / SortMissingDesc (the SQLite store's COALESCE). MongoDB sorts an
+// absent field lowest, so last in descending order only. So both directions sort descending:
+// descending on o.p.d, the highest value; ascending on o.p.r, the lowest value with its byte
+// order reversed (revKey: two hex digits of 255-b per byte, then '~'). A resource without a
+// value has no entry, hence sorts last either way; in the keyset condition "after v" is
+// {$or: [{f: {$lt: v}}, {f: {$exists: false}}]}, and a cursor holding the missing sentinel is
+// equal to {f: {$exists: false}} and has nothing after it in that component. (Until
+// 2026-11-23 the current document stored the sentinels for every parameter it lacked, about 24
+// subdocuments for a Task; FerretDB decodes every field of every document it reads, and with
+// them a read by id on FerretDB/PostgreSQL took 1.6 times the raw driver's, 1.25 times
+// without: see docs/benchmarks.md.) A real value
+// equal to a sentinel ("" descending, one starting with U+10FFFF ascending) sorts just before
+// the resources without one instead of among them. History entries and current documents hold
+// the same entries (the parameters with values). A parameter that no document of the type
+// carries (not one of resources.Params, or a composite) is a constant (every resource lacks
+// it): it is left out of the sort pattern and decided in memory in the keyset condition.
+// Documents written before a parameter was added to resources.Params lack its entry, so they
+// sort as resources without a value until they are written again; so do documents written
+// before the change above, whose o holds {a, d} entries (a database from before it needs its
+// current documents written again, e.g. by an update, to sort by parameters as before).
 //
 // No index serves these orders: the filter is answered as for any search (k index, _id $in of
 // the value candidates), and the database sorts the matches in memory, keeping count+1 of them
@@ -490,14 +499,11 @@ func (d *doc) resource(typ string) *resources.Resource {
 	return r
 }
 
-// current is the current document of typ for history entry d: the sentinels of the parameters
-// without value are added to its sort values (tombstones have none).
-func (d *doc) current(typ string) *doc {
+// current is the current document for history entry d (the same fields, keyed by the
+// resource id).
+func (d *doc) current() *doc {
 	c := *d
 	c.ID, c.RID, c.At = d.RID, "", 0
-	if !d.Del {
-		c.O = withMissing(typ, d.O)
-	}
 	return &c
 }
 
@@ -654,33 +660,57 @@ func (s *Store) putTxn(ctx context.Context, r *resources.Resource, cur, hist *mo
 		if !ok {
 			return nil, conflict(r)
 		}
+		if h.V == 1 {
+			return nil, nil // no older versions to clean up (see put)
+		}
 		return nil, cleanIdx(ctx, idx, h)
 	})
 	return fail(err, "put")
 }
 
 // put is the transaction-free write path.
+//
+// The history entry and the index documents of the version are written at the same time (two
+// requests in flight, so one write's latency instead of two): the index documents only ever
+// match a current document that carries their w, which no current document does before this
+// Put applies its version, so writing them first, or for a version this Put then fails to
+// own, never changes an answer; a losing Put deletes them again (failures there leave garbage
+// that the next Put of the resource removes, see cleanIdx).
 func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo.Collection, h *doc) error {
 	idx := s.idx(r.Type)
-	if _, err := hist.InsertOne(ctx, h); err != nil {
+	var idxDone chan error
+	if len(idxDocs(h)) > 0 {
+		idxDone = make(chan error, 1)
+		go func() { idxDone <- writeIdx(ctx, idx, h, false) }()
+	}
+	_, err := hist.InsertOne(ctx, h)
+	var idxErr error
+	if idxDone != nil {
+		idxErr = <-idxDone
+	}
+	if err != nil {
 		if !mongo.IsDuplicateKeyError(err) {
+			s.dropIdx(ctx, idx, h, idxDone != nil)
 			return fail(err, "put history")
 		}
 		// Version v is owned by another writer, unless the driver retried our own insert
 		// after a network error. If the owner died before applying it, repair (roll
 		// forward) so the resource does not stay wedged.
 		mine, err := s.rollForward(ctx, cur, hist, idx, h)
-		if err != nil {
-			return err
-		}
-		if !mine {
+		if err != nil || !mine {
+			s.dropIdx(ctx, idx, h, idxDone != nil)
+			if err != nil {
+				return err
+			}
 			return conflict(r)
 		}
 	}
 	// The index documents of version v go in before the current document names v (see
 	// "Value searches" in the package comment).
-	if err := writeIdx(ctx, idx, h, false); err != nil {
-		return fail(err, "put index")
+	if idxErr != nil {
+		// The history entry stays (it is the commit record); without the index documents
+		// the version must not be applied yet. Its roll-forward writes them again.
+		return fail(idxErr, "put index")
 	}
 	ok, err := apply(ctx, cur, h)
 	if err != nil {
@@ -690,8 +720,13 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 	}
 	if ok {
 		// Older versions' index documents can no longer match (their w is not the current
-		// one); a failure here only leaves garbage that the next Put removes.
-		_ = cleanIdx(ctx, idx, h)
+		// one); a failure here only leaves garbage that the next Put removes. A version 1
+		// has no older versions: what could be there is only the garbage of a Put of
+		// version 1 that lost and failed to delete its own, which never matches either and
+		// goes with the next version's clean-up (one request less per create).
+		if h.V > 1 {
+			_ = cleanIdx(ctx, idx, h)
+		}
 		return nil
 	}
 	// The current document was not at v-1. Someone may have rolled our version forward.
@@ -712,11 +747,20 @@ func (s *Store) put(ctx context.Context, r *resources.Resource, cur, hist *mongo
 	return conflict(r)
 }
 
+// dropIdx deletes the index documents that a Put which does not own its version wrote (wrote
+// reports whether it wrote any). Best effort: leftovers never match (no current document
+// carries their w) and the resource's next Put removes them.
+func (s *Store) dropIdx(ctx context.Context, idx *mongo.Collection, h *doc, wrote bool) {
+	if wrote {
+		_, _ = idx.DeleteMany(context.WithoutCancel(ctx), bson.D{{Key: "w", Value: h.W}})
+	}
+}
+
 // apply moves the current document to the version in history entry h: an insert for version 1,
 // otherwise a replace filtered on the previous version. It reports false when the current
 // document was not at the previous version.
 func apply(ctx context.Context, cur *mongo.Collection, h *doc) (bool, error) {
-	c := h.current(cur.Name())
+	c := h.current()
 	if c.V == 1 {
 		_, err := cur.InsertOne(ctx, c)
 		if mongo.IsDuplicateKeyError(err) {

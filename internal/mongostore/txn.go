@@ -242,6 +242,9 @@ func (s *Store) applyTxn(ctx context.Context, ws []*resources.Write, es []txEntr
 			if !ok {
 				return nil, applyErr(i, conflict(r))
 			}
+			if e.h.V == 1 {
+				continue // no older versions to clean up (see put)
+			}
 			if err := cleanIdx(ctx, idx, e.h); err != nil {
 				return nil, err
 			}
@@ -570,7 +573,7 @@ func (s *Store) finish(ctx context.Context, id string, es []txEntry, b *beater) 
 		var creates []any
 		for _, e := range g.es {
 			if e.h.V == 1 {
-				creates = append(creates, e.h.current(g.typ))
+				creates = append(creates, e.h.current())
 			}
 		}
 		if err := insertIgnoringDuplicates(ctx, s.db.Collection(g.typ), creates); err != nil {

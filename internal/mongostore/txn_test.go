@@ -400,7 +400,7 @@ func TestApply_ReaderWaitsForCommittedTransaction(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := testCtx(t)
 	tr := committed(t, s, plain(taskRes("a", 1, "Organization/x"), taskRes("b", 1, "Organization/x")))
-	if _, err := s.db.Collection("Task").InsertOne(ctx, tr.es[0].h.current("Task")); err != nil {
+	if _, err := s.db.Collection("Task").InsertOne(ctx, tr.es[0].h.current()); err != nil {
 		t.Fatal(err) // a is applied, b is not
 	}
 	const delay = 300 * time.Millisecond
