@@ -42,29 +42,27 @@ CREATE TABLE IF NOT EXISTS audit_keys (
 
 var _ resources.AuditLog = (*Store)(nil)
 
-// AppendAudit implements resources.AuditLog: one transaction per batch.
+// AppendAudit implements resources.AuditLog: the batch is one job of the writer (writer.go),
+// committed with whatever resource writes are waiting at the time.
 func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		insEvent, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES (?, ?, ?, ?, ?, ?)`)
+	bodies := make([][]byte, len(recs))
+	size := 0
+	for i, r := range recs {
+		body, err := json.Marshal(r)
 		if err != nil {
-			return err
+			return resources.Wrap(resources.KindInternal, err, "unencodable audit record")
 		}
-		defer insEvent.Close()
-		insKey, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO audit_keys (key, t, id) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer insKey.Close()
-		for _, r := range recs {
-			body, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
+		bodies[i] = body
+		size += len(body)
+	}
+	return s.submit(ctx, size, func(w *writer) error {
+		for i, r := range recs {
 			t := micros(r.Recorded)
-			res, err := insEvent.ExecContext(ctx, r.ID, t, r.Action, r.Outcome, r.Subtype, body)
+			res, err := w.exec(`INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES (?, ?, ?, ?, ?, ?)`,
+				r.ID, t, r.Action, r.Outcome, r.Subtype, bodies[i])
 			if err != nil {
 				return err
 			}
@@ -72,7 +70,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 				continue // stored by an earlier attempt
 			}
 			for _, k := range resources.AuditKeys(r) {
-				if _, err := insKey.ExecContext(ctx, k, t, r.ID); err != nil {
+				if _, err := w.exec(`INSERT OR IGNORE INTO audit_keys (key, t, id) VALUES (?, ?, ?)`, k, t, r.ID); err != nil {
 					return err
 				}
 			}
@@ -190,8 +188,9 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 	var total int64
 	for {
 		var n int
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT id, t, rec FROM audit_events WHERE t < ? ORDER BY t, id LIMIT ?`, t, purgeBatch)
+		err := s.submit(ctx, 0, func(w *writer) error {
+			n = 0
+			rows, err := w.conn.QueryContext(w.ctx, `SELECT id, t, rec FROM audit_events WHERE t < ? ORDER BY t, id LIMIT ?`, t, purgeBatch)
 			if err != nil {
 				return err
 			}
@@ -219,11 +218,11 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 			}
 			for _, v := range victims {
 				for _, k := range v.keys {
-					if _, err := tx.ExecContext(ctx, `DELETE FROM audit_keys WHERE key = ? AND t = ? AND id = ?`, k, v.t, v.id); err != nil {
+					if _, err := w.exec(`DELETE FROM audit_keys WHERE key = ? AND t = ? AND id = ?`, k, v.t, v.id); err != nil {
 						return err
 					}
 				}
-				if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id = ?`, v.id); err != nil {
+				if _, err := w.exec(`DELETE FROM audit_events WHERE id = ?`, v.id); err != nil {
 					return err
 				}
 			}

@@ -2,10 +2,11 @@
 // Go), in WAL mode, with a classic FHIR-on-SQL layout: a row per current version, a row per
 // historical version, and a search-key table filled from resources.Keys at write time.
 //
-// Writes go through one connection and BEGIN IMMEDIATE transactions, so writers are serialized
-// by SQLite itself: a version check and its write, or a conditional search and its insert,
-// cannot interleave with another writer. Readers use a separate pool and never block writers
-// (WAL).
+// Writes go through one connection, owned by a writer goroutine that runs them in BEGIN
+// IMMEDIATE transactions, several callers' writes per transaction when they arrive together
+// (group commit, writer.go): a version check and its write, or a conditional search and its
+// insert, cannot interleave with another writer. Readers use a separate pool and never block
+// writers (WAL).
 package sqlitestore
 
 import (
@@ -18,6 +19,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -41,12 +44,24 @@ const FileName = "calaimfhir.db"
 // Store is the SQLite implementation of resources.Store.
 type Store struct {
 	w, r *sql.DB
-	// Statements prepared once: parsing SQL on every call cost more than running it.
-	selVersion, upsertRes, insHist, delKeys, insKey *sql.Stmt
-	delStrings, insString, delDates, insDate        *sql.Stmt
-	delNumbers, insNumber, delSorts, insSort        *sql.Stmt
-	readCur, readVer                                *sql.Stmt
+	// Statements prepared once: parsing SQL on every call cost more than running it. The
+	// write statements are prepared on the writer's connection (writer.stmt).
+	readCur, readVer *sql.Stmt
+
+	// The writer goroutine's queue (writer.go). closed, under mu, stops new jobs; closing
+	// tells the writer to answer what is left and stop; stopped is closed when it has.
+	queue            chan *job
+	mu               sync.RWMutex
+	closed           bool
+	closing, stopped chan struct{}
+	// groups and jobs count the transactions the writer committed or rolled back and the
+	// jobs they held (WriteStats).
+	groups, jobs atomic.Int64
 }
+
+// WriteStats reports how many write transactions the writer ran and how many callers' writes
+// they held: jobs/groups is the mean group size.
+func (s *Store) WriteStats() (groups, jobs int64) { return s.groups.Load(), s.jobs.Load() }
 
 var _ resources.Store = (*Store)(nil)
 
@@ -168,39 +183,48 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
 	for _, p := range []struct {
-		db   *sql.DB
 		dst  **sql.Stmt
 		stmt string
 	}{
-		{w, &s.selVersion, `SELECT version FROM resources WHERE type = ? AND id = ?`},
-		{w, &s.upsertRes, `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`},
-		{w, &s.insHist, `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`},
-		{w, &s.delKeys, `DELETE FROM search_keys WHERE type = ? AND id = ?`},
-		{w, &s.insKey, `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES (?, ?, ?, ?)`},
-		{w, &s.delStrings, `DELETE FROM search_strings WHERE type = ? AND id = ?`},
-		{w, &s.insString, `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES (?, ?, ?, ?)`},
-		{w, &s.delDates, `DELETE FROM search_dates WHERE type = ? AND id = ?`},
-		{w, &s.insDate, `INSERT INTO search_dates (type, param, lo, hi, id) VALUES (?, ?, ?, ?, ?)`},
-		{w, &s.delNumbers, `DELETE FROM search_numbers WHERE type = ? AND id = ?`},
-		{w, &s.insNumber, `INSERT INTO search_numbers (type, param, v, id) VALUES (?, ?, ?, ?)`},
-		{w, &s.delSorts, `DELETE FROM sort_keys WHERE type = ? AND id = ?`},
-		{w, &s.insSort, `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES (?, ?, ?, ?, ?)`},
-		{r, &s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
-		{r, &s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
+		{&s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
+		{&s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
 	} {
-		if *p.dst, err = p.db.PrepareContext(ctx, p.stmt); err != nil {
+		if *p.dst, err = r.PrepareContext(ctx, p.stmt); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("prepare: %w", mapErr(err))
 		}
 	}
+	conn, err := w.Conn(ctx)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
+	}
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}}
+	for _, q := range writeStatements {
+		if _, err := wr.stmt(q); err != nil {
+			wr.close()
+			s.Close()
+			return nil, fmt.Errorf("prepare: %w", mapErr(err))
+		}
+	}
+	s.queue = make(chan *job, queueLen)
+	s.closing, s.stopped = make(chan struct{}), make(chan struct{})
+	go s.run(wr)
 	return s, nil
 }
 
-// Close closes both pools.
+// Close stops the writer (writes already queued are answered as unavailable, a group in
+// progress commits first) and closes both pools.
 func (s *Store) Close() error {
-	for _, st := range []*sql.Stmt{s.selVersion, s.upsertRes, s.insHist, s.delKeys, s.insKey, s.readCur, s.readVer,
-		s.delStrings, s.insString, s.delDates, s.insDate, s.delNumbers, s.insNumber, s.delSorts, s.insSort} {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if !already && s.closing != nil {
+		close(s.closing)
+		<-s.stopped
+	}
+	for _, st := range []*sql.Stmt{s.readCur, s.readVer} {
 		if st != nil {
 			st.Close()
 		}
@@ -208,12 +232,34 @@ func (s *Store) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
+// The write statements, prepared once on the writer's connection. The multi-row inserts of
+// search keys are prepared as they are first needed (writer.insertRows).
+const (
+	sqlSelVersion = `SELECT version FROM resources WHERE type = ? AND id = ?`
+	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`
+	sqlInsHist    = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ? AND id = ?`
+	sqlDelStrings = `DELETE FROM search_strings WHERE type = ? AND id = ?`
+	sqlDelDates   = `DELETE FROM search_dates WHERE type = ? AND id = ?`
+	sqlDelNumbers = `DELETE FROM search_numbers WHERE type = ? AND id = ?`
+	sqlDelSorts   = `DELETE FROM sort_keys WHERE type = ? AND id = ?`
+
+	insKeys    = `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `
+	insStrings = `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES `
+	insDates   = `INSERT INTO search_dates (type, param, lo, hi, id) VALUES `
+	insNumbers = `INSERT INTO search_numbers (type, param, v, id) VALUES `
+	insSorts   = `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES `
+)
+
+var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts}
+
 // Ping checks the database can be read and written: it takes the write lock and lets it go,
 // so another process holding the lock (or a read-only or vanished file) shows as unavailable.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.submit(ctx, 0, func(w *writer) error {
 		var n int
-		return tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n)
+		return w.conn.QueryRowContext(w.ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n)
 	})
 }
 
@@ -274,24 +320,17 @@ func scanOne(row *sql.Row, typ, id string) (*resources.Resource, error) {
 }
 
 func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return s.put(ctx, tx, r) })
+	return s.submit(ctx, len(r.JSON), func(w *writer) error { return w.put(r) })
 }
 
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+// put writes one version, checking it follows the current one. It runs on the writer.
+func (w *writer) put(r *resources.Resource) error {
+	sel, err := w.stmt(sqlSelVersion)
 	if err != nil {
-		return mapErr(err)
+		return err
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit())
-}
-
-func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) error {
 	var current int64
-	err := tx.StmtContext(ctx, s.selVersion).QueryRowContext(ctx, r.Type, r.ID).Scan(&current)
+	err = sel.QueryRowContext(w.ctx, r.Type, r.ID).Scan(&current)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
@@ -303,15 +342,15 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 	if !r.Deleted {
 		body = r.JSON
 	}
-	if _, err := tx.StmtContext(ctx, s.upsertRes).ExecContext(ctx, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := w.exec(sqlUpsertRes, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
-	if _, err := tx.StmtContext(ctx, s.insHist).ExecContext(ctx, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := w.exec(sqlInsHist, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
 	if current > 0 {
-		for _, del := range []*sql.Stmt{s.delKeys, s.delStrings, s.delDates, s.delNumbers, s.delSorts} {
-			if _, err := tx.StmtContext(ctx, del).ExecContext(ctx, r.Type, r.ID); err != nil {
+		for _, del := range []string{sqlDelKeys, sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts} {
+			if _, err := w.exec(del, r.Type, r.ID); err != nil {
 				return err
 			}
 		}
@@ -319,59 +358,57 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 	if r.Deleted {
 		return nil
 	}
-	ins := tx.StmtContext(ctx, s.insKey)
-	for _, k := range r.Keys.Eq {
-		if _, err := ins.ExecContext(ctx, r.Type, k, lu, r.ID); err != nil {
-			return err
-		}
+	// Each kind of key goes in with as few statements as its rows allow (multi-row inserts).
+	args := w.args[:0]
+	defer func() { clear(args); w.args = args[:0] }()
+	k := &r.Keys
+	for _, key := range k.Eq {
+		args = append(args, r.Type, key, lu, r.ID)
 	}
-	if len(r.Keys.Strings) > 0 {
-		ins := tx.StmtContext(ctx, s.insString)
-		for _, k := range r.Keys.Strings {
-			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Value, r.ID); err != nil {
-				return err
-			}
-		}
+	if err := w.insertRows(insKeys, 4, args); err != nil {
+		return err
 	}
-	if len(r.Keys.Dates) > 0 {
-		ins := tx.StmtContext(ctx, s.insDate)
-		for _, k := range r.Keys.Dates {
-			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Lo, k.Hi, r.ID); err != nil {
-				return err
-			}
-		}
+	args = args[:0]
+	for _, v := range k.Strings {
+		args = append(args, r.Type, v.Param, v.Value, r.ID)
 	}
-	if len(r.Keys.Sort) > 0 {
-		ins := tx.StmtContext(ctx, s.insSort)
-		for _, k := range r.Keys.Sort {
-			if _, err := ins.ExecContext(ctx, r.Type, r.ID, k.Param, k.Asc, k.Desc); err != nil {
-				return err
-			}
-		}
+	if err := w.insertRows(insStrings, 4, args); err != nil {
+		return err
 	}
-	if len(r.Keys.Numbers) > 0 {
-		ins := tx.StmtContext(ctx, s.insNumber)
-		for _, k := range r.Keys.Numbers {
-			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.V, r.ID); err != nil {
-				return err
-			}
-		}
+	args = args[:0]
+	for _, v := range k.Dates {
+		args = append(args, r.Type, v.Param, v.Lo, v.Hi, r.ID)
 	}
-	return nil
+	if err := w.insertRows(insDates, 5, args); err != nil {
+		return err
+	}
+	args = args[:0]
+	for _, v := range k.Sort {
+		args = append(args, r.Type, r.ID, v.Param, v.Asc, v.Desc)
+	}
+	if err := w.insertRows(insSorts, 5, args); err != nil {
+		return err
+	}
+	args = args[:0]
+	for _, v := range k.Numbers {
+		args = append(args, r.Type, v.Param, v.V, r.ID)
+	}
+	return w.insertRows(insNumbers, 4, args)
 }
 
 func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
 	var existing *resources.Resource
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.submit(ctx, len(r.JSON), func(w *writer) error {
+		existing = nil
 		q := *cond
 		q.Type, q.Count, q.After, q.Total = r.Type, 2, nil, false
-		page, err := search(ctx, tx, &q)
+		page, err := search(w.ctx, w.conn, &q)
 		if err != nil {
 			return err
 		}
 		switch len(page.Resources) {
 		case 0:
-			return s.put(ctx, tx, r)
+			return w.put(r)
 		case 1:
 			existing = page.Resources[0]
 			return nil
@@ -711,15 +748,20 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 	return page, nil
 }
 
-// Apply implements resources.Store: one SQLite transaction holds every write, so the
-// version checks, the conditions and the writes cannot interleave with another writer.
+// Apply implements resources.Store: the writes are one job of the writer, in their own
+// savepoint of the group's transaction, so the version checks, the conditions and the writes
+// cannot interleave with another writer, and a failure undoes every write of the call.
 func (s *Store) Apply(ctx context.Context, writes []*resources.Write) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	size := 0
+	for _, w := range writes {
+		size += len(w.Resource.JSON)
+	}
+	return s.submit(ctx, size, func(wr *writer) error {
 		for i, w := range writes {
 			if w.IfNoneMatch != nil {
 				q := *w.IfNoneMatch
 				q.Type, q.Count, q.After, q.Total = w.Resource.Type, 1, nil, false
-				page, err := search(ctx, tx, &q)
+				page, err := search(wr.ctx, wr.conn, &q)
 				if err != nil {
 					return &resources.ApplyError{Index: i, Err: mapErr(err)}
 				}
@@ -728,7 +770,7 @@ func (s *Store) Apply(ctx context.Context, writes []*resources.Write) error {
 						"a %s matching the condition was stored meanwhile", w.Resource.Type)}
 				}
 			}
-			if err := s.put(ctx, tx, w.Resource); err != nil {
+			if err := wr.put(w.Resource); err != nil {
 				return &resources.ApplyError{Index: i, Err: mapErr(err)}
 			}
 		}
