@@ -109,6 +109,7 @@ func BenchmarkPutParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+	reportGroups(b, s)
 }
 
 // BenchmarkApplyReferralParallel: concurrent 5-resource transactions (Patient, Coverage,
@@ -137,6 +138,7 @@ func BenchmarkApplyReferralParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(5*b.N)/b.Elapsed().Seconds(), "resources/s")
+	reportGroups(b, s)
 }
 
 // BenchmarkUpdateParallel: concurrent updates (version 2, 3, ...) of 256 existing Tasks, each
@@ -173,6 +175,16 @@ func BenchmarkUpdateParallel(b *testing.B) {
 			versions[i]++
 		}
 	})
+}
+
+// reportGroups reports the mean number of callers' writes per SQLite transaction, where the
+// store says (group commit).
+func reportGroups(b *testing.B, s any) {
+	if ws, ok := s.(interface{ WriteStats() (int64, int64) }); ok {
+		if groups, jobs := ws.WriteStats(); groups > 0 {
+			b.ReportMetric(float64(jobs)/float64(groups), "writes/txn")
+		}
+	}
 }
 
 func BenchmarkSearchOwnerStatus(b *testing.B) {
