@@ -175,6 +175,7 @@ func BenchmarkUpdateParallel(b *testing.B) {
 			versions[i]++
 		}
 	})
+	reportGroups(b, s)
 }
 
 // reportGroups reports the mean number of callers' writes per SQLite transaction, where the
