@@ -2,8 +2,11 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -476,4 +479,81 @@ func TestGroup_Close(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantKind(t, "Put after Close", s.Put(context.Background(), testTask("z", 1, "org", "z")), resources.KindUnavailable)
+}
+
+// TestGroup_WALPagesPerResource measures what a commit writes: the WAL frames (one per page
+// per commit) per Task created, one Task per transaction against 64 per transaction. It logs
+// the figures (docs/benchmarks.md quotes them) and checks that grouping shares pages.
+func TestGroup_WALPagesPerResource(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	walFrames := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, FileName+"-wal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (fi.Size() - 32) / int64(24+s.PageSize())
+	}
+	// A connection of its own empties the WAL, so that each measure starts at its beginning.
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// No checkpoints during the measure.
+	if err := s.submit(ctx, 0, func(w *writer) error {
+		_, err := w.conn.ExecContext(w.ctx, "PRAGMA wal_autocheckpoint = 0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Warm up: tables and indexes past their first pages.
+	for i := range 2000 {
+		if err := s.Put(ctx, testTask(fmt.Sprintf("w%d", i), 1, fmt.Sprintf("org-%d", i%20), fmt.Sprint("w", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 256
+	var perResource [2]float64
+	for round, grouped := range []bool{false, true} {
+		var busy, logFrames, done int
+		if err := other.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
+			t.Fatalf("checkpoint: busy %d, %v", busy, err)
+		}
+		start := walFrames()
+		if grouped {
+			for k := 0; k < n; k += maxGroupJobs {
+				release := hold(t, s)
+				var wg sync.WaitGroup
+				for i := k; i < k+maxGroupJobs; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := s.Put(ctx, testTask(fmt.Sprintf("g%d", i), 1, fmt.Sprintf("org-%d", i%20), fmt.Sprint("g", i))); err != nil {
+							t.Error(err)
+						}
+					}()
+				}
+				waitQueued(t, s, maxGroupJobs)
+				release()
+				wg.Wait()
+			}
+		} else {
+			for i := range n {
+				if err := s.Put(ctx, testTask(fmt.Sprintf("l%d", i), 1, fmt.Sprintf("org-%d", i%20), fmt.Sprint("l", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		perResource[round] = float64(walFrames()-start) / n
+	}
+	t.Logf("WAL pages written per Task created: %.1f one per transaction, %.1f in groups of %d", perResource[0], perResource[1], maxGroupJobs)
+	if perResource[1] >= perResource[0]/2 {
+		t.Errorf("groups of %d write %.1f pages per Task, alone %.1f: grouping should share most pages", maxGroupJobs, perResource[1], perResource[0])
+	}
 }
