@@ -12,6 +12,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS resources (
 	lu      INTEGER NOT NULL, -- meta.lastUpdated, unix microseconds
 	deleted INTEGER NOT NULL,
 	json    BLOB,
+	eq_keys TEXT, -- the version's search_keys, a JSON array, to delete them by primary key
 	PRIMARY KEY (type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_type_lu ON resources (type, deleted, lu, id);
@@ -90,6 +92,9 @@ CREATE INDEX IF NOT EXISTS history_type_lu ON history (type, lu, id, version);
 
 -- One row per equality key of a current, non-deleted version. lu is copied from the resource
 -- so that "key = ? AND lu > ? ORDER BY lu, id" (the CBO polling query) is one index range.
+-- The table has no other index: "does resource r have key k" is a primary-key lookup with
+-- r.lu, and a version's keys are deleted by primary key from resources.eq_keys, which spares
+-- every key insert a second B-tree insert (the writes' largest cost).
 CREATE TABLE IF NOT EXISTS search_keys (
 	type TEXT    NOT NULL,
 	key  TEXT    NOT NULL,
@@ -97,7 +102,6 @@ CREATE TABLE IF NOT EXISTS search_keys (
 	id   TEXT    NOT NULL,
 	PRIMARY KEY (type, key, lu, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS search_keys_resource ON search_keys (type, id);
 
 -- String, date and number values: one row per value, so that a prefix range, or several
 -- bounds on one date, are tested on the same value.
@@ -182,6 +186,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
+	if err := migrateEqKeys(ctx, w); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", mapErr(err))
+	}
 	for _, p := range []struct {
 		dst  **sql.Stmt
 		stmt string
@@ -213,6 +221,36 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// migrateEqKeys brings a database created before resources.eq_keys existed to the current
+// layout, in one transaction: it adds the column, fills it from search_keys through the
+// (type, id) index that such a database has, and drops that index. It costs one index range
+// per stored resource, once.
+func migrateEqKeys(ctx context.Context, w *sql.DB) error {
+	var n int
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('resources') WHERE name = 'eq_keys'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, stmt := range []string{
+		`ALTER TABLE resources ADD COLUMN eq_keys TEXT`,
+		`CREATE INDEX IF NOT EXISTS search_keys_resource ON search_keys (type, id)`,
+		`UPDATE resources SET eq_keys = (SELECT json_group_array(k.key) FROM search_keys k WHERE k.type = resources.type AND k.id = resources.id) WHERE deleted = 0`,
+		`DROP INDEX search_keys_resource`,
+	} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 // Close stops the writer (writes already queued are answered as unavailable, a group in
 // progress commits first) and closes both pools.
 func (s *Store) Close() error {
@@ -235,11 +273,11 @@ func (s *Store) Close() error {
 // The write statements, prepared once on the writer's connection. The multi-row inserts of
 // search keys are prepared as they are first needed (writer.insertRows).
 const (
-	sqlSelVersion = `SELECT version FROM resources WHERE type = ? AND id = ?`
-	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`
+	sqlSelVersion = `SELECT version, lu, eq_keys FROM resources WHERE type = ? AND id = ?`
+	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
 	sqlInsHist    = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ? AND id = ?`
+	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4)) AND lu = ?3 AND id = ?2`
 	sqlDelStrings = `DELETE FROM search_strings WHERE type = ? AND id = ?`
 	sqlDelDates   = `DELETE FROM search_dates WHERE type = ? AND id = ?`
 	sqlDelNumbers = `DELETE FROM search_numbers WHERE type = ? AND id = ?`
@@ -329,8 +367,9 @@ func (w *writer) put(r *resources.Resource) error {
 	if err != nil {
 		return err
 	}
-	var current int64
-	err = sel.QueryRowContext(w.ctx, r.Type, r.ID).Scan(&current)
+	var current, oldLU int64
+	var oldKeys sql.NullString
+	err = sel.QueryRowContext(w.ctx, r.Type, r.ID).Scan(&current, &oldLU, &oldKeys)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
@@ -339,17 +378,28 @@ func (w *writer) put(r *resources.Resource) error {
 	}
 	lu := micros(r.LastUpdated)
 	var body []byte
+	var eqKeys any // NULL for a delete: no keys
 	if !r.Deleted {
 		body = r.JSON
+		k, err := json.Marshal(r.Keys.Eq)
+		if err != nil {
+			return err
+		}
+		eqKeys = string(k) // TEXT: json_each reads a BLOB as JSONB
 	}
-	if _, err := w.exec(sqlUpsertRes, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := w.exec(sqlUpsertRes, r.Type, r.ID, r.VersionID, lu, r.Deleted, body, eqKeys); err != nil {
 		return err
 	}
 	if _, err := w.exec(sqlInsHist, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
 	if current > 0 {
-		for _, del := range []string{sqlDelKeys, sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts} {
+		if oldKeys.Valid {
+			if _, err := w.exec(sqlDelKeys, r.Type, r.ID, oldLU, oldKeys.String); err != nil {
+				return err
+			}
+		}
+		for _, del := range []string{sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts} {
 			if _, err := w.exec(del, r.Type, r.ID); err != nil {
 				return err
 			}
@@ -631,7 +681,7 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 		for _, k := range c.AnyKey {
 			args = append(args, k)
 		}
-		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.AnyKey)) + "))", args
+		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(c.AnyKey)) + ") AND k.lu = r.lu AND k.id = r.id)", args
 	case len(c.IDs) > 0:
 		for _, v := range c.IDs {
 			args = append(args, v)
@@ -641,7 +691,7 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 		for _, k := range c.NoKey {
 			args = append(args, k)
 		}
-		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.NoKey)) + "))", args
+		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(c.NoKey)) + ") AND k.lu = r.lu AND k.id = r.id)", args
 	}
 	return "0", nil
 }
