@@ -30,6 +30,11 @@ import (
 // per write, and B-tree pages shared by the group's rows (the lastUpdated and history
 // indexes append at the same end) written once.
 //
+// Savepoints are not free: each makes SQLite copy every page the job then modifies (the
+// sub-journal). So a group first runs without them, and only a group in which a job failed is
+// rolled back and run again with them; a group without failures, the common case, pays
+// nothing for the isolation it did not need.
+//
 // A lone writer does not wait: the writer never waits for a group to fill, it takes what is
 // queued at the moment it is free. Groups form only while a commit is in progress, which is
 // exactly when the other writers would have waited for the lock anyway.
@@ -65,6 +70,8 @@ type writer struct {
 	stmts map[string]*sql.Stmt
 	// args is reused by the multi-row inserts.
 	args []any
+	// regroups counts the groups run a second time, with savepoints, after a failure.
+	regroups int64
 }
 
 // stmt returns the statement for query, prepared on the write connection the first time.
@@ -230,43 +237,44 @@ func (w *writer) runGroup(group []*job) {
 		}
 		answer()
 	}
-	if _, err := w.conn.ExecContext(w.ctx, "BEGIN IMMEDIATE"); err != nil {
-		for i := range results {
-			results[i] = err
+	begin := func() bool {
+		if _, err := w.conn.ExecContext(w.ctx, "BEGIN IMMEDIATE"); err != nil {
+			for i := range results {
+				results[i] = err
+			}
+			answer()
+			return false
 		}
-		answer()
+		return true
+	}
+	if !begin() {
 		return
 	}
-	if len(group) == 1 {
-		// Alone in its transaction, a job needs no savepoint: its failure is the transaction's.
-		if err := runJob(w, group[0]); err != nil {
-			results[0] = err
+	// First without savepoints: each costs a copy of every page its job then modifies (the
+	// sub-journal), and most groups have no failure. A job alone in its transaction never
+	// needs one: its failure is the transaction's.
+	for _, j := range group {
+		if err := runJob(w, j); err != nil {
 			w.conn.ExecContext(w.ctx, "ROLLBACK")
-			answer()
-			return
-		}
-	} else {
-		for i, j := range group {
-			if _, err := w.conn.ExecContext(w.ctx, "SAVEPOINT job"); err != nil {
-				abort(err)
+			if len(group) == 1 {
+				results[0] = err
+				answer()
 				return
 			}
-			err := runJob(w, j)
-			if err != nil {
-				results[i] = err
-				// ROLLBACK TO undoes the job's writes but keeps the savepoint open; RELEASE
-				// closes it. If SQLite has rolled the whole transaction back itself (a full
-				// disk, an I/O error), the savepoint is gone and ROLLBACK TO fails: the jobs
-				// before this one were undone too.
-				if _, rerr := w.conn.ExecContext(w.ctx, "ROLLBACK TO job"); rerr != nil {
-					abort(rerr)
-					return
-				}
-			}
-			if _, err := w.conn.ExecContext(w.ctx, "RELEASE job"); err != nil {
-				abort(err)
+			// A job failed after the jobs before it wrote: run the whole group again, in the
+			// same order, each job in its own savepoint this time. Jobs are functions of the
+			// database and their arguments (a job resets whatever result it hands back before
+			// it runs), so the second run is a run in its own right: each job is checked
+			// against what is stored when it runs, and the failed job fails again (or, if it
+			// failed for a reason that has gone, succeeds).
+			w.regroups++
+			if !begin() {
 				return
 			}
+			if !w.runSavepoints(group, results, abort) {
+				return
+			}
+			break
 		}
 	}
 	if _, err := w.conn.ExecContext(w.ctx, "COMMIT"); err != nil {
@@ -274,6 +282,33 @@ func (w *writer) runGroup(group []*job) {
 		return
 	}
 	answer()
+}
+
+// runSavepoints runs each job of the group in a savepoint of the open transaction. It
+// returns false when it had to abort the transaction (and so has answered every job).
+func (w *writer) runSavepoints(group []*job, results []error, abort func(error)) bool {
+	for i, j := range group {
+		if _, err := w.conn.ExecContext(w.ctx, "SAVEPOINT job"); err != nil {
+			abort(err)
+			return false
+		}
+		if err := runJob(w, j); err != nil {
+			results[i] = err
+			// ROLLBACK TO undoes the job's writes but keeps the savepoint open; RELEASE
+			// closes it. If SQLite has rolled the whole transaction back itself (a full
+			// disk, an I/O error), the savepoint is gone and ROLLBACK TO fails: the jobs
+			// before this one were undone too.
+			if _, rerr := w.conn.ExecContext(w.ctx, "ROLLBACK TO job"); rerr != nil {
+				abort(rerr)
+				return false
+			}
+		}
+		if _, err := w.conn.ExecContext(w.ctx, "RELEASE job"); err != nil {
+			abort(err)
+			return false
+		}
+	}
+	return true
 }
 
 // runJob runs one job, turning a panic (a bug) into that job's error rather than the end of
