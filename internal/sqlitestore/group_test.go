@@ -116,7 +116,7 @@ func TestGroup_FailingWritesDoNotFailNeighbours(t *testing.T) {
 	if err := s.Put(ctx, testTask("upd", 1, "org-old", "upd")); err != nil {
 		t.Fatal(err)
 	}
-	groupsBefore, _ := s.WriteStats()
+	before := s.WriteStats()
 
 	release := hold(t, s)
 	type call struct {
@@ -178,8 +178,12 @@ func TestGroup_FailingWritesDoNotFailNeighbours(t *testing.T) {
 	if created == nil || created.ID != "existing" {
 		t.Errorf("CreateIfNoneExist returned %v, want the existing Task", created)
 	}
-	if groups, _ := s.WriteStats(); groups-groupsBefore != 2 {
-		t.Errorf("%d groups ran, want 2 (the held job, then all %d writes together)", groups-groupsBefore, len(calls))
+	after := s.WriteStats()
+	if n := after.Groups - before.Groups; n != 2 {
+		t.Errorf("%d groups ran, want 2 (the held job, then all %d writes together)", n, len(calls))
+	}
+	if n := after.Reruns - before.Reruns; n != 1 {
+		t.Errorf("%d groups run again with savepoints, want 1", n)
 	}
 
 	// What succeeded is there, with its keys; what failed left nothing: no row, no history,
@@ -345,8 +349,8 @@ func TestGroup_ConcurrentIfMatch(t *testing.T) {
 		{AnyKey: []string{resources.RefKey("owner", "Organization", "org-pair")}}}}); n != pairs {
 		t.Errorf("%d Tasks of pairs stored, want %d (the %d even pairs, two each)", n, pairs, pairs/2)
 	}
-	groups, jobs := s.WriteStats()
-	t.Logf("%d writes in %d transactions", jobs, groups)
+	st := s.WriteStats()
+	t.Logf("%d writes in %d transactions, %d run again with savepoints", st.Jobs, st.Groups, st.Reruns)
 }
 
 // TestGroup_CreateIfNoneExistRace: creators with the same condition, in one group and

@@ -55,14 +55,21 @@ type Store struct {
 	mu               sync.RWMutex
 	closed           bool
 	closing, stopped chan struct{}
-	// groups and jobs count the transactions the writer committed or rolled back and the
-	// jobs they held (WriteStats).
-	groups, jobs atomic.Int64
+	// Counters for WriteStats.
+	groups, jobs, reruns atomic.Int64
 }
 
-// WriteStats reports how many write transactions the writer ran and how many callers' writes
-// they held: jobs/groups is the mean group size.
-func (s *Store) WriteStats() (groups, jobs int64) { return s.groups.Load(), s.jobs.Load() }
+// WriteStats counts the writer's work since Open.
+type WriteStats struct {
+	Groups int64 // write transactions (groups of jobs)
+	Jobs   int64 // callers' writes they held: Jobs/Groups is the mean group size
+	Reruns int64 // groups run a second time, with a savepoint per job, after one failed
+}
+
+// WriteStats reports the writer's counters.
+func (s *Store) WriteStats() WriteStats {
+	return WriteStats{Groups: s.groups.Load(), Jobs: s.jobs.Load(), Reruns: s.reruns.Load()}
+}
 
 var _ resources.Store = (*Store)(nil)
 
@@ -207,7 +214,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
 	}
-	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}}
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns}
 	for _, q := range writeStatements {
 		if _, err := wr.stmt(q); err != nil {
 			wr.close()

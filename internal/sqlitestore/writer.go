@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/calaimfhir/calaimfhir/resources"
@@ -16,11 +15,12 @@ import (
 // Every write (Put, Apply, CreateIfNoneExist, the audit trail, Ping's lock probe) is a job
 // handed to one writer goroutine, which owns the single write connection. The writer takes
 // the first job waiting and then every other job already queued, up to maxGroupJobs jobs or
-// maxGroupBytes of resource bodies, and runs them all in one SQLite transaction, each inside
-// its own SAVEPOINT: a job that fails (a version conflict, an If-None-Exist match, a broken
-// constraint) is rolled back to its savepoint and released, leaving its neighbours' writes
-// in place. After the shared COMMIT every caller gets its own result; if COMMIT fails, every
-// job that had succeeded gets that error, and nothing of the group is stored.
+// maxGroupBytes of resource bodies, and runs them all, one after the other, in one SQLite
+// transaction. A job that fails (a version conflict, an If-None-Exist match, a broken
+// constraint) must not take its neighbours down with it: its writes are undone with a
+// SAVEPOINT of its own (ROLLBACK TO, RELEASE) and the others' stay. After the shared COMMIT
+// every caller gets its own result; if COMMIT fails, every job that had succeeded gets that
+// error, and nothing of the group is stored.
 //
 // So each caller still sees what one transaction per call gave it: its writes are all or
 // nothing, checked against everything committed or written before it (jobs of a group run
@@ -28,7 +28,7 @@ import (
 // visible to every reader, and durable in the WAL, when its call returns. What the group
 // saves is the commit: one WAL append of the pages the whole group dirtied, instead of one
 // per write, and B-tree pages shared by the group's rows (the lastUpdated and history
-// indexes append at the same end) written once.
+// indexes append at the same end, hot keys share leaves) written once.
 //
 // Savepoints are not free: each makes SQLite copy every page the job then modifies (the
 // sub-journal). So a group first runs without them, and only a group in which a job failed is
@@ -68,10 +68,11 @@ type writer struct {
 	// the other callers' writes in it. A caller's context bounds its wait in the queue only.
 	ctx   context.Context
 	stmts map[string]*sql.Stmt
+	multi map[multiKey]*sql.Stmt // the multi-row INSERTs among stmts, by shape
 	// args is reused by the multi-row inserts.
 	args []any
-	// regroups counts the groups run a second time, with savepoints, after a failure.
-	regroups int64
+	// reruns counts the groups run a second time, with savepoints (Store.WriteStats).
+	reruns *atomic.Int64
 }
 
 // stmt returns the statement for query, prepared on the write connection the first time.
@@ -102,9 +103,15 @@ func (w *writer) insertRows(prefix string, width int, args []any) error {
 	const maxRowsPerInsert = 32
 	for len(args) > 0 {
 		n := min(len(args)/width, maxRowsPerInsert)
-		st, err := w.stmt(multiInsert(prefix, width, n))
-		if err != nil {
-			return err
+		k := multiKey{prefix, width, n}
+		st, ok := w.multi[k]
+		if !ok {
+			row := "(" + placeholders(width) + ")"
+			var err error
+			if st, err = w.stmt(prefix + strings.TrimSuffix(strings.Repeat(row+",", n), ",")); err != nil {
+				return err
+			}
+			w.multi[k] = st
 		}
 		if _, err := st.ExecContext(w.ctx, args[:n*width]...); err != nil {
 			return err
@@ -114,17 +121,10 @@ func (w *writer) insertRows(prefix string, width int, args []any) error {
 	return nil
 }
 
-var multiInsertCache sync.Map // string → string
-
-func multiInsert(prefix string, width, rows int) string {
-	k := fmt.Sprintf("%d/%d/%s", width, rows, prefix)
-	if q, ok := multiInsertCache.Load(k); ok {
-		return q.(string)
-	}
-	row := "(" + placeholders(width) + ")"
-	q := prefix + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
-	multiInsertCache.Store(k, q)
-	return q
+// multiKey names a multi-row INSERT: its prefix, row width and number of rows.
+type multiKey struct {
+	prefix      string
+	width, rows int
 }
 
 func (w *writer) close() {
@@ -267,7 +267,7 @@ func (w *writer) runGroup(group []*job) {
 			// it runs), so the second run is a run in its own right: each job is checked
 			// against what is stored when it runs, and the failed job fails again (or, if it
 			// failed for a reason that has gone, succeeds).
-			w.regroups++
+			w.reruns.Add(1)
 			if !begin() {
 				return
 			}
