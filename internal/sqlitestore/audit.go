@@ -42,52 +42,42 @@ CREATE TABLE IF NOT EXISTS audit_keys (
 
 var _ resources.AuditLog = (*Store)(nil)
 
-// AppendAudit implements resources.AuditLog: one transaction per batch, with multi-row
-// INSERTs. Every request writes a record, so per-statement overhead mattered: one statement
-// per row cost a quarter of the server's CPU on a read-only workload (issue 9's profiles).
-// Re-inserting a batch after a failed attempt is harmless: both tables ignore rows they hold.
+// AppendAudit implements resources.AuditLog: the batch is one job of the writer (writer.go),
+// committed with whatever resource writes are waiting at the time.
 func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	events := make([]any, 0, 6*len(recs))
-	var keys []any
-	for _, r := range recs {
+	bodies := make([][]byte, len(recs))
+	size := 0
+	for i, r := range recs {
 		body, err := json.Marshal(r)
 		if err != nil {
-			return err
+			return resources.Wrap(resources.KindInternal, err, "unencodable audit record")
 		}
-		t := micros(r.Recorded)
-		events = append(events, r.ID, t, r.Action, r.Outcome, r.Subtype, body)
-		for _, k := range resources.AuditKeys(r) {
-			keys = append(keys, k, t, r.ID)
-		}
+		bodies[i] = body
+		size += len(body)
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := insertRows(ctx, tx, `INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES `, 6, events); err != nil {
-			return err
+	return s.submit(ctx, size, func(w *writer) error {
+		for i, r := range recs {
+			t := micros(r.Recorded)
+			res, err := w.exec(`INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES (?, ?, ?, ?, ?, ?)`,
+				r.ID, t, r.Action, r.Outcome, r.Subtype, bodies[i])
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue // stored by an earlier attempt
+			}
+			for _, k := range resources.AuditKeys(r) {
+				if _, err := w.exec(`INSERT OR IGNORE INTO audit_keys (key, t, id) VALUES (?, ?, ?)`, k, t, r.ID); err != nil {
+					return err
+				}
+			}
 		}
-		return insertRows(ctx, tx, `INSERT OR IGNORE INTO audit_keys (key, t, id) VALUES `, 3, keys)
+		return nil
 	})
 }
-
-// insertRows runs head followed by as many "(?, ...)" groups of width values as args holds,
-// in statements of at most maxRowsPerInsert rows.
-func insertRows(ctx context.Context, tx *sql.Tx, head string, width int, args []any) error {
-	group := "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
-	for len(args) > 0 {
-		n := min(len(args)/width, maxRowsPerInsert)
-		stmt := head + strings.TrimSuffix(strings.Repeat(group+", ", n), ", ")
-		if _, err := tx.ExecContext(ctx, stmt, args[:n*width]...); err != nil {
-			return err
-		}
-		args = args[n*width:]
-	}
-	return nil
-}
-
-// maxRowsPerInsert keeps a statement's parameters well under SQLite's limit (32,766).
-const maxRowsPerInsert = 500
 
 // ReadAudit implements resources.AuditLog.
 func (s *Store) ReadAudit(ctx context.Context, id string) (*resources.AuditRecord, error) {
@@ -198,8 +188,9 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 	var total int64
 	for {
 		var n int
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT id, t, rec FROM audit_events WHERE t < ? ORDER BY t, id LIMIT ?`, t, purgeBatch)
+		err := s.submit(ctx, 0, func(w *writer) error {
+			n = 0
+			rows, err := w.conn.QueryContext(w.ctx, `SELECT id, t, rec FROM audit_events WHERE t < ? ORDER BY t, id LIMIT ?`, t, purgeBatch)
 			if err != nil {
 				return err
 			}
@@ -227,11 +218,11 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 			}
 			for _, v := range victims {
 				for _, k := range v.keys {
-					if _, err := tx.ExecContext(ctx, `DELETE FROM audit_keys WHERE key = ? AND t = ? AND id = ?`, k, v.t, v.id); err != nil {
+					if _, err := w.exec(`DELETE FROM audit_keys WHERE key = ? AND t = ? AND id = ?`, k, v.t, v.id); err != nil {
 						return err
 					}
 				}
-				if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id = ?`, v.id); err != nil {
+				if _, err := w.exec(`DELETE FROM audit_events WHERE id = ?`, v.id); err != nil {
 					return err
 				}
 			}

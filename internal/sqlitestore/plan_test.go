@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,5 +60,34 @@ func TestQueryPlans_PollingUsesIndexes(t *testing.T) {
 				t.Errorf("Task?%s: sorts instead of reading in index order: %q", q, plan)
 			}
 		}
+	}
+}
+
+// TestQueryPlans_KeyDeleteByPrimaryKey: an update deletes the old version's search keys by
+// primary key (search_keys has no other index).
+func TestQueryPlans_KeyDeleteByPrimaryKey(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqlDelKeys, "Task", "t1", 1, `["a","b"]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	t.Logf("%q", plan)
+	if !slices.Contains(plan, "SEARCH search_keys USING PRIMARY KEY (type=? AND key=? AND lu=? AND id=?)") {
+		t.Errorf("the key delete does not look its rows up by primary key: %q", plan)
 	}
 }

@@ -2,10 +2,11 @@
 // Go), in WAL mode, with a classic FHIR-on-SQL layout: a row per current version, a row per
 // historical version, and a search-key table filled from resources.Keys at write time.
 //
-// Writes go through one connection and BEGIN IMMEDIATE transactions, so writers are serialized
-// by SQLite itself: a version check and its write, or a conditional search and its insert,
-// cannot interleave with another writer. Readers use a separate pool and never block writers
-// (WAL).
+// Writes go through one connection, owned by a writer goroutine that runs them in BEGIN
+// IMMEDIATE transactions, several callers' writes per transaction when they arrive together
+// (group commit, writer.go): a version check and its write, or a conditional search and its
+// insert, cannot interleave with another writer. Readers use a separate pool and never block
+// writers (WAL).
 package sqlitestore
 
 import (
@@ -19,6 +20,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -42,11 +45,30 @@ const FileName = "calaimfhir.db"
 // Store is the SQLite implementation of resources.Store.
 type Store struct {
 	w, r *sql.DB
-	// Statements prepared once: parsing SQL on every call cost more than running it.
-	selVersion, upsertRes, insHist, delKeys, insKey *sql.Stmt
-	delStrings, insString, delDates, insDate        *sql.Stmt
-	delNumbers, insNumber, delSorts, insSort        *sql.Stmt
-	readCur, readVer                                *sql.Stmt
+	// Statements prepared once: parsing SQL on every call cost more than running it. The
+	// write statements are prepared on the writer's connection (writer.stmt).
+	readCur, readVer *sql.Stmt
+
+	// The writer goroutine's queue (writer.go). closed, under mu, stops new jobs; closing
+	// tells the writer to answer what is left and stop; stopped is closed when it has.
+	queue            chan *job
+	mu               sync.RWMutex
+	closed           bool
+	closing, stopped chan struct{}
+	// Counters for WriteStats.
+	groups, jobs, reruns atomic.Int64
+}
+
+// WriteStats counts the writer's work since Open.
+type WriteStats struct {
+	Groups int64 // write transactions (groups of jobs)
+	Jobs   int64 // callers' writes they held: Jobs/Groups is the mean group size
+	Reruns int64 // groups run a second time, with a savepoint per job, after one failed
+}
+
+// WriteStats reports the writer's counters.
+func (s *Store) WriteStats() WriteStats {
+	return WriteStats{Groups: s.groups.Load(), Jobs: s.jobs.Load(), Reruns: s.reruns.Load()}
 }
 
 var _ resources.Store = (*Store)(nil)
@@ -59,6 +81,7 @@ CREATE TABLE IF NOT EXISTS resources (
 	lu      INTEGER NOT NULL, -- meta.lastUpdated, unix microseconds
 	deleted INTEGER NOT NULL,
 	json    BLOB,
+	eq_keys TEXT, -- the version's search_keys, a JSON array, to delete them by primary key
 	PRIMARY KEY (type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_type_lu ON resources (type, deleted, lu, id);
@@ -76,6 +99,9 @@ CREATE INDEX IF NOT EXISTS history_type_lu ON history (type, lu, id, version);
 
 -- One row per equality key of a current, non-deleted version. lu is copied from the resource
 -- so that "key = ? AND lu > ? ORDER BY lu, id" (the CBO polling query) is one index range.
+-- The table has no other index: "does resource r have key k" is a primary-key lookup with
+-- r.lu, and a version's keys are deleted by primary key from resources.eq_keys, which spares
+-- every key insert a second B-tree insert (the writes' largest cost).
 CREATE TABLE IF NOT EXISTS search_keys (
 	type TEXT    NOT NULL,
 	key  TEXT    NOT NULL,
@@ -83,7 +109,6 @@ CREATE TABLE IF NOT EXISTS search_keys (
 	id   TEXT    NOT NULL,
 	PRIMARY KEY (type, key, lu, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS search_keys_resource ON search_keys (type, id);
 
 -- String, date and number values: one row per value, so that a prefix range, or several
 -- bounds on one date, are tested on the same value.
@@ -140,7 +165,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	dsn := func(extra string) string {
-		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)%s",
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)&_pragma=temp_store(MEMORY)%s",
 			path, opts.BusyTimeout.Milliseconds(), extra)
 	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
@@ -168,40 +193,83 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
+	if err := migrateEqKeys(ctx, w); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", mapErr(err))
+	}
 	for _, p := range []struct {
-		db   *sql.DB
 		dst  **sql.Stmt
 		stmt string
 	}{
-		{w, &s.selVersion, `SELECT version FROM resources WHERE type = ? AND id = ?`},
-		{w, &s.upsertRes, `INSERT INTO resources (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json`},
-		{w, &s.insHist, `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`},
-		{w, &s.delKeys, `DELETE FROM search_keys WHERE type = ? AND id = ?`},
-		{w, &s.insKey, `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES (?, ?, ?, ?)`},
-		{w, &s.delStrings, `DELETE FROM search_strings WHERE type = ? AND id = ?`},
-		{w, &s.insString, `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES (?, ?, ?, ?)`},
-		{w, &s.delDates, `DELETE FROM search_dates WHERE type = ? AND id = ?`},
-		{w, &s.insDate, `INSERT INTO search_dates (type, param, lo, hi, id) VALUES (?, ?, ?, ?, ?)`},
-		{w, &s.delNumbers, `DELETE FROM search_numbers WHERE type = ? AND id = ?`},
-		{w, &s.insNumber, `INSERT INTO search_numbers (type, param, v, id) VALUES (?, ?, ?, ?)`},
-		{w, &s.delSorts, `DELETE FROM sort_keys WHERE type = ? AND id = ?`},
-		{w, &s.insSort, `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES (?, ?, ?, ?, ?)`},
-		{r, &s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
-		{r, &s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
+		{&s.readCur, `SELECT version, lu, deleted, json FROM resources WHERE type = ? AND id = ?`},
+		{&s.readVer, `SELECT version, lu, deleted, json FROM history WHERE type = ? AND id = ? AND version = ?`},
 	} {
-		if *p.dst, err = p.db.PrepareContext(ctx, p.stmt); err != nil {
+		if *p.dst, err = r.PrepareContext(ctx, p.stmt); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("prepare: %w", mapErr(err))
 		}
 	}
+	conn, err := w.Conn(ctx)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
+	}
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns}
+	for _, q := range writeStatements {
+		if _, err := wr.stmt(q); err != nil {
+			wr.close()
+			s.Close()
+			return nil, fmt.Errorf("prepare: %w", mapErr(err))
+		}
+	}
+	s.queue = make(chan *job, queueLen)
+	s.closing, s.stopped = make(chan struct{}), make(chan struct{})
+	go s.run(wr)
 	return s, nil
 }
 
-// Close closes both pools.
+// migrateEqKeys brings a database created before resources.eq_keys existed to the current
+// layout, in one transaction: it adds the column, fills it from search_keys through the
+// (type, id) index that such a database has, and drops that index. It costs one index range
+// per stored resource, once.
+func migrateEqKeys(ctx context.Context, w *sql.DB) error {
+	var n int
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('resources') WHERE name = 'eq_keys'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, stmt := range []string{
+		`ALTER TABLE resources ADD COLUMN eq_keys TEXT`,
+		`CREATE INDEX IF NOT EXISTS search_keys_resource ON search_keys (type, id)`,
+		`UPDATE resources SET eq_keys = (SELECT json_group_array(k.key) FROM search_keys k WHERE k.type = resources.type AND k.id = resources.id) WHERE deleted = 0`,
+		`DROP INDEX search_keys_resource`,
+	} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Close stops the writer (writes already queued are answered as unavailable, a group in
+// progress commits first) and closes both pools.
 func (s *Store) Close() error {
-	for _, st := range []*sql.Stmt{s.selVersion, s.upsertRes, s.insHist, s.delKeys, s.insKey, s.readCur, s.readVer,
-		s.delStrings, s.insString, s.delDates, s.insDate, s.delNumbers, s.insNumber, s.delSorts, s.insSort} {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if !already && s.closing != nil {
+		close(s.closing)
+		<-s.stopped
+	}
+	for _, st := range []*sql.Stmt{s.readCur, s.readVer} {
 		if st != nil {
 			st.Close()
 		}
@@ -209,12 +277,34 @@ func (s *Store) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
+// The write statements, prepared once on the writer's connection. The multi-row inserts of
+// search keys are prepared as they are first needed (writer.insertRows).
+const (
+	sqlSelVersion = `SELECT version, lu, eq_keys FROM resources WHERE type = ? AND id = ?`
+	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
+	sqlInsHist    = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4)) AND lu = ?3 AND id = ?2`
+	sqlDelStrings = `DELETE FROM search_strings WHERE type = ? AND id = ?`
+	sqlDelDates   = `DELETE FROM search_dates WHERE type = ? AND id = ?`
+	sqlDelNumbers = `DELETE FROM search_numbers WHERE type = ? AND id = ?`
+	sqlDelSorts   = `DELETE FROM sort_keys WHERE type = ? AND id = ?`
+
+	insKeys    = `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `
+	insStrings = `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES `
+	insDates   = `INSERT INTO search_dates (type, param, lo, hi, id) VALUES `
+	insNumbers = `INSERT INTO search_numbers (type, param, v, id) VALUES `
+	insSorts   = `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES `
+)
+
+var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts}
+
 // Ping checks the database can be read and written: it takes the write lock and lets it go,
 // so another process holding the lock (or a read-only or vanished file) shows as unavailable.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.submit(ctx, 0, func(w *writer) error {
 		var n int
-		return tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n)
+		return w.conn.QueryRowContext(w.ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n)
 	})
 }
 
@@ -275,24 +365,18 @@ func scanOne(row *sql.Row, typ, id string) (*resources.Resource, error) {
 }
 
 func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return s.put(ctx, tx, r) })
+	return s.submit(ctx, len(r.JSON), func(w *writer) error { return w.put(r) })
 }
 
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+// put writes one version, checking it follows the current one. It runs on the writer.
+func (w *writer) put(r *resources.Resource) error {
+	sel, err := w.stmt(sqlSelVersion)
 	if err != nil {
-		return mapErr(err)
+		return err
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit())
-}
-
-func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) error {
-	var current int64
-	err := tx.StmtContext(ctx, s.selVersion).QueryRowContext(ctx, r.Type, r.ID).Scan(&current)
+	var current, oldLU int64
+	var oldKeys sql.NullString
+	err = sel.QueryRowContext(w.ctx, r.Type, r.ID).Scan(&current, &oldLU, &oldKeys)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
@@ -301,18 +385,29 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 	}
 	lu := micros(r.LastUpdated)
 	var body []byte
+	var eqKeys any // NULL for a delete: no keys
 	if !r.Deleted {
 		body = r.JSON
+		k, err := json.Marshal(r.Keys.Eq)
+		if err != nil {
+			return err
+		}
+		eqKeys = string(k) // TEXT: json_each reads a BLOB as JSONB
 	}
-	if _, err := tx.StmtContext(ctx, s.upsertRes).ExecContext(ctx, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := w.exec(sqlUpsertRes, r.Type, r.ID, r.VersionID, lu, r.Deleted, body, eqKeys); err != nil {
 		return err
 	}
-	if _, err := tx.StmtContext(ctx, s.insHist).ExecContext(ctx, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
+	if _, err := w.exec(sqlInsHist, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
 	if current > 0 {
-		for _, del := range []*sql.Stmt{s.delKeys, s.delStrings, s.delDates, s.delNumbers, s.delSorts} {
-			if _, err := tx.StmtContext(ctx, del).ExecContext(ctx, r.Type, r.ID); err != nil {
+		if oldKeys.Valid {
+			if _, err := w.exec(sqlDelKeys, r.Type, r.ID, oldLU, oldKeys.String); err != nil {
+				return err
+			}
+		}
+		for _, del := range []string{sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts} {
+			if _, err := w.exec(del, r.Type, r.ID); err != nil {
 				return err
 			}
 		}
@@ -320,59 +415,57 @@ func (s *Store) put(ctx context.Context, tx *sql.Tx, r *resources.Resource) erro
 	if r.Deleted {
 		return nil
 	}
-	ins := tx.StmtContext(ctx, s.insKey)
-	for _, k := range r.Keys.Eq {
-		if _, err := ins.ExecContext(ctx, r.Type, k, lu, r.ID); err != nil {
-			return err
-		}
+	// Each kind of key goes in with as few statements as its rows allow (multi-row inserts).
+	args := w.args[:0]
+	defer func() { clear(args); w.args = args[:0] }()
+	k := &r.Keys
+	for _, key := range k.Eq {
+		args = append(args, r.Type, key, lu, r.ID)
 	}
-	if len(r.Keys.Strings) > 0 {
-		ins := tx.StmtContext(ctx, s.insString)
-		for _, k := range r.Keys.Strings {
-			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Value, r.ID); err != nil {
-				return err
-			}
-		}
+	if err := w.insertRows(insKeys, 4, args); err != nil {
+		return err
 	}
-	if len(r.Keys.Dates) > 0 {
-		ins := tx.StmtContext(ctx, s.insDate)
-		for _, k := range r.Keys.Dates {
-			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.Lo, k.Hi, r.ID); err != nil {
-				return err
-			}
-		}
+	args = args[:0]
+	for _, v := range k.Strings {
+		args = append(args, r.Type, v.Param, v.Value, r.ID)
 	}
-	if len(r.Keys.Sort) > 0 {
-		ins := tx.StmtContext(ctx, s.insSort)
-		for _, k := range r.Keys.Sort {
-			if _, err := ins.ExecContext(ctx, r.Type, r.ID, k.Param, k.Asc, k.Desc); err != nil {
-				return err
-			}
-		}
+	if err := w.insertRows(insStrings, 4, args); err != nil {
+		return err
 	}
-	if len(r.Keys.Numbers) > 0 {
-		ins := tx.StmtContext(ctx, s.insNumber)
-		for _, k := range r.Keys.Numbers {
-			if _, err := ins.ExecContext(ctx, r.Type, k.Param, k.V, r.ID); err != nil {
-				return err
-			}
-		}
+	args = args[:0]
+	for _, v := range k.Dates {
+		args = append(args, r.Type, v.Param, v.Lo, v.Hi, r.ID)
 	}
-	return nil
+	if err := w.insertRows(insDates, 5, args); err != nil {
+		return err
+	}
+	args = args[:0]
+	for _, v := range k.Sort {
+		args = append(args, r.Type, r.ID, v.Param, v.Asc, v.Desc)
+	}
+	if err := w.insertRows(insSorts, 5, args); err != nil {
+		return err
+	}
+	args = args[:0]
+	for _, v := range k.Numbers {
+		args = append(args, r.Type, v.Param, v.V, r.ID)
+	}
+	return w.insertRows(insNumbers, 4, args)
 }
 
 func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
 	var existing *resources.Resource
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.submit(ctx, len(r.JSON), func(w *writer) error {
+		existing = nil
 		q := *cond
 		q.Type, q.Count, q.After, q.Total = r.Type, 2, nil, false
-		page, err := search(ctx, tx, &q)
+		page, err := search(w.ctx, w.conn, &q)
 		if err != nil {
 			return err
 		}
 		switch len(page.Resources) {
 		case 0:
-			return s.put(ctx, tx, r)
+			return w.put(r)
 		case 1:
 			existing = page.Resources[0]
 			return nil
@@ -593,12 +686,12 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 	switch {
 	case len(c.AnyKey) > 0:
 		if len(c.AnyKey) > longList {
-			return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (SELECT value FROM json_each(?)))", []any{jsonList(c.AnyKey)}
+			return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (SELECT value FROM json_each(?)) AND k.lu = r.lu AND k.id = r.id)", []any{jsonList(c.AnyKey)}
 		}
 		for _, k := range c.AnyKey {
 			args = append(args, k)
 		}
-		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.AnyKey)) + "))", args
+		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(c.AnyKey)) + ") AND k.lu = r.lu AND k.id = r.id)", args
 	case len(c.IDs) > 0:
 		if len(c.IDs) > longList {
 			return "r.id IN (SELECT value FROM json_each(?))", []any{jsonList(c.IDs)}
@@ -611,7 +704,7 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 		for _, k := range c.NoKey {
 			args = append(args, k)
 		}
-		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.id = r.id AND k.key IN (" + placeholders(len(c.NoKey)) + "))", args
+		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(c.NoKey)) + ") AND k.lu = r.lu AND k.id = r.id)", args
 	}
 	return "0", nil
 }
@@ -728,15 +821,20 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 	return page, nil
 }
 
-// Apply implements resources.Store: one SQLite transaction holds every write, so the
-// version checks, the conditions and the writes cannot interleave with another writer.
+// Apply implements resources.Store: the writes are one job of the writer, in their own
+// savepoint of the group's transaction, so the version checks, the conditions and the writes
+// cannot interleave with another writer, and a failure undoes every write of the call.
 func (s *Store) Apply(ctx context.Context, writes []*resources.Write) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	size := 0
+	for _, w := range writes {
+		size += len(w.Resource.JSON)
+	}
+	return s.submit(ctx, size, func(wr *writer) error {
 		for i, w := range writes {
 			if w.IfNoneMatch != nil {
 				q := *w.IfNoneMatch
 				q.Type, q.Count, q.After, q.Total = w.Resource.Type, 1, nil, false
-				page, err := search(ctx, tx, &q)
+				page, err := search(wr.ctx, wr.conn, &q)
 				if err != nil {
 					return &resources.ApplyError{Index: i, Err: mapErr(err)}
 				}
@@ -745,7 +843,7 @@ func (s *Store) Apply(ctx context.Context, writes []*resources.Write) error {
 						"a %s matching the condition was stored meanwhile", w.Resource.Type)}
 				}
 			}
-			if err := s.put(ctx, tx, w.Resource); err != nil {
+			if err := wr.put(w.Resource); err != nil {
 				return &resources.ApplyError{Index: i, Err: mapErr(err)}
 			}
 		}

@@ -1,0 +1,323 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// Group commit.
+//
+// Every write (Put, Apply, CreateIfNoneExist, the audit trail, Ping's lock probe) is a job
+// handed to one writer goroutine, which owns the single write connection. The writer takes
+// the first job waiting and then every other job already queued, up to maxGroupJobs jobs or
+// maxGroupBytes of resource bodies, and runs them all, one after the other, in one SQLite
+// transaction. A job that fails (a version conflict, an If-None-Exist match, a broken
+// constraint) must not take its neighbours down with it: its writes are undone with a
+// SAVEPOINT of its own (ROLLBACK TO, RELEASE) and the others' stay. After the shared COMMIT
+// every caller gets its own result; if COMMIT fails, every job that had succeeded gets that
+// error, and nothing of the group is stored.
+//
+// So each caller still sees what one transaction per call gave it: its writes are all or
+// nothing, checked against everything committed or written before it (jobs of a group run
+// one after the other on one connection, so a job sees the writes of the jobs before it), and
+// visible to every reader, and durable in the WAL, when its call returns. What the group
+// saves is the commit: one WAL append of the pages the whole group dirtied, instead of one
+// per write, and B-tree pages shared by the group's rows (the lastUpdated and history
+// indexes append at the same end, hot keys share leaves) written once.
+//
+// Savepoints are not free: each makes SQLite copy every page the job then modifies (the
+// sub-journal). So a group first runs without them, and only a group in which a job failed is
+// rolled back and run again with them; a group without failures, the common case, pays
+// nothing for the isolation it did not need.
+//
+// A lone writer does not wait: the writer never waits for a group to fill, it takes what is
+// queued at the moment it is free. Groups form only while a commit is in progress, which is
+// exactly when the other writers would have waited for the lock anyway.
+const (
+	maxGroupJobs  = 64
+	maxGroupBytes = 4 << 20
+	queueLen      = 1024
+)
+
+// Job states: a queued job is either taken by the writer (and then runs, and its caller
+// waits for the result) or abandoned by its caller (context done) before the writer took it.
+const (
+	jobQueued int32 = iota
+	jobTaken
+	jobAbandoned
+)
+
+type job struct {
+	fn    func(w *writer) error
+	size  int
+	state atomic.Int32
+	done  chan error // buffered: the writer never blocks on a caller that left
+}
+
+// writer is the state only the writer goroutine touches: the write connection and the
+// statements prepared on it, reused by every transaction.
+type writer struct {
+	conn *sql.Conn
+	// ctx is the statements' context. It is never a caller's: cancelling a statement
+	// interrupts the connection, and SQLite may then roll back the whole transaction, with
+	// the other callers' writes in it. A caller's context bounds its wait in the queue only.
+	ctx   context.Context
+	stmts map[string]*sql.Stmt
+	multi map[multiKey]*sql.Stmt // the multi-row INSERTs among stmts, by shape
+	// args is reused by the multi-row inserts.
+	args []any
+	// reruns counts the groups run a second time, with savepoints (Store.WriteStats).
+	reruns *atomic.Int64
+}
+
+// stmt returns the statement for query, prepared on the write connection the first time.
+func (w *writer) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := w.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := w.conn.PrepareContext(w.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[query] = st
+	return st, nil
+}
+
+func (w *writer) exec(query string, args ...any) (sql.Result, error) {
+	st, err := w.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(w.ctx, args...)
+}
+
+// insertRows inserts rows of width columns each, given flat in args, with multi-row INSERTs
+// of at most maxRowsPerInsert rows: one statement per chunk instead of one per row.
+// prefix is "INSERT [OR ...] INTO table (cols) VALUES ".
+func (w *writer) insertRows(prefix string, width int, args []any) error {
+	const maxRowsPerInsert = 32
+	for len(args) > 0 {
+		n := min(len(args)/width, maxRowsPerInsert)
+		k := multiKey{prefix, width, n}
+		st, ok := w.multi[k]
+		if !ok {
+			row := "(" + placeholders(width) + ")"
+			var err error
+			if st, err = w.stmt(prefix + strings.TrimSuffix(strings.Repeat(row+",", n), ",")); err != nil {
+				return err
+			}
+			w.multi[k] = st
+		}
+		if _, err := st.ExecContext(w.ctx, args[:n*width]...); err != nil {
+			return err
+		}
+		args = args[n*width:]
+	}
+	return nil
+}
+
+// multiKey names a multi-row INSERT: its prefix, row width and number of rows.
+type multiKey struct {
+	prefix      string
+	width, rows int
+}
+
+func (w *writer) close() {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	w.conn.Close()
+}
+
+// errClosed answers writes submitted to a closed store.
+var errClosed = &resources.Error{Kind: resources.KindUnavailable, Message: "the store is closed", RetryAfter: 1}
+
+// submit queues fn for the writer and waits for its result. size (bytes of resource bodies)
+// bounds the group. The error is already mapped (mapErr).
+func (s *Store) submit(ctx context.Context, size int, fn func(w *writer) error) error {
+	if err := ctx.Err(); err != nil {
+		return mapErr(err)
+	}
+	j := &job{fn: fn, size: size, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case s.queue <- j:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return mapErr(ctx.Err())
+	}
+	s.mu.RUnlock()
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+			return mapErr(ctx.Err()) // the writer will skip it: nothing was written
+		}
+		// The writer has it: its result (stored or not) is the only honest answer, and it
+		// comes as soon as the group commits.
+		return <-j.done
+	}
+}
+
+// run is the writer goroutine.
+func (s *Store) run(w *writer) {
+	defer close(s.stopped)
+	defer w.close()
+	group := make([]*job, 0, maxGroupJobs)
+	for {
+		var first *job
+		select {
+		case first = <-s.queue:
+		case <-s.closing:
+			// Close has set closed under the lock: nothing more can be queued, so this drain
+			// answers every job left.
+			for {
+				select {
+				case j := <-s.queue:
+					if j.state.CompareAndSwap(jobQueued, jobTaken) {
+						j.done <- errClosed
+					}
+				default:
+					return
+				}
+			}
+		}
+		group = group[:0]
+		size := 0
+		take := func(j *job) {
+			if j.state.CompareAndSwap(jobQueued, jobTaken) {
+				group = append(group, j)
+				size += j.size
+			}
+		}
+		take(first)
+	drain:
+		for len(group) < maxGroupJobs && size < maxGroupBytes {
+			select {
+			case j := <-s.queue:
+				take(j)
+			default:
+				break drain
+			}
+		}
+		if len(group) > 0 {
+			s.groups.Add(1)
+			s.jobs.Add(int64(len(group)))
+			w.runGroup(group)
+		}
+	}
+}
+
+// runGroup runs the jobs in one transaction and answers each.
+func (w *writer) runGroup(group []*job) {
+	results := make([]error, len(group))
+	answer := func() {
+		for i, j := range group {
+			j.done <- mapErr(results[i])
+		}
+	}
+	// abort rolls the whole transaction back after err: every job not already failed on its
+	// own fails with err.
+	abort := func(err error) {
+		w.conn.ExecContext(w.ctx, "ROLLBACK")
+		for i := range results {
+			if results[i] == nil {
+				results[i] = err
+			}
+		}
+		answer()
+	}
+	begin := func() bool {
+		if _, err := w.conn.ExecContext(w.ctx, "BEGIN IMMEDIATE"); err != nil {
+			for i := range results {
+				results[i] = err
+			}
+			answer()
+			return false
+		}
+		return true
+	}
+	if !begin() {
+		return
+	}
+	// First without savepoints: each costs a copy of every page its job then modifies (the
+	// sub-journal), and most groups have no failure. A job alone in its transaction never
+	// needs one: its failure is the transaction's.
+	for _, j := range group {
+		if err := runJob(w, j); err != nil {
+			w.conn.ExecContext(w.ctx, "ROLLBACK")
+			if len(group) == 1 {
+				results[0] = err
+				answer()
+				return
+			}
+			// A job failed after the jobs before it wrote: run the whole group again, in the
+			// same order, each job in its own savepoint this time. Jobs are functions of the
+			// database and their arguments (a job resets whatever result it hands back before
+			// it runs), so the second run is a run in its own right: each job is checked
+			// against what is stored when it runs, and the failed job fails again (or, if it
+			// failed for a reason that has gone, succeeds).
+			w.reruns.Add(1)
+			if !begin() {
+				return
+			}
+			if !w.runSavepoints(group, results, abort) {
+				return
+			}
+			break
+		}
+	}
+	if _, err := w.conn.ExecContext(w.ctx, "COMMIT"); err != nil {
+		abort(err)
+		return
+	}
+	answer()
+}
+
+// runSavepoints runs each job of the group in a savepoint of the open transaction. It
+// returns false when it had to abort the transaction (and so has answered every job).
+func (w *writer) runSavepoints(group []*job, results []error, abort func(error)) bool {
+	for i, j := range group {
+		if _, err := w.conn.ExecContext(w.ctx, "SAVEPOINT job"); err != nil {
+			abort(err)
+			return false
+		}
+		if err := runJob(w, j); err != nil {
+			results[i] = err
+			// ROLLBACK TO undoes the job's writes but keeps the savepoint open; RELEASE
+			// closes it. If SQLite has rolled the whole transaction back itself (a full
+			// disk, an I/O error), the savepoint is gone and ROLLBACK TO fails: the jobs
+			// before this one were undone too.
+			if _, rerr := w.conn.ExecContext(w.ctx, "ROLLBACK TO job"); rerr != nil {
+				abort(rerr)
+				return false
+			}
+		}
+		if _, err := w.conn.ExecContext(w.ctx, "RELEASE job"); err != nil {
+			abort(err)
+			return false
+		}
+	}
+	return true
+}
+
+// runJob runs one job, turning a panic (a bug) into that job's error rather than the end of
+// the writer and of every later write.
+func runJob(w *writer, j *job) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = resources.Wrap(resources.KindInternal, fmt.Errorf("panic: %v", p), "write failed")
+		}
+	}()
+	return j.fn(w)
+}
