@@ -553,10 +553,12 @@ func compileSearch(q *resources.Query) compiled {
 		id    = "r.id"
 	)
 	clauses := q.Clauses
+	driven := false
 	// Drive from the key table when a clause names one key: its (type, key, lu, id) index
 	// returns matches already in page order, so a page costs a short range scan.
 	for i, c := range clauses {
 		if len(c.AnyKey) == 1 {
+			driven = true
 			from = "search_keys k0 CROSS JOIN resources r ON r.type = k0.type AND r.id = k0.id"
 			where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
 			args = []any{q.Type, c.AnyKey[0]}
@@ -568,7 +570,7 @@ func compileSearch(q *resources.Query) compiled {
 	for _, c := range clauses {
 		switch {
 		case len(c.AnyKey) > 0 || len(c.IDs) > 0 || len(c.NoKey) > 0:
-			cond, a := keyClauseSQL(c)
+			cond, a := keyClauseSQL(c, driven)
 			where = append(where, cond)
 			args = append(args, a...)
 		case len(c.Or) > 0:
@@ -576,7 +578,7 @@ func compileSearch(q *resources.Query) compiled {
 			for _, alt := range c.Or {
 				ands := []string{"1"}
 				for _, sub := range alt {
-					cond, a := keyClauseSQL(sub)
+					cond, a := keyClauseSQL(sub, driven)
 					ands = append(ands, cond)
 					args = append(args, a...)
 				}
@@ -680,10 +682,18 @@ func compileSearch(q *resources.Query) compiled {
 }
 
 // keyClauseSQL compiles an AnyKey, IDs or NoKey clause (the kinds an Or may hold); any other
-// clause compiles to false.
-func keyClauseSQL(c resources.Clause) (string, []any) {
+// clause compiles to false. driven says the search is driven by one key (a few candidate
+// rows): a long list is then tested row by row in a string (memberOf) instead of being loaded
+// into a temporary index first, which for a plan's thousands of members cost more than the
+// rest of an identifier search.
+func keyClauseSQL(c resources.Clause, driven bool) (string, []any) {
 	var args []any
 	switch {
+	case len(c.AnyKey) > longList && driven && lineSafe(c.AnyKey):
+		// The version's keys are in r.eq_keys: one of them in the list.
+		return "EXISTS (SELECT 1 FROM json_each(r.eq_keys) j WHERE instr(?, char(10) || j.value || char(10)) > 0)", []any{lineList(c.AnyKey)}
+	case len(c.IDs) > longList && driven && lineSafe(c.IDs):
+		return "instr(?, char(10) || r.id || char(10)) > 0", []any{lineList(c.IDs)}
 	case len(c.AnyKey) > 0:
 		if len(c.AnyKey) > longList {
 			return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (SELECT value FROM json_each(?)) AND k.lu = r.lu AND k.id = r.id)", []any{jsonList(c.AnyKey)}
@@ -713,6 +723,21 @@ func keyClauseSQL(c resources.Clause) (string, []any) {
 // parameter: a tenancy scope can hold thousands (a plan's members), and binding each one and
 // preparing a statement of that many placeholders for every query cost more than the query.
 const longList = 32
+
+// lineList is vals as one string, each value on its own line, for instr tests of membership
+// (lineSafe: no value holds a line break, so a match is a whole value).
+func lineList(vals []string) string {
+	return "\n" + strings.Join(vals, "\n") + "\n"
+}
+
+func lineSafe(vals []string) bool {
+	for _, v := range vals {
+		if strings.Contains(v, "\n") {
+			return false
+		}
+	}
+	return true
+}
 
 func jsonList(vals []string) string {
 	b, _ := json.Marshal(vals)

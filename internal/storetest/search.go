@@ -115,6 +115,14 @@ func init() {
 			{"long ids", []resources.Clause{{IDs: longList("x", "a1", "b1")}}, []string{"a1", "b1"}},
 			{"long keys", []resources.Clause{{AnyKey: longList(resources.TokenCodeKey("status", "none"), resources.TokenCodeKey("status", "accepted"))}}, []string{"a2"}},
 			{"long nokey", []resources.Clause{owner("a"), {NoKey: longList(resources.TokenCodeKey("status", "none"), resources.TokenCodeKey("status", "accepted"))}}, []string{"a1", "a3"}},
+			// The same lists beside a one-key clause that drives the search.
+			{"owner and long ids", []resources.Clause{owner("a"), {IDs: longList("x", "a1", "b1", "a3")}}, []string{"a1", "a3"}},
+			{"owner and long keys", []resources.Clause{owner("a"), {AnyKey: longList(resources.TokenCodeKey("status", "none"), resources.TokenCodeKey("status", "accepted"))}}, []string{"a2"}},
+			{"owner and or with long lists", []resources.Clause{owner("b"), {Or: [][]resources.Clause{
+				{{IDs: longList("x", "a3")}},
+				{{AnyKey: longList(resources.RefKey("owner", "Organization", "none"), resources.RefKey("owner", "Organization", "b"))}},
+			}}}, []string{"b1"}},
+			{"owner and long ids, none listed", []resources.Clause{owner("a"), {IDs: longList("x")}}, nil},
 			{"or with long lists", []resources.Clause{{Or: [][]resources.Clause{
 				{{IDs: longList("x", "a3")}},
 				{{AnyKey: longList(resources.RefKey("owner", "Organization", "none"), resources.RefKey("owner", "Organization", "b"))}},
