@@ -57,6 +57,9 @@ type Store struct {
 	closing, stopped chan struct{}
 	// Counters for WriteStats.
 	groups, jobs, reruns atomic.Int64
+	// The checkpointer (checkpoints): its own connection, and its stop and done signals.
+	ckpt                 *sql.DB
+	ckptStop, ckptClosed chan struct{}
 }
 
 // WriteStats counts the writer's work since Open.
@@ -165,8 +168,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	dsn := func(extra string) string {
-		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)&_pragma=temp_store(MEMORY)%s",
-			path, opts.BusyTimeout.Milliseconds(), extra)
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)%s",
+			path, opts.BusyTimeout.Milliseconds(), walAutoCheckpoint, extra)
 	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
 	if err != nil {
@@ -225,7 +228,40 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	s.queue = make(chan *job, queueLen)
 	s.closing, s.stopped = make(chan struct{}), make(chan struct{})
 	go s.run(wr)
+	if s.ckpt, err = sql.Open("sqlite", dsn("")); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.ckpt.SetMaxOpenConns(1)
+	s.ckptStop, s.ckptClosed = make(chan struct{}), make(chan struct{})
+	go s.checkpoints()
 	return s, nil
+}
+
+// Checkpoints (copying the WAL's pages back into the database file, and its fsync) run on a
+// connection of their own, every checkpointEvery: when the writer ran them (SQLite's
+// automatic checkpoint, in the commit that crossed the threshold) they were a fifth of the
+// writer goroutine's time, and the writer is the one thing every write waits for. A PASSIVE
+// checkpoint waits for no one; the writer's own automatic checkpoint remains, at a higher
+// threshold, as a bound on the WAL should these fall behind.
+const (
+	checkpointEvery   = 250 * time.Millisecond
+	walAutoCheckpoint = 50000 // pages (≈ 200 MB at 4 KiB)
+)
+
+func (s *Store) checkpoints() {
+	defer close(s.ckptClosed)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ckptStop:
+			return
+		case <-t.C:
+			// Errors (busy, closing) are left to the next tick and to the writer's bound.
+			s.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // migrateEqKeys brings a database created before resources.eq_keys existed to the current
@@ -268,6 +304,11 @@ func (s *Store) Close() error {
 	if !already && s.closing != nil {
 		close(s.closing)
 		<-s.stopped
+	}
+	if !already && s.ckptStop != nil {
+		close(s.ckptStop)
+		<-s.ckptClosed
+		s.ckpt.Close()
 	}
 	for _, st := range []*sql.Stmt{s.readCur, s.readVer} {
 		if st != nil {
