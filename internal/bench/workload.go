@@ -39,6 +39,9 @@ var DefaultMix = map[string]int{OpRead: 35, OpSearch: 15, OpPoll: 20, OpTaskUpda
 // creates), so its rate compares with theirs. DefaultMix writes ≈ 2.3 resources per request.
 var CRUDMix = map[string]int{OpRead: 40, OpSearch: 10, OpPoll: 15, OpTaskUpdate: 15, OpCreate: 20}
 
+// minOpenTasks is the supply of open Tasks below which updates stop completing them.
+const minOpenTasks = 100
+
 // errSkip means the operation had nothing to do (no open Task to move); it is not timed.
 var errSkip = errors.New("nothing to do")
 
@@ -233,7 +236,9 @@ func (w *workload) taskUpdate(ctx context.Context, rng *rand.Rand) (int, error) 
 		next = "in-progress"
 	default: // in-progress
 		next = "on-hold"
-		if rng.IntN(4) == 0 {
+		// Now and then the work is done; but a run keeps a supply of open Tasks, so that
+		// updates are not limited by the population (in-progress and on-hold alternate).
+		if rng.IntN(4) == 0 && w.pool.size() > minOpenTasks {
 			next = "completed"
 		}
 	}
