@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -118,7 +119,14 @@ type scoped struct {
 	// params are the search parameters whose keys clause tests: judging one resource
 	// against it needs only those keys (accessKeys).
 	params map[string]bool
+	// judged remembers visibleAs' answers for stored versions ("Type/id/version/lu"), which
+	// never change: a scope is replaced, not changed, when the organization's sets change.
+	mu     sync.Mutex
+	judged map[string]bool
 }
+
+// maxJudged bounds a scope's remembered answers (cleared when full).
+const maxJudged = 20000
 
 // scopeMemo caches a request's scopes and access sets: a search with _include and _has asks
 // for several.
@@ -521,8 +529,22 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 	if r.Deleted || len(r.JSON) == 0 {
 		return false, nil
 	}
+	key := r.Type + "/" + r.ID + "/" + strconv.FormatInt(r.VersionID, 10) + "/" + strconv.FormatInt(r.LastUpdated.UnixMicro(), 10)
+	sc.mu.Lock()
+	ok, hit := sc.judged[key]
+	sc.mu.Unlock()
+	if hit {
+		return ok, nil
+	}
 	k := s.accessKeys(r, sc.params)
-	return k != nil && Matches([]Clause{sc.clause}, r, k), nil
+	ok = k != nil && Matches([]Clause{sc.clause}, r, k)
+	sc.mu.Lock()
+	if sc.judged == nil || len(sc.judged) >= maxJudged {
+		sc.judged = map[string]bool{}
+	}
+	sc.judged[key] = ok
+	sc.mu.Unlock()
+	return ok, nil
 }
 
 // clauseParams adds the parameters whose keys c tests.
