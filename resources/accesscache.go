@@ -65,7 +65,36 @@ type orgCache struct {
 	recentDrops map[string]time.Time
 	builds      atomic.Int64 // entries computed (tests count rebuilds)
 	entryCount  int
+
+	// The last stamp asked of the store, and when: one question serves every entry for a
+	// short while.
+	stampMu sync.Mutex
+	stampAt time.Time
+	stampV  uint64
+	stampOK bool
 }
+
+// stampMaxAge is how long one answer of the store's ChangeStamper is reused.
+const stampMaxAge = 100 * time.Millisecond
+
+// currentStamp returns the store's stamp, asking it at most every stampMaxAge; ok is false
+// when the store has none or could not answer.
+func (s *Service) currentStamp(ctx context.Context) (uint64, bool) {
+	cs, ok := s.Store.(ChangeStamper)
+	if !ok {
+		return 0, false
+	}
+	c := &s.orgCache
+	c.stampMu.Lock()
+	defer c.stampMu.Unlock()
+	if time.Since(c.stampAt) < stampMaxAge {
+		return c.stampV, c.stampOK
+	}
+	v, err := cs.ExternalChangeStamp(ctx)
+	c.stampAt, c.stampV, c.stampOK = time.Now(), v, err == nil
+	return v, err == nil
+}
+
 
 type orgState struct {
 	changed uint64 // seq of the last change that concerns the organization
@@ -77,6 +106,17 @@ type orgEntry struct {
 	v       any
 	changed uint64 // the organization's changed when v was built or last extended
 	at      time.Time
+	// stamp is the store's ChangeStamper stamp taken before v was built (stamped: one was).
+	stamp   uint64
+	stamped bool
+}
+
+// ChangeStamper is implemented by stores that can tell whether another process has written
+// since an earlier stamp (the embedded store). Past its TTL, a set built under the current
+// stamp is still exact and is kept without reading the store again; that matters at scale:
+// a CBO with 5,000 Tasks re-read every 2 s took half of the CPU (docs/benchmarks.md).
+type ChangeStamper interface {
+	ExternalChangeStamp(ctx context.Context) (uint64, error)
 }
 
 type flight struct {
@@ -158,6 +198,19 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 				return v, nil
 			}
 		}
+		if e, ok := st.entries[name]; ok && e.changed == st.changed && e.stamped && extenders[name] != nil && time.Since(e.at) > s.accessTTL() {
+			// Past its TTL: still exact if no other process wrote since it was built.
+			c.mu.Unlock()
+			cur, ok := s.currentStamp(ctx)
+			c.mu.Lock()
+			if now, still := st.entries[name]; ok && cur == e.stamp && still && now.changed == st.changed && now.at == e.at {
+				now.at = time.Now()
+				st.entries[name] = now
+				c.mu.Unlock()
+				remember(m, memoKey, now.v)
+				return now.v, nil
+			}
+		}
 		if e, ok := st.entries[name]; ok && e.changed == st.changed {
 			age, ttl := time.Since(e.at), s.accessTTL()
 			// Past its TTL, a set read from the store is still served while one rebuild runs in
@@ -165,7 +218,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 			// for a while, or rebuilds keep failing) the request rebuilds it itself.
 			if age <= ttl || (age <= 2*ttl && extenders[name] != nil) {
 				if age > ttl && c.flights[key] == nil {
-					c.rebuildInBackground(ctx, t, name, key, build)
+					c.rebuildInBackground(ctx, s, t, name, key, build)
 				}
 				c.mu.Unlock()
 				remember(m, memoKey, e.v)
@@ -192,13 +245,18 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 		start := c.seq
 		c.mu.Unlock()
 
+		var stamp uint64
+		var stamped bool
 		if extenders[name] != nil {
 			c.builds.Add(1) // a set read from the store (a scope is built from sets in memory)
+			// Taken before the build reads: a stamp older than the reads is safe (at worst
+			// the set is rebuilt once more), a newer one would hide a write the reads missed.
+			stamp, stamped = s.currentStamp(ctx)
 		}
 		v, err := build(ctx)
 		c.mu.Lock()
 		if err == nil {
-			v = c.settle(t, name, v, start)
+			v = c.settle(t, name, v, start, stamp, stamped)
 		}
 		if c.flights[key] == f {
 			delete(c.flights, key)
@@ -216,7 +274,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 
 // rebuildInBackground starts a build of an expired entry that requests do not wait for.
 // Called with c.mu held.
-func (c *orgCache) rebuildInBackground(ctx context.Context, t *tenant, name, key string, build func(context.Context) (any, error)) {
+func (c *orgCache) rebuildInBackground(ctx context.Context, s *Service, t *tenant, name, key string, build func(context.Context) (any, error)) {
 	f := &flight{done: make(chan struct{})}
 	c.flights[key] = f
 	start := c.seq
@@ -224,10 +282,11 @@ func (c *orgCache) rebuildInBackground(ctx context.Context, t *tenant, name, key
 	go func() {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
+		stamp, stamped := s.currentStamp(bctx)
 		v, err := build(bctx)
 		c.mu.Lock()
 		if err == nil {
-			v = c.settle(t, name, v, start)
+			v = c.settle(t, name, v, start, stamp, stamped)
 		}
 		if c.flights[key] == f {
 			delete(c.flights, key)
@@ -251,7 +310,7 @@ func remember(m *scopeMemo, key string, v any) {
 // present and stores it, or leaves it unstored when that cannot be done: a drop since start,
 // a change the entry cannot replay (no extender), or creations that left the log. Returns
 // the value the builder's request uses. Called with c.mu held.
-func (c *orgCache) settle(t *tenant, name string, v any, start uint64) any {
+func (c *orgCache) settle(t *tenant, name string, v any, start, stamp uint64, stamped bool) any {
 	st := c.state(t.org)
 	if st.dropped > start || c.logFloor > start {
 		return v
@@ -283,7 +342,7 @@ func (c *orgCache) settle(t *tenant, name string, v any, start uint64) any {
 	if _, had := st.entries[name]; !had {
 		c.entryCount++
 	}
-	st.entries[name] = orgEntry{v: v, changed: st.changed, at: time.Now()}
+	st.entries[name] = orgEntry{v: v, changed: st.changed, at: time.Now(), stamp: stamp, stamped: stamped}
 	return v
 }
 

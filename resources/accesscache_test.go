@@ -300,12 +300,15 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 	}
 }
 
-// TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL: a second service on the same
-// store stands for another server process. What it writes reaches the first one's cached
-// sets by the TTL alone: an expired set is served while it is rebuilt in the background, and
-// rebuilt by the request itself once twice the TTL has passed.
+// TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL: a second service on a second
+// store opened on the same files stands for another server process. What it writes reaches
+// the first one's cached sets by the TTL alone: an expired set is served while it is rebuilt
+// in the background, and rebuilt by the request itself once twice the TTL has passed. While
+// no other process writes, expired sets are kept without reading the store again (the
+// embedded store's change stamp).
 func TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	dir := fhirtest.SQLite.New(t)
+	store := fhirtest.SQLite.Open(t, dir)
 	const ttl = 150 * time.Millisecond
 	w := &world{t: t, svc: newService(t, store, ttl)}
 	organizations(w, "prov-1", "plan-1", "cbo-a")
@@ -314,7 +317,16 @@ func TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL(t *testing.T) {
 	if !sees(t, w.svc, cbo(), "Patient", "p0") {
 		t.Fatal("cbo-a does not see p0")
 	}
-	other := &world{t: t, svc: newService(t, store, ttl)}
+	// Past the TTL, with no other writer, the sets are kept: nothing is read again.
+	builds := w.svc.AccessSetBuilds()
+	for i := 0; i < 5; i++ {
+		time.Sleep(ttl)
+		sees(t, w.svc, cbo(), "Patient", "p0")
+	}
+	if got := w.svc.AccessSetBuilds() - builds; got != 0 {
+		t.Errorf("with no other writer, %d sets were read again after their TTL", got)
+	}
+	other := &world{t: t, svc: newService(t, fhirtest.SQLite.Open(t, dir), ttl)}
 	other.referral(1, "prov-1", "plan-1", "cbo-a") // unknown to w.svc's cache
 	if sees(t, w.svc, cbo(), "Patient", "p1") {
 		t.Log("p1 visible before the TTL: the set was rebuilt early (a slow machine)")

@@ -114,6 +114,15 @@ func (t *timedStore) History(ctx context.Context, q *resources.HistoryQuery) (*r
 	return p, err
 }
 
+// ExternalChangeStamp passes resources.ChangeStamper through, when the store has it.
+func (t *timedStore) ExternalChangeStamp(ctx context.Context) (uint64, error) {
+	cs, ok := t.Store.(resources.ChangeStamper)
+	if !ok {
+		return 0, resources.Errorf(resources.KindInternal, "the store cannot tell whether another process wrote")
+	}
+	return cs.ExternalChangeStamp(ctx)
+}
+
 func (t *timedStore) Ping(ctx context.Context) error {
 	start := time.Now()
 	err := t.Store.Ping(ctx)

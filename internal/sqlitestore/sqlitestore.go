@@ -349,6 +349,19 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
+// ExternalChangeStamp implements resources.ChangeStamper. PRAGMA data_version, asked on the
+// writer's connection, changes when another connection commits, and only then; this process
+// commits through that connection alone (readers are query-only, checkpoints commit
+// nothing), so the stamp moves only when another process (a second server, `calaimfhir
+// import --data`) wrote.
+func (s *Store) ExternalChangeStamp(ctx context.Context) (uint64, error) {
+	var v uint64
+	err := s.submit(ctx, 0, func(w *writer) error {
+		return w.conn.QueryRowContext(w.ctx, `PRAGMA data_version`).Scan(&v)
+	})
+	return v, err
+}
+
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
