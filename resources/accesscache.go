@@ -95,7 +95,6 @@ func (s *Service) currentStamp(ctx context.Context) (uint64, bool) {
 	return v, err == nil
 }
 
-
 type orgState struct {
 	changed uint64 // seq of the last change that concerns the organization
 	dropped uint64 // seq of the last drop of its entries
