@@ -490,7 +490,7 @@ func TestGroup_Close(t *testing.T) {
 // the figures (docs/benchmarks.md quotes them) and checks that grouping shares pages.
 func TestGroup_WALPagesPerResource(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(context.Background(), dir, Options{})
+	s, err := Open(context.Background(), dir, Options{noCheckpointer: true})
 	if err != nil {
 		t.Fatal(err)
 	}

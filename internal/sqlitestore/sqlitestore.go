@@ -37,6 +37,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// ReadConns is the size of the reader pool (default 2×GOMAXPROCS, at least 4).
 	ReadConns int
+
+	// noCheckpointer turns the background checkpoints off (tests that count WAL pages).
+	noCheckpointer bool
 }
 
 // FileName is the database file inside the data directory.
@@ -228,6 +231,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	s.queue = make(chan *job, queueLen)
 	s.closing, s.stopped = make(chan struct{}), make(chan struct{})
 	go s.run(wr)
+	if opts.noCheckpointer {
+		return s, nil
+	}
 	if s.ckpt, err = sql.Open("sqlite", dsn("")); err != nil {
 		s.Close()
 		return nil, err
