@@ -253,16 +253,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 			stamp, stamped = s.currentStamp(ctx)
 		}
 		v, err := build(ctx)
-		c.mu.Lock()
-		if err == nil {
-			v = c.settle(t, name, v, start, stamp, stamped)
-		}
-		if c.flights[key] == f {
-			delete(c.flights, key)
-		}
-		f.v, f.err = v, err
-		c.mu.Unlock()
-		close(f.done)
+		v = c.land(f, t, name, key, v, err, start, stamp, stamped)
 		if err != nil {
 			return nil, err
 		}
@@ -283,17 +274,24 @@ func (c *orgCache) rebuildInBackground(ctx context.Context, s *Service, t *tenan
 		defer cancel()
 		stamp, stamped := s.currentStamp(bctx)
 		v, err := build(bctx)
-		c.mu.Lock()
-		if err == nil {
-			v = c.settle(t, name, v, start, stamp, stamped)
-		}
-		if c.flights[key] == f {
-			delete(c.flights, key)
-		}
-		f.v, f.err = v, err
-		c.mu.Unlock()
-		close(f.done)
+		c.land(f, t, name, key, v, err, start, stamp, stamped)
 	}()
+}
+
+// land ends flight f with what its build returned: settles and stores the value (settle),
+// hands it to the requests waiting for f, and returns the value the builder uses.
+func (c *orgCache) land(f *flight, t *tenant, name, key string, v any, err error, start, stamp uint64, stamped bool) any {
+	c.mu.Lock()
+	if err == nil {
+		v = c.settle(t, name, v, start, stamp, stamped)
+	}
+	if c.flights[key] == f {
+		delete(c.flights, key)
+	}
+	f.v, f.err = v, err
+	c.mu.Unlock()
+	close(f.done)
+	return v
 }
 
 func remember(m *scopeMemo, key string, v any) {
