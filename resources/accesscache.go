@@ -29,9 +29,11 @@ import (
 //     only while nothing changed for their organization.
 //   - The TTL (Service.AccessCacheTTL) bounds the age of entries: the only way a change made
 //     through another server process (several servers on one MongoDB) reaches this one's
-//     cache. A set past its TTL is served while one rebuild runs in the background; past
-//     twice the TTL the request rebuilds it first. Another process's change therefore shows
-//     within twice the TTL, usually within the TTL and one rebuild.
+//     cache. On a store with a change stamp (ChangeStamper: the embedded store), a set past
+//     its TTL is kept while no other process has written since it was built. Otherwise it is
+//     served while one rebuild runs in the background; past twice the TTL the request
+//     rebuilds it first. Another process's change therefore shows within twice the TTL,
+//     usually within the TTL and one rebuild.
 //   - One build per entry at a time; concurrent requests wait for it.
 
 // orgCacheTTL is the default bound on the age of an organization's cached access sets
@@ -77,9 +79,10 @@ type orgCache struct {
 // stampMaxAge is how long one answer of the store's ChangeStamper is reused.
 const stampMaxAge = 100 * time.Millisecond
 
-// currentStamp returns the store's stamp, asking it at most every stampMaxAge; ok is false
-// when the store has none or could not answer.
-func (s *Service) currentStamp(ctx context.Context) (uint64, bool) {
+// currentStamp returns the store's stamp, asking it at most every stampMaxAge and always when
+// the last answer is older than notBefore; ok is false when the store has none or could not
+// answer.
+func (s *Service) currentStamp(ctx context.Context, notBefore time.Time) (uint64, bool) {
 	cs, ok := s.Store.(ChangeStamper)
 	if !ok {
 		return 0, false
@@ -87,7 +90,7 @@ func (s *Service) currentStamp(ctx context.Context) (uint64, bool) {
 	c := &s.orgCache
 	c.stampMu.Lock()
 	defer c.stampMu.Unlock()
-	if time.Since(c.stampAt) < stampMaxAge {
+	if time.Since(c.stampAt) < stampMaxAge && !c.stampAt.Before(notBefore) {
 		return c.stampV, c.stampOK
 	}
 	v, err := cs.ExternalChangeStamp(ctx)
@@ -198,9 +201,10 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 			}
 		}
 		if e, ok := st.entries[name]; ok && e.changed == st.changed && e.stamped && extenders[name] != nil && time.Since(e.at) > s.accessTTL() {
-			// Past its TTL: still exact if no other process wrote since it was built.
+			// Past its TTL: still exact if no other process wrote since it was built (asked
+			// after the TTL ran out, so that a renewal never rests on an older answer).
 			c.mu.Unlock()
-			cur, ok := s.currentStamp(ctx)
+			cur, ok := s.currentStamp(ctx, e.at.Add(s.accessTTL()))
 			c.mu.Lock()
 			if now, still := st.entries[name]; ok && cur == e.stamp && still && now.changed == st.changed && now.at == e.at {
 				now.at = time.Now()
@@ -250,7 +254,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 			c.builds.Add(1) // a set read from the store (a scope is built from sets in memory)
 			// Taken before the build reads: a stamp older than the reads is safe (at worst
 			// the set is rebuilt once more), a newer one would hide a write the reads missed.
-			stamp, stamped = s.currentStamp(ctx)
+			stamp, stamped = s.currentStamp(ctx, time.Time{})
 		}
 		v, err := build(ctx)
 		v = c.land(f, t, name, key, v, err, start, stamp, stamped)
@@ -272,7 +276,7 @@ func (c *orgCache) rebuildInBackground(ctx context.Context, s *Service, t *tenan
 	go func() {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		stamp, stamped := s.currentStamp(bctx)
+		stamp, stamped := s.currentStamp(bctx, time.Time{})
 		v, err := build(bctx)
 		c.land(f, t, name, key, v, err, start, stamp, stamped)
 	}()
