@@ -1,5 +1,66 @@
 package resources
 
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+)
+
+// paramFields are the top-level elements of typ the paths of the parameters keep accepts
+// start at ("code" for "code.coding", "value" for "value[x]"), each once.
+func paramFields(typ string, keep func(Param) bool) []string {
+	var fields []string
+	for _, p := range Params(typ) {
+		if !keep(p) {
+			continue
+		}
+		for _, path := range p.Paths {
+			f, _, _ := strings.Cut(path, ".")
+			f, _, _ = strings.Cut(f, "[")
+			if !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+	}
+	return fields
+}
+
+// decodeTop decodes the top-level members fields of the JSON object raw, leaving the others
+// undecoded (topFields; encoding/json when the scan fails). doc is nil when raw is not an
+// object; ok is false when, besides, a member did not decode (doc then holds the others).
+func decodeTop(raw []byte, fields []string) (doc map[string]any, ok bool) {
+	top, scanned := topFields(raw, func(name string) bool { return slices.Contains(fields, name) })
+	if !scanned {
+		var all map[string]json.RawMessage
+		if json.Unmarshal(raw, &all) != nil {
+			return nil, false
+		}
+		top = make(map[string][]byte, len(fields))
+		for _, f := range fields {
+			if v, has := all[f]; has {
+				top[f] = v
+			}
+		}
+	}
+	doc, ok = make(map[string]any, len(top)), true
+	for _, f := range fields {
+		v, has := top[f]
+		if !has {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.UseNumber()
+		var val any
+		if dec.Decode(&val) != nil {
+			ok = false
+			continue
+		}
+		doc[f] = val
+	}
+	return doc, ok
+}
+
 // topFields returns the raw values of the top-level members of the JSON object raw that want
 // accepts, without decoding the rest: a read judged against a tenancy scope needs two or three
 // elements of a resource, and decoding the others cost more than the read itself. raw is a

@@ -492,16 +492,7 @@ func DecodeSystemCursor(s string) (*Cursor, error) {
 func decodeFields(r *Resource, param string) map[string]any {
 	var fields []string
 	if param != "*" {
-		for _, p := range Params(r.Type) {
-			if p.Type != ParamReference || p.Name != param {
-				continue
-			}
-			for _, path := range p.Paths {
-				first, _, _ := strings.Cut(path, ".")
-				first, _, _ = strings.Cut(first, "[")
-				fields = append(fields, first)
-			}
-		}
+		fields = paramFields(r.Type, func(p Param) bool { return p.Type == ParamReference && p.Name == param })
 	}
 	if len(fields) == 0 {
 		dec := json.NewDecoder(bytes.NewReader(r.JSON))
@@ -512,29 +503,6 @@ func decodeFields(r *Resource, param string) map[string]any {
 		}
 		return doc
 	}
-	top, ok := topFields(r.JSON, func(name string) bool { return slices.Contains(fields, name) })
-	if !ok {
-		var all map[string]json.RawMessage
-		if json.Unmarshal(r.JSON, &all) != nil {
-			return nil
-		}
-		top = make(map[string][]byte, len(all))
-		for k, v := range all {
-			top[k] = v
-		}
-	}
-	doc := make(map[string]any, len(fields))
-	for _, f := range fields {
-		raw, ok := top[f]
-		if !ok {
-			continue
-		}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		var v any
-		if dec.Decode(&v) == nil {
-			doc[f] = v
-		}
-	}
+	doc, _ := decodeTop(r.JSON, fields)
 	return doc
 }

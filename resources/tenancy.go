@@ -567,49 +567,9 @@ func clauseParams(c Clause, into map[string]bool) {
 // accessKeys are r's search keys for params only, from the top-level elements they read:
 // a read judged against a scope needs a handful of keys, not every key of the resource.
 func (s *Service) accessKeys(r *Resource, params map[string]bool) *Keys {
-	need := map[string]bool{}
-	for _, p := range Params(r.Type) {
-		if params[p.Name] {
-			for _, path := range p.Paths {
-				f, _, _ := strings.Cut(path, ".")
-				f, _, _ = strings.Cut(f, "[")
-				need[f] = true
-			}
-		}
-	}
-	top, ok := topFields(r.JSON, func(name string) bool { return need[name] })
+	doc, ok := decodeTop(r.JSON, paramFields(r.Type, func(p Param) bool { return params[p.Name] }))
 	if !ok {
-		var all map[string]json.RawMessage
-		if json.Unmarshal(r.JSON, &all) != nil {
-			return nil
-		}
-		top = map[string][]byte{}
-		for f := range need {
-			if v, ok := all[f]; ok {
-				top[f] = v
-			}
-		}
-	}
-	doc := make(map[string]any, len(top))
-	for _, p := range Params(r.Type) {
-		if !params[p.Name] {
-			continue
-		}
-		for _, path := range p.Paths {
-			f, _, _ := strings.Cut(path, ".")
-			f, _, _ = strings.Cut(f, "[")
-			raw, ok := top[f]
-			if _, done := doc[f]; done || !ok {
-				continue
-			}
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			var v any
-			if dec.Decode(&v) != nil {
-				return nil
-			}
-			doc[f] = v
-		}
+		return nil
 	}
 	k := extractKeysFor(r.Type, doc, s.Base, params)
 	return &k
