@@ -199,6 +199,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
+	if err := migrateAuditPostings(ctx, w); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", mapErr(err))
+	}
 	if err := migrateEqKeys(ctx, w); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))

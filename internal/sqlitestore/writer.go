@@ -100,20 +100,47 @@ func (w *writer) exec(query string, args ...any) (sql.Result, error) {
 // of at most maxRowsPerInsert rows: one statement per chunk instead of one per row.
 // prefix is "INSERT [OR ...] INTO table (cols) VALUES ".
 func (w *writer) insertRows(prefix string, width int, args []any) error {
+	return w.insertChunks(prefix, width, args, "", func(st *sql.Stmt, args []any) error {
+		_, err := st.ExecContext(w.ctx, args...)
+		return err
+	})
+}
+
+// insertRowsReturning is insertRows with "RETURNING col": got receives col of each row stored
+// (an INSERT OR IGNORE returns none for the rows it skips).
+func (w *writer) insertRowsReturning(prefix string, width int, args []any, col string, got func(string)) error {
+	return w.insertChunks(prefix, width, args, " RETURNING "+col, func(st *sql.Stmt, args []any) error {
+		rows, err := st.QueryContext(w.ctx, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				return err
+			}
+			got(v)
+		}
+		return rows.Err()
+	})
+}
+
+func (w *writer) insertChunks(prefix string, width int, args []any, suffix string, run func(*sql.Stmt, []any) error) error {
 	const maxRowsPerInsert = 32
 	for len(args) > 0 {
 		n := min(len(args)/width, maxRowsPerInsert)
-		k := multiKey{prefix, width, n}
+		k := multiKey{prefix + "\x00" + suffix, width, n}
 		st, ok := w.multi[k]
 		if !ok {
 			row := "(" + placeholders(width) + ")"
 			var err error
-			if st, err = w.stmt(prefix + strings.TrimSuffix(strings.Repeat(row+",", n), ",")); err != nil {
+			if st, err = w.stmt(prefix + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + suffix); err != nil {
 				return err
 			}
 			w.multi[k] = st
 		}
-		if _, err := st.ExecContext(w.ctx, args[:n*width]...); err != nil {
+		if err := run(st, args[:n*width]); err != nil {
 			return err
 		}
 		args = args[n*width:]

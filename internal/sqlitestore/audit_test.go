@@ -1,0 +1,220 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+func TestAuditPostings(t *testing.T) {
+	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	rec := func(id string, sec int, entity string) *resources.AuditRecord {
+		return &resources.AuditRecord{ID: id, Recorded: at.Add(time.Duration(sec) * time.Second),
+			Subject: "nurse", Org: "Organization/plan", Type: "Patient", Entities: []string{entity}}
+	}
+	got := auditPostings([]*resources.AuditRecord{
+		rec("r2", 2, "Patient/a"), rec("r1", 5, "Patient/b"), rec("r3", 1, "Patient/a/_history/3"),
+	})
+	us := func(sec int) int64 { return at.Add(time.Duration(sec) * time.Second).UnixMicro() }
+	want := []auditPosting{
+		{key: "a|nurse", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
+		{key: "a|Organization/plan", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
+		{key: "t|Patient", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
+		{key: "e|Patient/a", t: us(2), id: "r2", ids: []string{"r2", "r3"}},
+		{key: "e|Patient/b", t: us(5), id: "r1"}, // one record: ids stays NULL
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(auditPosting{})); diff != "" {
+		t.Errorf("postings (-want +got):\n%s", diff)
+	}
+}
+
+// auditRecords makes n records a millisecond apart, ending at end, from three callers over
+// 50 patients; every fifth shares its time with the one before.
+func auditRecords(n int, end time.Time) []*resources.AuditRecord {
+	var out []*resources.AuditRecord
+	for i := range n {
+		r := &resources.AuditRecord{
+			ID:       fmt.Sprintf("%016x-%05d", i, i),
+			Recorded: end.Add(-time.Duration(n-i) * time.Millisecond),
+			Subtype:  "read", Action: "R", Status: 200, Outcome: 0, Method: "GET",
+			Subject: []string{"ann", "ben", "cy"}[i%3], Org: "Organization/plan", Type: "Patient",
+			Entities: []string{fmt.Sprintf("Patient/p%d", i%50)},
+		}
+		if i%5 == 4 {
+			r.Recorded = out[i-1].Recorded
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// orphanPostings counts audit_keys rows none of whose records is left.
+func orphanPostings(t *testing.T, s *Store) int {
+	t.Helper()
+	var n int
+	err := s.r.QueryRow(`SELECT count(*) FROM audit_keys k WHERE NOT EXISTS (
+		SELECT 1 FROM audit_events e WHERE e.id IN (SELECT coalesce(j.value, k.id) FROM json_each(coalesce(k.ids, '[null]')) j))`).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestAuditPurge_Rounds: a purge of more than purgeBatch records runs in rounds; whatever the
+// cutoff, searches by key find exactly the records left, and no posting outlives its records.
+func TestAuditPurge_Rounds(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now().UTC().Truncate(time.Microsecond)
+	recs := auditRecords(3*purgeBatch+300, end)
+	for _, cut := range []int{0, 7, purgeBatch, 2*purgeBatch + 513, len(recs)} {
+		t.Run(fmt.Sprint("cut=", cut), func(t *testing.T) {
+			s, err := Open(ctx, t.TempDir(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := 0; i < len(recs); i += 256 { // batches as the server writes them
+				if err := s.AppendAudit(ctx, recs[i:min(i+256, len(recs))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := end.Add(time.Hour)
+			if cut < len(recs) {
+				before = recs[cut].Recorded
+			}
+			var left []*resources.AuditRecord
+			for _, r := range recs {
+				if !r.Recorded.Before(before) {
+					left = append(left, r)
+				}
+			}
+			n, err := s.PurgeAudit(ctx, before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := len(recs) - len(left); n != int64(want) {
+				t.Errorf("purged %d, want %d", n, want)
+			}
+			for _, key := range [][]string{{"a|ben"}, {"e|Patient/p7"}, {"t|Patient"}, {"a|ann", "a|cy"}} {
+				q := resources.AuditQuery{Keys: [][]string{key}, Count: 5000}
+				var want []string
+				for _, r := range left {
+					if q.Matches(r) {
+						want = append(want, r.ID)
+					}
+				}
+				page, err := s.SearchAudit(ctx, &q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, r := range page.Records {
+					got = append(got, r.ID)
+				}
+				slices.Sort(got)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("search %v after the purge (-want +got):\n%s", key, diff)
+				}
+			}
+			if o := orphanPostings(t, s); o != 0 {
+				t.Errorf("%d postings list only purged records", o)
+			}
+		})
+	}
+}
+
+// TestMigrateAuditPostings: a database whose audit_keys has one row per record and key (no
+// ids column) is opened, searched and purged as before, and new records go in as postings.
+func TestMigrateAuditPostings(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	end := time.Now().UTC().Truncate(time.Microsecond)
+	recs := auditRecords(60, end)
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// The old layout, with the rows the old code wrote.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{`DROP TABLE audit_keys`,
+		`CREATE TABLE audit_keys (key TEXT NOT NULL, t INTEGER NOT NULL, id TEXT NOT NULL, PRIMARY KEY (key, t, id)) WITHOUT ROWID`}
+	for _, stmt := range stmts {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	for _, r := range recs[:40] {
+		if _, err := db.Exec(`INSERT INTO audit_events (id, t, action, outcome, subtype, rec) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, mustJSON(t, r)); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range resources.AuditKeys(r) {
+			if _, err := db.Exec(`INSERT INTO audit_keys (key, t, id) VALUES (?, ?, ?)`, k, micros(r.Recorded), r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+
+	s, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.AppendAudit(ctx, recs[40:]); err != nil {
+		t.Fatal(err)
+	}
+	search := func(key string) []string {
+		t.Helper()
+		page, err := s.SearchAudit(ctx, &resources.AuditQuery{Keys: [][]string{{key}}, Count: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range page.Records {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	var want []string
+	for _, r := range recs {
+		if r.Subject == "ben" {
+			want = append(want, r.ID)
+		}
+	}
+	if diff := cmp.Diff(want, search("a|ben")); diff != "" {
+		t.Errorf("old and new records by agent (-want +got):\n%s", diff)
+	}
+	if _, err := s.PurgeAudit(ctx, recs[50].Recorded); err != nil {
+		t.Fatal(err)
+	}
+	if got := search("t|Patient"); len(got) != 10 {
+		t.Errorf("after the purge %d records by type, want 10", len(got))
+	}
+	if o := orphanPostings(t, s); o != 0 {
+		t.Errorf("%d postings list only purged records", o)
+	}
+}
+
+func mustJSON(t *testing.T, r *resources.AuditRecord) []byte {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
