@@ -19,6 +19,7 @@ import (
 	"github.com/calaimfhir/calaimfhir/internal/auth"
 	"github.com/calaimfhir/calaimfhir/internal/bench"
 	"github.com/calaimfhir/calaimfhir/internal/r4"
+	"github.com/calaimfhir/calaimfhir/internal/sqlitestore"
 	"github.com/calaimfhir/calaimfhir/server"
 )
 
@@ -204,7 +205,7 @@ func startBenchServer(ctx context.Context, mongoURI string) (base, storeName str
 			stop()
 		}
 	}()
-	scfg := &serveConfig{data: dir, mongoURI: mongoURI, maxBodyBytes: 10 << 20, maxEntries: 1000}
+	scfg := &serveConfig{data: dir, mongoURI: mongoURI, maxBodyBytes: 10 << 20, maxEntries: 1000, readCacheMB: sqlitestore.DefaultReadCacheBytes >> 20}
 	store, storeName, _, err := openStore(ctx, scfg)
 	if err != nil {
 		return "", "", nil, nil, err

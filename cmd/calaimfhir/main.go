@@ -118,6 +118,7 @@ type serveConfig struct {
 	auditKeep    time.Duration
 	requireProfs string
 	accessTTL    time.Duration
+	readCacheMB  int
 	termDir      string
 	pprof        string
 	clients      string
@@ -153,6 +154,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.catalog, "claims-catalog", "", "JSON file replacing the embedded CalAIM service catalog used by Claim/$submit (CALAIMFHIR_CLAIMS_CATALOG)")
 	fs.BoolVar(&cfg.anyRefs, "allow-dangling-references", false, "accept Task.focus/for, ServiceRequest.subject, Consent.patient, Claim.patient/insurance references to resources not stored here (CALAIMFHIR_ALLOW_DANGLING_REFERENCES)")
 	fs.DurationVar(&cfg.accessTTL, "access-cache-ttl", 2*time.Second, "age at which an organization's cached access sets are rebuilt: a change another process wrote to the same database (a second server, calaimfhir import --data) takes effect here within twice this; changes through this server take effect at once")
+	fs.IntVar(&cfg.readCacheMB, "read-cache-mb", sqlitestore.DefaultReadCacheBytes>>20, "MiB of current versions the embedded store keeps in memory for reads by id; 0 turns the cache off; a change another process wrote to the same database reaches these reads within 250 ms (CALAIMFHIR_READ_CACHE_MB)")
 	fs.StringVar(&cfg.requireProfs, "require-profiles", "", `types whose writes must conform to their CalAIM profile, comma-separated, or "calaim" for Patient,ServiceRequest,Task,Consent,Claim; off by default (CALAIMFHIR_REQUIRE_PROFILES)`)
 	fs.StringVar(&cfg.termDir, "terminology", "", "folder of CodeSystem/ValueSet JSON files that replace (same id) or add to the built-in CalAIM terminology (CALAIMFHIR_TERMINOLOGY)")
 	// Every flag can come from CALAIMFHIR_<FLAG>; flags given on the command line win.
@@ -452,7 +454,11 @@ func openStore(ctx context.Context, cfg *serveConfig) (resources.Store, string, 
 		}
 		return s, "mongodb", "MongoDB", nil
 	}
-	s, err := sqlitestore.Open(ctx, cfg.data, sqlitestore.Options{})
+	opts := sqlitestore.Options{ReadCacheBytes: int64(cfg.readCacheMB) << 20}
+	if cfg.readCacheMB <= 0 {
+		opts.ReadCacheBytes = -1
+	}
+	s, err := sqlitestore.Open(ctx, cfg.data, opts)
 	if err != nil {
 		return nil, "", "", fmt.Errorf("open embedded store in %s: %w", cfg.data, err)
 	}

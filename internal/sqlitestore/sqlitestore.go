@@ -37,6 +37,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// ReadConns is the size of the reader pool (default 2×GOMAXPROCS, at least 4).
 	ReadConns int
+	// ReadCacheBytes bounds the cache of current versions that serves Read (readcache.go;
+	// default DefaultReadCacheBytes); negative turns it off.
+	ReadCacheBytes int64
 
 	// noCheckpointer turns the background checkpoints off (tests that count WAL pages).
 	noCheckpointer bool
@@ -51,6 +54,8 @@ type Store struct {
 	// Statements prepared once: parsing SQL on every call cost more than running it. The
 	// write statements are prepared on the writer's connection (writer.stmt).
 	readCur, readVer *sql.Stmt
+	// cache serves Read (readcache.go); nil when turned off.
+	cache *readCache
 
 	// The writer goroutine's queue (writer.go). closed, under mu, stops new jobs; closing
 	// tells the writer to answer what is left and stop; stopped is closed when it has.
@@ -189,6 +194,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
 	s := &Store{w: w, r: r}
+	switch {
+	case opts.ReadCacheBytes == 0:
+		s.cache = newReadCache(DefaultReadCacheBytes)
+	case opts.ReadCacheBytes > 0:
+		s.cache = newReadCache(opts.ReadCacheBytes)
+	}
 	for _, pragma := range []string{"PRAGMA journal_mode = WAL"} {
 		if _, err := w.ExecContext(ctx, pragma); err != nil {
 			s.Close()
@@ -224,7 +235,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
 	}
-	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns}
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache}
+	if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&wr.dataVersion); err != nil {
+		wr.close()
+		s.Close()
+		return nil, fmt.Errorf("data version: %w", mapErr(err))
+	}
 	for _, q := range writeStatements {
 		if _, err := wr.stmt(q); err != nil {
 			wr.close()
@@ -270,6 +286,7 @@ func (s *Store) checkpoints() {
 		case <-t.C:
 			// Errors (busy, closing) are left to the next tick and to the writer's bound.
 			s.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			s.checkExternal(context.Background())
 		}
 	}
 }
@@ -401,8 +418,37 @@ func mapErr(err error) error {
 }
 
 func (s *Store) Read(ctx context.Context, typ, id string) (*resources.Resource, error) {
-	row := s.readCur.QueryRowContext(ctx, typ, id)
-	return scanOne(row, typ, id)
+	if s.cache == nil {
+		return scanOne(s.readCur.QueryRowContext(ctx, typ, id), typ, id)
+	}
+	if e, ok := s.cache.get(typ, id); ok {
+		return e.resource(typ, id)
+	}
+	epoch := s.cache.epoch.Load()
+	r, err := scanOne(s.readCur.QueryRowContext(ctx, typ, id), typ, id)
+	if r != nil && (err == nil || resources.IsKind(err, resources.KindGone)) {
+		s.cache.offer(r, epoch)
+	}
+	return r, err
+}
+
+// checkExternal empties the read cache if another process has committed since the last
+// check (readcache.go); the checkpointer calls it every checkpointEvery.
+func (s *Store) checkExternal(ctx context.Context) error {
+	if s.cache == nil {
+		return nil
+	}
+	return s.submit(ctx, 0, func(w *writer) error {
+		var v int64
+		if err := w.conn.QueryRowContext(w.ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+			return err
+		}
+		if v != w.dataVersion {
+			w.dataVersion = v
+			w.cache.reset()
+		}
+		return nil
+	})
 }
 
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*resources.Resource, error) {
@@ -432,8 +478,20 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 	return s.submit(ctx, len(r.JSON), func(w *writer) error { return w.put(r) })
 }
 
-// put writes one version, checking it follows the current one. It runs on the writer.
+// put writes one version (putRow) and, once it is written, notes it for the read cache,
+// which takes the group's versions when it commits (writer.go).
 func (w *writer) put(r *resources.Resource) error {
+	if err := w.putRow(r); err != nil {
+		return err
+	}
+	if w.cache != nil {
+		w.written = append(w.written, r)
+	}
+	return nil
+}
+
+// putRow writes one version, checking it follows the current one.
+func (w *writer) putRow(r *resources.Resource) error {
 	sel, err := w.stmt(sqlSelVersion)
 	if err != nil {
 		return err

@@ -73,6 +73,12 @@ type writer struct {
 	args []any
 	// reruns counts the groups run a second time, with savepoints (Store.WriteStats).
 	reruns *atomic.Int64
+	// cache is the store's read cache (nil: none); written holds the versions the group's
+	// jobs have written so far, handed to the cache once the group commits; dataVersion is
+	// the last PRAGMA data_version seen (Store.checkExternal).
+	cache       *readCache
+	written     []*resources.Resource
+	dataVersion int64
 }
 
 // stmt returns the statement for query, prepared on the write connection the first time.
@@ -248,6 +254,8 @@ func (s *Store) run(w *writer) {
 // runGroup runs the jobs in one transaction and answers each.
 func (w *writer) runGroup(group []*job) {
 	results := make([]error, len(group))
+	w.written = w.written[:0]
+	defer func() { clear(w.written); w.written = w.written[:0] }()
 	answer := func() {
 		for i, j := range group {
 			j.done <- mapErr(results[i])
@@ -295,6 +303,8 @@ func (w *writer) runGroup(group []*job) {
 			// against what is stored when it runs, and the failed job fails again (or, if it
 			// failed for a reason that has gone, succeeds).
 			w.reruns.Add(1)
+			clear(w.written)
+			w.written = w.written[:0]
 			if !begin() {
 				return
 			}
@@ -308,6 +318,9 @@ func (w *writer) runGroup(group []*job) {
 		abort(err)
 		return
 	}
+	if w.cache != nil {
+		w.cache.committed(w.written) // before the answers: a caller reads its own write
+	}
 	answer()
 }
 
@@ -319,8 +332,11 @@ func (w *writer) runSavepoints(group []*job, results []error, abort func(error))
 			abort(err)
 			return false
 		}
+		mark := len(w.written)
 		if err := runJob(w, j); err != nil {
 			results[i] = err
+			clear(w.written[mark:])
+			w.written = w.written[:mark]
 			// ROLLBACK TO undoes the job's writes but keeps the savepoint open; RELEASE
 			// closes it. If SQLite has rolled the whole transaction back itself (a full
 			// disk, an I/O error), the savepoint is gone and ROLLBACK TO fails: the jobs
