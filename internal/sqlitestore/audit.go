@@ -27,6 +27,15 @@ import (
 // rows were three quarters of the cost of a record (26–37 µs each, four of five rows landing on
 // the same few leaves); a batch's hot keys now cost one row each.
 //
+// Entity keys are the exception: nearly every record reads or writes its own resource, so
+// their postings land one per record on leaves scattered over the whole key order, and each
+// such leaf is one more page in the commit (WAL frames were a third of a record's cost after
+// grouping). They are appended instead to audit_staged, in time order (a few pages per
+// batch), and moved into audit_keys once auditStageMax rows have gathered: in one statement,
+// grouped by key into postings like a batch's, so each key's leaf is written once per move
+// rather than once per record. Searches read the staged rows too (a scan of at most
+// auditStageMax rows: audit searches are an administrator's, and rare).
+//
 // Purges delete a posting once its t is older than every record left (see PurgeAudit); a
 // posting that also lists records purged before it is harmless, since searches join postings
 // to audit_events.
@@ -48,7 +57,18 @@ CREATE TABLE IF NOT EXISTS audit_keys (
 	ids TEXT,             -- every record id, a JSON array; NULL: id alone
 	PRIMARY KEY (key, t, id)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS audit_staged (
+	t   INTEGER NOT NULL, -- the record's time
+	id  TEXT    NOT NULL, -- the record
+	key TEXT    NOT NULL, -- one of its entity keys
+	PRIMARY KEY (t, id, key)
+) WITHOUT ROWID;
 `
+
+// auditStageMax is how many staged entity keys make the next batch move them all into
+// audit_keys (a variable for tests).
+var auditStageMax = 16384
 
 // migrateAuditPostings adds audit_keys.ids to a database made before postings were grouped:
 // its rows, one per record and key, are postings of one record each (ids NULL), so nothing
@@ -73,13 +93,17 @@ type auditPosting struct {
 }
 
 // auditPostings groups the keys of recs into one posting per key, in the order keys first
-// appear.
-func auditPostings(recs []*resources.AuditRecord) []auditPosting {
+// appear, but for entity keys, which it returns as rows of audit_staged (t, id, key, flat).
+func auditPostings(recs []*resources.AuditRecord) (postings []auditPosting, staged []any) {
 	var out []auditPosting
 	at := map[string]int{}
 	for _, r := range recs {
 		t := micros(r.Recorded)
 		for _, k := range resources.AuditKeys(r) {
+			if strings.HasPrefix(k, resources.AuditEntityKey) {
+				staged = append(staged, t, r.ID, k)
+				continue
+			}
 			i, ok := at[k]
 			if !ok {
 				at[k] = len(out)
@@ -95,7 +119,7 @@ func auditPostings(recs []*resources.AuditRecord) []auditPosting {
 			p.id = min(p.id, r.ID)
 		}
 	}
-	return out
+	return out, staged
 }
 
 // AppendAudit implements resources.AuditLog: the batch is one job of the writer (writer.go),
@@ -133,7 +157,17 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 		}
 		args = args[:0]
 		defer func() { clear(args); w.args = args[:0] }()
-		for _, p := range auditPostings(fresh) {
+		postings, staged := auditPostings(fresh)
+		if err := w.insertRows(`INSERT OR IGNORE INTO audit_staged (t, id, key) VALUES `, 3, staged); err != nil {
+			return err
+		}
+		w.auditStaged += len(staged) / 3
+		if w.auditStaged >= auditStageMax {
+			if err := w.moveStaged(); err != nil {
+				return err
+			}
+		}
+		for _, p := range postings {
 			var ids any // NULL
 			if p.ids != nil {
 				b, err := json.Marshal(p.ids)
@@ -146,6 +180,22 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 		}
 		return w.insertRows(`INSERT OR IGNORE INTO audit_keys (key, t, id, ids) VALUES `, 4, args)
 	})
+}
+
+// moveStaged moves every staged entity key into audit_keys, one posting per key (see the
+// layout at the top). w.auditStaged counts the rows staged since the last move, as a hint:
+// a move that is rolled back with its group is simply done again later.
+func (w *writer) moveStaged() error {
+	if _, err := w.exec(`INSERT OR IGNORE INTO audit_keys (key, t, id, ids)
+		SELECT key, max(t), min(id), CASE WHEN count(*) > 1 THEN json_group_array(id) END
+		FROM audit_staged GROUP BY key`); err != nil {
+		return err
+	}
+	if _, err := w.exec(`DELETE FROM audit_staged`); err != nil {
+		return err
+	}
+	w.auditStaged = 0
+	return nil
 }
 
 // ReadAudit implements resources.AuditLog.
@@ -201,10 +251,14 @@ func (s *Store) SearchAudit(ctx context.Context, q *resources.AuditQuery) (*reso
 		}
 	}
 	for _, clause := range q.Keys {
-		// A posting stands for its id alone (ids NULL) or for every id it lists.
-		where = append(where, "id IN (SELECT coalesce(j.value, k.id) FROM audit_keys k LEFT JOIN json_each(k.ids) j WHERE "+in("k.key", len(clause))+")")
-		for _, k := range clause {
-			args = append(args, k)
+		// A posting stands for its id alone (ids NULL) or for every id it lists; entity keys
+		// may still be staged.
+		where = append(where, "id IN (SELECT coalesce(j.value, k.id) FROM audit_keys k LEFT JOIN json_each(k.ids) j WHERE "+in("k.key", len(clause))+
+			" UNION ALL SELECT id FROM audit_staged WHERE "+in("key", len(clause))+")")
+		for range 2 {
+			for _, k := range clause {
+				args = append(args, k)
+			}
 		}
 	}
 	if q.After != nil {
@@ -294,6 +348,9 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 				if _, err := w.exec(`DELETE FROM audit_keys WHERE key = ? AND t < ?`, k, cut); err != nil {
 					return err
 				}
+			}
+			if _, err := w.exec(`DELETE FROM audit_staged WHERE t < ?`, cut); err != nil {
+				return err
 			}
 			_, err = w.exec(`DELETE FROM audit_events WHERE t < ?`, cut)
 			return err

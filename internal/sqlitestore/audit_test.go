@@ -21,7 +21,7 @@ func TestAuditPostings(t *testing.T) {
 		return &resources.AuditRecord{ID: id, Recorded: at.Add(time.Duration(sec) * time.Second),
 			Subject: "nurse", Org: "Organization/plan", Type: "Patient", Entities: []string{entity}}
 	}
-	got := auditPostings([]*resources.AuditRecord{
+	got, staged := auditPostings([]*resources.AuditRecord{
 		rec("r2", 2, "Patient/a"), rec("r1", 5, "Patient/b"), rec("r3", 1, "Patient/a/_history/3"),
 	})
 	us := func(sec int) int64 { return at.Add(time.Duration(sec) * time.Second).UnixMicro() }
@@ -29,11 +29,14 @@ func TestAuditPostings(t *testing.T) {
 		{key: "a|nurse", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
 		{key: "a|Organization/plan", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
 		{key: "t|Patient", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
-		{key: "e|Patient/a", t: us(2), id: "r2", ids: []string{"r2", "r3"}},
-		{key: "e|Patient/b", t: us(5), id: "r1"}, // one record: ids stays NULL
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(auditPosting{})); diff != "" {
 		t.Errorf("postings (-want +got):\n%s", diff)
+	}
+	// Entity keys are staged one row per record (t, id, key).
+	wantStaged := []any{us(2), "r2", "e|Patient/a", us(5), "r1", "e|Patient/b", us(1), "r3", "e|Patient/a"}
+	if diff := cmp.Diff(wantStaged, staged); diff != "" {
+		t.Errorf("staged (-want +got):\n%s", diff)
 	}
 }
 
@@ -75,6 +78,9 @@ func TestAuditPurge_Rounds(t *testing.T) {
 	ctx := context.Background()
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(3*purgeBatch+300, end)
+	// Entity keys move from audit_staged to audit_keys every 700 rows here, so both hold some.
+	defer func(n int) { auditStageMax = n }(auditStageMax)
+	auditStageMax = 700
 	for _, cut := range []int{0, 7, purgeBatch, 2*purgeBatch + 513, len(recs)} {
 		t.Run(fmt.Sprint("cut=", cut), func(t *testing.T) {
 			s, err := Open(ctx, t.TempDir(), Options{})
@@ -127,6 +133,13 @@ func TestAuditPurge_Rounds(t *testing.T) {
 			}
 			if o := orphanPostings(t, s); o != 0 {
 				t.Errorf("%d postings list only purged records", o)
+			}
+			var staged, moved int
+			if err := s.r.QueryRow(`SELECT count(*) FROM audit_staged WHERE t < ?`, micros(before)).Scan(&staged); err != nil || staged != 0 {
+				t.Errorf("%d staged keys of purged records (%v)", staged, err)
+			}
+			if err := s.r.QueryRow(`SELECT count(*) FROM audit_keys WHERE key LIKE 'e|%' AND ids IS NOT NULL`).Scan(&moved); err != nil || (cut < purgeBatch && moved == 0) {
+				t.Errorf("%d moved entity postings with several records, want some (%v)", moved, err)
 			}
 		})
 	}

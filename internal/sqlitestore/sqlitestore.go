@@ -236,6 +236,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
 	}
 	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache}
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM audit_staged`).Scan(&wr.auditStaged); err != nil {
+		wr.close()
+		s.Close()
+		return nil, fmt.Errorf("count staged audit keys: %w", mapErr(err))
+	}
 	if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&wr.dataVersion); err != nil {
 		wr.close()
 		s.Close()

@@ -79,6 +79,8 @@ type writer struct {
 	cache       *readCache
 	written     []*resources.Resource
 	dataVersion int64
+	// auditStaged counts the audit_staged rows written since the last move (audit.go).
+	auditStaged int
 }
 
 // stmt returns the statement for query, prepared on the write connection the first time.
