@@ -118,16 +118,7 @@ func TestAuditPurge_Rounds(t *testing.T) {
 						want = append(want, r.ID)
 					}
 				}
-				page, err := s.SearchAudit(ctx, &q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var got []string
-				for _, r := range page.Records {
-					got = append(got, r.ID)
-				}
-				slices.Sort(got)
-				if diff := cmp.Diff(want, got); diff != "" {
+				if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
 					t.Errorf("search %v after the purge (-want +got):\n%s", key, diff)
 				}
 			}
@@ -191,17 +182,7 @@ func TestMigrateAuditPostings(t *testing.T) {
 		t.Fatal(err)
 	}
 	search := func(key string) []string {
-		t.Helper()
-		page, err := s.SearchAudit(ctx, &resources.AuditQuery{Keys: [][]string{{key}}, Count: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		for _, r := range page.Records {
-			ids = append(ids, r.ID)
-		}
-		slices.Sort(ids)
-		return ids
+		return searchIDs(t, s, resources.AuditQuery{Keys: [][]string{{key}}, Count: 1000})
 	}
 	var want []string
 	for _, r := range recs {
@@ -221,6 +202,21 @@ func TestMigrateAuditPostings(t *testing.T) {
 	if o := orphanPostings(t, s); o != 0 {
 		t.Errorf("%d postings list only purged records", o)
 	}
+}
+
+// searchIDs returns the ids of the first page q finds, sorted.
+func searchIDs(t *testing.T, s *Store, q resources.AuditQuery) []string {
+	t.Helper()
+	page, err := s.SearchAudit(context.Background(), &q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range page.Records {
+		ids = append(ids, r.ID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func mustJSON(t *testing.T, r *resources.AuditRecord) []byte {
