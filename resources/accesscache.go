@@ -368,7 +368,12 @@ func (c *orgCache) add(ch *accessChange) {
 			}
 			if nv, grew := ext(t, e.v, ch); grew {
 				touched = true
-				st.entries[name] = orgEntry{v: nv, changed: e.changed, at: e.at}
+				// The entry keeps its stamp: this process's own writes do not move the store's
+				// change stamp, so a set extended with them is as exact past its TTL as one
+				// that was not (dropping the stamp had every extended set, the pushing EHR's
+				// and the CBO's on every referral, read from the store again each TTL).
+				e.v = nv
+				st.entries[name] = e
 			}
 		}
 		// A ServiceRequest can join a CBO's referrals by id, without naming the CBO (a Task

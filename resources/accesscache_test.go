@@ -346,3 +346,36 @@ func TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL(t *testing.T) {
 		t.Errorf("p2 not visible to the first request after twice the TTL")
 	}
 }
+
+// TestAccessCache_ExtendedSetsOutliveTheirTTL: a set extended by this service's own creations
+// (every referral extends the pushing EHR's and the CBO's sets) is still known to be exact
+// past its TTL while no other process writes, and so is not read from the store again.
+func TestAccessCache_ExtendedSetsOutliveTheirTTL(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	const ttl = 150 * time.Millisecond
+	w := &world{t: t, svc: newService(t, store, ttl)}
+	organizations(w, "prov-1", "plan-1", "cbo-a")
+	w.referral(0, "prov-1", "plan-1", "cbo-a")
+	callers := []context.Context{as(resources.RoleCBO, "cbo-a"), as(resources.RoleProvider, "prov-1"), as(resources.RolePlan, "plan-1")}
+	look := func(p string) {
+		t.Helper()
+		for _, ctx := range callers {
+			if !sees(t, w.svc, resources.WithScopeCache(ctx), "Patient", p) {
+				t.Fatalf("%v does not see %s", ctx.Value(callerKey{}), p)
+			}
+		}
+	}
+	look("p0")
+	builds := w.svc.AccessSetBuilds()
+	for n := 1; n <= 3; n++ {
+		p := fmt.Sprint("p", n)
+		w.referral(n, "prov-1", "plan-1", "cbo-a") // extends the three callers' sets
+		look(p)
+		time.Sleep(ttl + 20*time.Millisecond)
+		look(p)
+	}
+	time.Sleep(50 * time.Millisecond) // a background rebuild, if one was started, lands
+	if got := w.svc.AccessSetBuilds() - builds; got != 0 {
+		t.Errorf("sets extended by this service were read from the store %d times after their TTL", got)
+	}
+}
