@@ -141,6 +141,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 	}
 	return s.submit(ctx, size, func(w *writer) error {
 		args := w.args[:0]
+		defer func() { clear(args); w.args = args[:0] }()
 		for i, r := range recs {
 			args = append(args, r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, bodies[i])
 		}
@@ -156,7 +157,6 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 			}
 		}
 		args = args[:0]
-		defer func() { clear(args); w.args = args[:0] }()
 		postings, staged := auditPostings(fresh)
 		if err := w.insertRows(`INSERT OR IGNORE INTO audit_staged (t, id, key) VALUES `, 3, staged); err != nil {
 			return err

@@ -22,10 +22,10 @@ import (
 //
 // Writes by another process on the same files (a second server, `calaimfhir import --data`
 // beside a running server, which the README advises against) are not seen by the writer:
-// every resetEvery the writer asks PRAGMA data_version, which changes when another
-// connection commits, and empties the cache when it has. So such a write reaches this
-// process's reads within resetEvery, as it reaches its access sets within the access cache's
-// TTL; searches, vreads and history always read the database.
+// every checkpointEvery (Store.checkExternal) the writer asks PRAGMA data_version, which
+// changes when another connection commits, and empties the cache when it has. So such a write
+// reaches this process's reads within checkpointEvery, as it reaches its access sets within
+// the access cache's TTL; searches, vreads and history always read the database.
 type readCache struct {
 	max   int64 // bytes of JSON (and a fixed overhead per entry) kept at most
 	mu    sync.RWMutex

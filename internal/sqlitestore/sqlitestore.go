@@ -241,7 +241,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("count staged audit keys: %w", mapErr(err))
 	}
-	if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&wr.dataVersion); err != nil {
+	if wr.dataVersion, err = wr.dataVersionNow(); err != nil {
 		wr.close()
 		s.Close()
 		return nil, fmt.Errorf("data version: %w", mapErr(err))
@@ -387,10 +387,19 @@ func (s *Store) Ping(ctx context.Context) error {
 // nothing), so the stamp moves only when another process (a second server, `calaimfhir
 // import --data`) wrote.
 func (s *Store) ExternalChangeStamp(ctx context.Context) (uint64, error) {
-	var v uint64
-	err := s.submit(ctx, 0, func(w *writer) error {
-		return w.conn.QueryRowContext(w.ctx, `PRAGMA data_version`).Scan(&v)
+	var v int64
+	err := s.submit(ctx, 0, func(w *writer) (err error) {
+		v, err = w.dataVersionNow()
+		return err
 	})
+	return uint64(v), err
+}
+
+// dataVersionNow asks PRAGMA data_version on the write connection: it changes when another
+// connection (another process) has committed since the last time it was asked.
+func (w *writer) dataVersionNow() (int64, error) {
+	var v int64
+	err := w.conn.QueryRowContext(w.ctx, `PRAGMA data_version`).Scan(&v)
 	return v, err
 }
 
@@ -444,8 +453,8 @@ func (s *Store) checkExternal(ctx context.Context) error {
 		return nil
 	}
 	return s.submit(ctx, 0, func(w *writer) error {
-		var v int64
-		if err := w.conn.QueryRowContext(w.ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		v, err := w.dataVersionNow()
+		if err != nil {
 			return err
 		}
 		if v != w.dataVersion {
