@@ -25,8 +25,10 @@ import (
 //     rebuilt in between does not keep what the write took away.
 //   - A build that ran while creations committed replays them (the log) before it is stored;
 //     one that ran while a drop happened is used by its own request and not stored.
-//   - Entries without an extender (the scopes, sorted lists built from the sets) are valid
-//     only while nothing changed for their organization.
+//   - Entries without an extender (the scopes, made from the sets) are valid only while
+//     nothing changed for their organization. Making a scope again costs no more than a few
+//     lookups (tenancy.go, limit): a scope's clauses, which list the sets' members in order,
+//     are made only when a search asks for them.
 //   - The TTL (Service.AccessCacheTTL) bounds the age of entries: the only way a change made
 //     through another server process (several servers on one MongoDB) reaches this one's
 //     cache. On a store with a change stamp (ChangeStamper: the embedded store), a set past

@@ -188,9 +188,9 @@ func inPeriod(p map[string]any, now time.Time) bool {
 	return true
 }
 
-// gatedClause limits a consent-gated type for a CBO: what it wrote, or what is about a
+// gatedLimit limits a consent-gated type for a CBO: what it wrote, or what is about a
 // patient whose Consent names it, without sensitive labels the Consent does not cover.
-func gatedClause(typ string, own []string, grants map[string]labelMask) Clause {
+func gatedLimit(typ string, own []string, grants map[string]labelMask) limit {
 	byMask := map[labelMask]map[string]bool{}
 	for pid, mask := range grants {
 		if byMask[mask] == nil {
@@ -198,21 +198,16 @@ func gatedClause(typ string, own []string, grants map[string]labelMask) Clause {
 		}
 		byMask[mask][pid] = true
 	}
-	var alts [][]Clause
+	var alts []setAlt
 	for mask := labelMask(0); mask <= allLabels; mask++ {
-		pats := byMask[mask]
-		alt := patientAlt(typ, pats)
-		if alt == nil {
+		alt := patientAlt(typ, byMask[mask])
+		if len(alt.ids) == 0 {
 			continue
 		}
-		var hidden []string
 		for i, code := range sensitiveLabels {
 			if mask&(1<<i) == 0 {
-				hidden = append(hidden, TokenCodeKey("_security", code))
+				alt.noKey = append(alt.noKey, TokenCodeKey("_security", code))
 			}
-		}
-		if len(hidden) > 0 {
-			alt = append(alt, Clause{NoKey: hidden})
 		}
 		alts = append(alts, alt)
 	}

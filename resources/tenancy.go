@@ -111,18 +111,131 @@ func (t *tenant) tagKey() string { return TokenKey("_tag", TenantTagSystem, t.or
 
 func (t *tenant) orgKey(param string) string { return RefKey(param, "Organization", t.orgID) }
 
-// scoped is the limit on one type for one caller. gated, when set, is the limit without the
-// consent rules: what consent withholds is the difference.
+// scoped is the limit on one type for one caller. ungated, when set, is the limit without
+// the consent rules: what consent withholds is the difference.
 type scoped struct {
-	clause Clause
-	gated  *Clause
-	// params are the search parameters whose keys clause tests: judging one resource
+	limit   limit
+	ungated *limit
+	// params are the search parameters whose keys limit tests: judging one resource
 	// against it needs only those keys (accessKeys).
 	params map[string]bool
 	// judged remembers visibleAs' answers for stored versions ("Type/id/version/lu"), which
 	// never change: a scope is replaced, not changed, when the organization's sets change.
 	mu     sync.Mutex
 	judged map[string]bool
+	// clause and gated are limit and ungated as clauses for store queries, made on the first
+	// query that needs them (scope), not with the scope: see limit.
+	once   sync.Once
+	clause Clause
+	gated  *Clause
+}
+
+// limit is what a scope lets through: a resource carrying one of own's keys, or one some
+// alternative admits. The alternatives hold the access sets themselves, not copies (the cache
+// replaces a set, it never changes one), so making a limit costs nothing however large the
+// sets are. visibleAs judges one resource with a few map lookups (admits); the Clause a store
+// query needs lists every member of the sets, sorted, and is made only when a query asks for
+// it (clause). A CBO's scopes are made again whenever its sets change, which each of its first
+// writes to a Task does, and the Task update's reference check judges just two resources:
+// making their clauses too (sorting ≈ 5,000 ids, a key for every patient) was 12–18% of the
+// CPU of a Task-update mix at 50,000 members (docs/benchmarks.md, 2026-12-04), ≈ 1.8 ms a
+// check (BenchmarkTaskReferenceCheck).
+type limit struct {
+	own  []string
+	alts []setAlt
+	// plain: the clause is own's keys alone (keysClause), not a disjunction with alternatives
+	// (anyOf); both mean the same, plain is the form the stores have always been given.
+	plain bool
+}
+
+// setAlt admits a resource whose own id (byID) or patient reference is one of ids, and that
+// carries none of the noKey keys. An alternative over no ids admits nothing, and its clause
+// is left out.
+type setAlt struct {
+	ids   map[string]bool
+	byID  bool
+	noKey []string
+}
+
+// patientRefPrefix starts the keys of references to Patients through "patient": RefKey is
+// this prefix and the id.
+var patientRefPrefix = RefKey("patient", "Patient", "")
+
+// admits is what Matches of the limit's clause answers for the resource id with keys k.
+func (l *limit) admits(id string, k *Keys) bool {
+	if hasAnyKey(k, l.own) {
+		return true
+	}
+	for _, a := range l.alts {
+		if a.admits(id, k) && !hasAnyKey(k, a.noKey) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *setAlt) admits(id string, k *Keys) bool {
+	if a.byID {
+		return a.ids[id]
+	}
+	for _, key := range k.Eq {
+		if pid, ok := strings.CutPrefix(key, patientRefPrefix); ok && a.ids[pid] {
+			return true
+		}
+	}
+	return false
+}
+
+// hasAnyKey is an AnyKey clause of keys, as matchClause judges it.
+func hasAnyKey(k *Keys, keys []string) bool {
+	for _, key := range keys {
+		if _, ok := slices.BinarySearch(k.Eq, key); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// clause is the limit as a store query's clause.
+func (l *limit) clause() Clause {
+	if l.plain {
+		return keysClause(l.own...)
+	}
+	or := [][]Clause{{keysClause(l.own...)}}
+	for _, a := range l.alts {
+		if len(a.ids) == 0 {
+			continue // an empty alternative would match everything
+		}
+		ids := sortedSet(a.ids)
+		c := Clause{IDs: ids}
+		if !a.byID {
+			keys := make([]string, len(ids))
+			for i, id := range ids {
+				keys[i] = patientRefPrefix + id
+			}
+			c = Clause{AnyKey: keys}
+		}
+		alt := []Clause{c}
+		if len(a.noKey) > 0 {
+			alt = append(alt, Clause{NoKey: a.noKey})
+		}
+		or = append(or, alt)
+	}
+	return Clause{Or: or}
+}
+
+// addParams adds the parameters whose keys the limit tests.
+func (l *limit) addParams(into map[string]bool) {
+	keyParams(into, l.own)
+	for _, a := range l.alts {
+		if len(a.ids) == 0 {
+			continue
+		}
+		if !a.byID {
+			into["patient"] = true
+		}
+		keyParams(into, a.noKey)
+	}
 }
 
 // maxJudged bounds a scope's remembered answers (cleared when full).
@@ -148,20 +261,37 @@ func memoOf(ctx context.Context) *scopeMemo {
 	return m
 }
 
-// scope returns the limit on typ for ctx's caller, nil when nothing is hidden.
+// scope returns the limit on typ for ctx's caller with its clauses made, for store queries;
+// nil when nothing is hidden.
 func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
+	sc, err := s.access(ctx, typ)
+	if err != nil || sc == nil {
+		return nil, err
+	}
+	sc.once.Do(func() {
+		sc.clause = sc.limit.clause()
+		if sc.ungated != nil {
+			g := sc.ungated.clause()
+			sc.gated = &g
+		}
+	})
+	return sc, nil
+}
+
+// access returns the limit on typ for ctx's caller, nil when nothing is hidden. Its clauses
+// are not made (scope makes them): judging one resource does not need them.
+func (s *Service) access(ctx context.Context, typ string) (*scoped, error) {
 	t := s.tenant(ctx)
 	if t == nil || directoryTypes[typ] {
 		return nil, nil
 	}
-	// The limit is cached with the organization's access sets (same invalidation): building
-	// it sorts the sets into id and key lists, which a busy organization would otherwise pay
-	// on every request.
+	// The limit is cached with the organization's access sets (same invalidation), and with
+	// it the answers visibleAs gave and the clauses once made.
 	v, err := s.cached(ctx, t, "scope|"+typ, func(ctx context.Context) (any, error) {
 		sc, err := s.buildScope(ctx, t, typ)
 		if err == nil {
 			sc.params = map[string]bool{}
-			clauseParams(sc.clause, sc.params)
+			sc.limit.addParams(sc.params)
 		}
 		return sc, err
 	})
@@ -173,34 +303,24 @@ func (s *Service) scope(ctx context.Context, typ string) (*scoped, error) {
 
 func keysClause(keys ...string) Clause { return Clause{AnyKey: keys} }
 
+func keysLimit(keys ...string) limit { return limit{own: keys, plain: true} }
+
 // anyOf is the disjunction of the caller's own keys and further alternatives.
-func anyOf(own []string, alts ...[]Clause) Clause {
-	or := [][]Clause{{keysClause(own...)}}
-	for _, a := range alts {
-		if len(a) > 0 {
-			or = append(or, a)
-		}
-	}
-	return Clause{Or: or}
+func anyOf(own []string, alts ...setAlt) limit {
+	return limit{own: own, alts: alts}
 }
 
-// patientAlt is the alternative "about one of these patients" for typ, or nil when typ has no
-// patient parameter or the set is empty.
-func patientAlt(typ string, patients map[string]bool) []Clause {
-	if len(patients) == 0 {
-		return nil
+// patientAlt is the alternative "about one of these patients" for typ: one of them, for
+// Patients; for other types, a reference to one of them through the patient parameter, and
+// nothing when typ has none.
+func patientAlt(typ string, patients map[string]bool) setAlt {
+	switch {
+	case typ == "Patient":
+		return setAlt{ids: patients, byID: true}
+	case hasPatientParam(typ):
+		return setAlt{ids: patients}
 	}
-	if typ == "Patient" {
-		return []Clause{{IDs: sortedSet(patients)}}
-	}
-	if !hasPatientParam(typ) {
-		return nil
-	}
-	keys := make([]string, 0, len(patients))
-	for _, id := range sortedSet(patients) {
-		keys = append(keys, RefKey("patient", "Patient", id))
-	}
-	return []Clause{{AnyKey: keys}}
+	return setAlt{}
 }
 
 func hasPatientParam(typ string) bool {
@@ -218,16 +338,16 @@ func sortedSet(m map[string]bool) []string {
 
 func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scoped, error) {
 	if t.orgID == "" {
-		return &scoped{clause: Clause{}}, nil // no organization: nothing but the directory
+		return &scoped{limit: keysLimit()}, nil // no organization: nothing but the directory
 	}
 	own := []string{t.tagKey()}
 	switch t.role {
 	case RoleCBO:
 		switch typ {
 		case "Task":
-			return &scoped{clause: keysClause(append(own, t.orgKey("owner"), t.orgKey("requester"))...)}, nil
+			return &scoped{limit: keysLimit(append(own, t.orgKey("owner"), t.orgKey("requester"))...)}, nil
 		case "Claim":
-			return &scoped{clause: keysClause(append(own, t.orgKey("provider"))...)}, nil
+			return &scoped{limit: keysLimit(append(own, t.orgKey("provider"))...)}, nil
 		}
 		refs, err := s.cboReferrals(ctx, t)
 		if err != nil {
@@ -235,22 +355,18 @@ func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scope
 		}
 		switch {
 		case typ == "ServiceRequest":
-			var alt []Clause
-			if len(refs.requests) > 0 {
-				alt = []Clause{{IDs: sortedSet(refs.requests)}}
-			}
-			return &scoped{clause: anyOf(append(own, t.orgKey("performer")), alt)}, nil
+			return &scoped{limit: anyOf(append(own, t.orgKey("performer")), setAlt{ids: refs.requests, byID: true})}, nil
 		case typ == "Patient", typ == "Consent", typ == "Coverage", typ == "RelatedPerson":
-			return &scoped{clause: anyOf(own, patientAlt(typ, refs.patients))}, nil
+			return &scoped{limit: anyOf(own, patientAlt(typ, refs.patients))}, nil
 		case consentGated[typ]:
 			grants, err := s.consentGrants(ctx, t, refs.patients)
 			if err != nil {
 				return nil, err
 			}
 			ungated := anyOf(own, patientAlt(typ, refs.patients))
-			return &scoped{clause: gatedClause(typ, own, grants), gated: &ungated}, nil
+			return &scoped{limit: gatedLimit(typ, own, grants), ungated: &ungated}, nil
 		}
-		return &scoped{clause: keysClause(own...)}, nil
+		return &scoped{limit: keysLimit(own...)}, nil
 	case RolePlan:
 		switch typ {
 		case "Coverage":
@@ -264,7 +380,7 @@ func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scope
 		if err != nil {
 			return nil, err
 		}
-		return &scoped{clause: anyOf(own, patientAlt(typ, members))}, nil
+		return &scoped{limit: anyOf(own, patientAlt(typ, members))}, nil
 	case RoleProvider:
 		switch typ {
 		case "Task":
@@ -276,9 +392,9 @@ func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scope
 		if err != nil {
 			return nil, err
 		}
-		return &scoped{clause: anyOf(own, patientAlt(typ, patients))}, nil
+		return &scoped{limit: anyOf(own, patientAlt(typ, patients))}, nil
 	}
-	return &scoped{clause: Clause{}}, nil // unknown role: nothing
+	return &scoped{limit: keysLimit()}, nil // unknown role: nothing
 }
 
 // collectAny is collect for the resources of typ carrying any of keys, one query per key: each
@@ -520,9 +636,10 @@ func (s *Service) visible(ctx context.Context, typ, id string) (bool, error) {
 
 // visibleAs reports whether ctx's caller may see r, the current version of its resource (a
 // tombstone is never visible to a restricted caller). The scope is judged in memory against
-// r's search keys, with the stores' semantics (Matches): cheaper than asking the store again.
+// r's search keys, with the stores' semantics (limit.admits answers what Matches would for
+// the scope's clause): cheaper than asking the store again.
 func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
-	sc, err := s.scope(ctx, r.Type)
+	sc, err := s.access(ctx, r.Type)
 	if err != nil || sc == nil {
 		return err == nil, err
 	}
@@ -537,7 +654,7 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 		return ok, nil
 	}
 	k := s.accessKeys(r, sc.params)
-	ok = k != nil && Matches([]Clause{sc.clause}, r, k)
+	ok = k != nil && sc.limit.admits(r.ID, k)
 	sc.mu.Lock()
 	if sc.judged == nil || len(sc.judged) >= maxJudged {
 		sc.judged = map[string]bool{}
@@ -547,19 +664,12 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 	return ok, nil
 }
 
-// clauseParams adds the parameters whose keys c tests.
-func clauseParams(c Clause, into map[string]bool) {
-	for _, list := range [][]string{c.AnyKey, c.NoKey} {
-		for _, k := range list {
-			if p, _, ok := strings.Cut(k, keySep); ok {
-				p, _, _ = strings.Cut(p, ":") // patient:identifier keys come with patient
-				into[p] = true
-			}
-		}
-	}
-	for _, alt := range c.Or {
-		for _, sub := range alt {
-			clauseParams(sub, into)
+// keyParams adds the parameters of keys (search keys, as clauses list them).
+func keyParams(into map[string]bool, keys []string) {
+	for _, k := range keys {
+		if p, _, ok := strings.Cut(k, keySep); ok {
+			p, _, _ = strings.Cut(p, ":") // patient:identifier keys come with patient
+			into[p] = true
 		}
 	}
 }
@@ -577,12 +687,12 @@ func (s *Service) accessKeys(r *Resource, params map[string]bool) *Keys {
 
 // visibleDoc is visibleAs for a current version already decoded (doc, of typ/id).
 func (s *Service) visibleDoc(ctx context.Context, typ, id string, doc map[string]any) (bool, error) {
-	sc, err := s.scope(ctx, typ)
+	sc, err := s.access(ctx, typ)
 	if err != nil || sc == nil {
 		return err == nil, err
 	}
 	k := extractKeysFor(typ, doc, s.Base, sc.params)
-	return Matches([]Clause{sc.clause}, &Resource{Type: typ, ID: id}, &k), nil
+	return sc.limit.admits(id, &k), nil
 }
 
 // scopeQuery adds the caller's limit to q; withheld is set when consent rules hide matches of
