@@ -118,6 +118,38 @@ func BenchmarkWALPages(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(walFrames()-start)/float64(b.N), "wal-pages/write")
+			if os.Getenv("WALPAGES_BY_TABLE") != "" {
+				logPagesByTable(b, other, filepath.Join(dir, FileName+"-wal"), s.PageSize())
+			}
 		})
 	}
+}
+
+// logPagesByTable logs how many of the WAL's frames belong to each table and index (the
+// page numbers in the frames' headers, named through the dbstat table).
+func logPagesByTable(b *testing.B, db *sql.DB, wal string, pageSize int) {
+	raw, err := os.ReadFile(wal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pages := map[uint32]int{}
+	for off := 32; off+24+pageSize <= len(raw); off += 24 + pageSize {
+		h := raw[off:]
+		pages[uint32(h[0])<<24|uint32(h[1])<<16|uint32(h[2])<<8|uint32(h[3])]++
+	}
+	rows, err := db.Query("SELECT name, pageno FROM dbstat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	by := map[string]int{}
+	for rows.Next() {
+		var name string
+		var pageno uint32
+		if err := rows.Scan(&name, &pageno); err != nil {
+			b.Fatal(err)
+		}
+		by[name] += pages[pageno]
+	}
+	b.Logf("WAL frames by table or index: %v", by)
 }
