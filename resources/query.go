@@ -231,7 +231,16 @@ func RefURLKey(param, url string) string {
 // parameter doubled the index pages each write touches; the polling search
 // owner:missing=true&status=requested is driven by its status key instead.)
 func PresentKey(param string) string {
-	return param + keySep + "\x1d"
+	return param + keySep + presentMark
+}
+
+const presentMark = "\x1d"
+
+// IsPresentKey says whether key is a PresentKey. A store may keep these out of its key index
+// (the embedded store tests them on the version's list of keys: they are a third of a
+// resource's keys, and :missing is a rare search).
+func IsPresentKey(key string) bool {
+	return strings.HasSuffix(key, keySep+presentMark)
 }
 
 // KeyParam returns the parameter name a key belongs to.

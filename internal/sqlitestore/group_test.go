@@ -65,7 +65,7 @@ func count(t *testing.T, s *Store, q *resources.Query) int {
 
 // hold blocks the writer inside a job until the returned release is called, so that the
 // writes queued meanwhile are taken together as the next group.
-func hold(t *testing.T, s *Store) (release func()) {
+func hold(t testing.TB, s *Store) (release func()) {
 	t.Helper()
 	started, gate := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
@@ -86,7 +86,7 @@ func hold(t *testing.T, s *Store) (release func()) {
 }
 
 // waitQueued waits until n jobs are queued behind the writer.
-func waitQueued(t *testing.T, s *Store, n int) {
+func waitQueued(t testing.TB, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.queue) < n {

@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
+
+	"github.com/calaimfhir/calaimfhir/resources"
 )
 
 // TestMigrateEqKeys opens a database in the layout from before resources.eq_keys (the column
-// absent, search_keys indexed on (type, id)) and checks that the store migrates it: the keys
-// of existing resources are filled in, the index is gone, and updating or deleting such a
-// resource removes its old keys.
+// absent, search_keys indexed on (type, id), present keys among its rows) and checks that the
+// store migrates it: the keys of existing resources are filled in, the index is gone, the
+// present keys' rows too, and updating or deleting such a resource removes its old keys.
 func TestMigrateEqKeys(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -31,7 +33,18 @@ func TestMigrateEqKeys(t *testing.T) {
 	}
 	s.Close()
 
-	// Back to the old layout.
+	// Back to the old layout: no eq_keys, search_keys indexed on (type, id), and a row for each
+	// present key too (user_version 0).
+	all := testTask("x", 1, "org-x", "x").Keys.Eq
+	var present []string
+	for _, k := range all {
+		if resources.IsPresentKey(k) {
+			present = append(present, k)
+		}
+	}
+	if len(present) == 0 {
+		t.Fatal("the test Task has no present keys")
+	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -39,9 +52,15 @@ func TestMigrateEqKeys(t *testing.T) {
 	for _, stmt := range []string{
 		`ALTER TABLE resources DROP COLUMN eq_keys`,
 		`CREATE INDEX search_keys_resource ON search_keys (type, id)`,
+		`PRAGMA user_version = 0`,
 	} {
 		if _, err := db.Exec(stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	for _, k := range present {
+		if _, err := db.Exec(`INSERT INTO search_keys (type, key, lu, id) SELECT type, ?, lu, id FROM resources WHERE deleted = 0`, k); err != nil {
+			t.Fatal(err)
 		}
 	}
 	db.Close()
@@ -63,15 +82,19 @@ func TestMigrateEqKeys(t *testing.T) {
 		}
 		return n
 	}
-	want := len(testTask("x", 1, "org-x", "x").Keys.Eq)
+	// eq_keys holds every key; search_keys no longer has rows for present keys.
+	want := len(all) - len(present)
 	for _, id := range []string{"a", "b", "c"} {
 		var stored int
 		if err := s.r.QueryRow(`SELECT json_array_length(eq_keys) FROM resources WHERE type = 'Task' AND id = ?`, id).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
-		if stored != want || keyRows(id) != want {
-			t.Errorf("%s: %d keys in eq_keys, %d rows, want %d", id, stored, keyRows(id), want)
+		if stored != len(all) || keyRows(id) != want {
+			t.Errorf("%s: %d keys in eq_keys, %d rows, want %d and %d", id, stored, keyRows(id), len(all), want)
 		}
+	}
+	if n := count(t, s, &resources.Query{Type: "Task", Count: 10, Clauses: []resources.Clause{{AnyKey: []string{resources.PresentKey("owner")}}}}); n != 3 {
+		t.Errorf("owner:missing=false after the migration: %d Tasks, want 3", n)
 	}
 
 	// An update and a delete of migrated resources leave none of their old keys.

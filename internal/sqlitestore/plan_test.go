@@ -52,7 +52,8 @@ func TestQueryPlans_PollingUsesIndexes(t *testing.T) {
 			rows.Close()
 			t.Logf("Task?%s: %q", q, plan)
 			for _, step := range plan {
-				if strings.HasPrefix(step, "SCAN") {
+				// json_each over one row's eq_keys (a present key's test) is not a table scan.
+				if strings.HasPrefix(step, "SCAN") && !strings.Contains(step, "VIRTUAL TABLE") {
 					t.Errorf("Task?%s: table scan in plan %q", q, plan)
 				}
 			}

@@ -51,6 +51,7 @@ const FileName = "calaimfhir.db"
 // Store is the SQLite implementation of resources.Store.
 type Store struct {
 	w, r *sql.DB
+	rq   *stmtCache // r with the statements of searches and history queries prepared once
 	// Statements prepared once: parsing SQL on every call cost more than running it. The
 	// write statements are prepared on the writer's connection (writer.stmt).
 	readCur, readVer *sql.Stmt
@@ -108,7 +109,9 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_type_lu ON history (type, lu, id, version);
 
--- One row per equality key of a current, non-deleted version. lu is copied from the resource
+-- One row per equality key of a current, non-deleted version, but for present keys
+-- (resources.IsPresentKey: param:missing), which are tested on resources.eq_keys instead:
+-- they were a third of the rows, and of the pages every write dirtied. lu is copied from the resource
 -- so that "key = ? AND lu > ? ORDER BY lu, id" (the CBO polling query) is one index range.
 -- The table has no other index: "does resource r have key k" is a primary-key lookup with
 -- r.lu, and a version's keys are deleted by primary key from resources.eq_keys, which spares
@@ -193,7 +196,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, rq: newStmtCache(r, readStmtCacheSize)}
 	switch {
 	case opts.ReadCacheBytes == 0:
 		s.cache = newReadCache(DefaultReadCacheBytes)
@@ -215,6 +218,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))
 	}
 	if err := migrateEqKeys(ctx, w); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", mapErr(err))
+	}
+	if err := migratePresentKeys(ctx, w); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))
 	}
@@ -268,6 +275,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	go s.checkpoints()
 	return s, nil
 }
+
+// readStmtCacheSize bounds the prepared read statements kept (stmtCache).
+const readStmtCacheSize = 256
 
 // Checkpoints (copying the WAL's pages back into the database file, and its fsync) run on a
 // connection of their own, every checkpointEvery: when the writer ran them (SQLite's
@@ -326,6 +336,29 @@ func migrateEqKeys(ctx context.Context, w *sql.DB) error {
 	return tx.Commit()
 }
 
+// migratePresentKeys deletes the search_keys rows of present keys, which databases written
+// before they moved to resources.eq_keys alone hold (searches no longer read them, and
+// updates no longer delete them). PRAGMA user_version 1 marks a database without them; the
+// deletion scans search_keys once.
+func migratePresentKeys(ctx context.Context, w *sql.DB) error {
+	var v int
+	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= 1 {
+		return err
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE substr(key, -2) = char(31, 29)`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 1`); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // Close stops the writer (writes already queued are answered as unavailable, a group in
 // progress commits first) and closes both pools.
 func (s *Store) Close() error {
@@ -342,6 +375,7 @@ func (s *Store) Close() error {
 		<-s.ckptClosed
 		s.ckpt.Close()
 	}
+	s.rq.close()
 	for _, st := range []*sql.Stmt{s.readCur, s.readVer} {
 		if st != nil {
 			st.Close()
@@ -356,8 +390,10 @@ const (
 	sqlSelVersion = `SELECT version, lu, eq_keys FROM resources WHERE type = ? AND id = ?`
 	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
-	sqlInsHist    = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4)) AND lu = ?3 AND id = ?2`
+	sqlInsHist = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlDelKeys = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT ` + sqlIsPresent + `) AND lu = ?3 AND id = ?2`
+	// sqlIsPresent tests that a json_each value is a present key (resources.IsPresentKey).
+	sqlIsPresent  = `substr(value, -2) = char(31, 29)`
 	sqlDelStrings = `DELETE FROM search_strings WHERE type = ? AND id = ?`
 	sqlDelDates   = `DELETE FROM search_dates WHERE type = ? AND id = ?`
 	sqlDelNumbers = `DELETE FROM search_numbers WHERE type = ? AND id = ?`
@@ -556,7 +592,9 @@ func (w *writer) putRow(r *resources.Resource) error {
 	defer func() { clear(args); w.args = args[:0] }()
 	k := &r.Keys
 	for _, key := range k.Eq {
-		args = append(args, r.Type, key, lu, r.ID)
+		if !resources.IsPresentKey(key) { // in eq_keys only
+			args = append(args, r.Type, key, lu, r.ID)
+		}
 	}
 	if err := w.insertRows(insKeys, 4, args); err != nil {
 		return err
@@ -622,7 +660,7 @@ type querier interface {
 }
 
 func (s *Store) Search(ctx context.Context, q *resources.Query) (*resources.Page, error) {
-	page, err := search(ctx, s.r, q)
+	page, err := search(ctx, s.rq, q)
 	return page, mapErr(err)
 }
 
@@ -693,7 +731,7 @@ func compileSearch(q *resources.Query) compiled {
 	// Drive from the key table when a clause names one key: its (type, key, lu, id) index
 	// returns matches already in page order, so a page costs a short range scan.
 	for i, c := range clauses {
-		if len(c.AnyKey) == 1 {
+		if len(c.AnyKey) == 1 && !resources.IsPresentKey(c.AnyKey[0]) {
 			driven = true
 			from = "search_keys k0 CROSS JOIN resources r ON r.type = k0.type AND r.id = k0.id"
 			where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
@@ -831,13 +869,7 @@ func keyClauseSQL(c resources.Clause, driven bool) (string, []any) {
 	case len(c.IDs) > longList && driven && lineSafe(c.IDs):
 		return "instr(?, char(10) || r.id || char(10)) > 0", []any{lineList(c.IDs)}
 	case len(c.AnyKey) > 0:
-		if len(c.AnyKey) > longList {
-			return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (SELECT value FROM json_each(?)) AND k.lu = r.lu AND k.id = r.id)", []any{jsonList(c.AnyKey)}
-		}
-		for _, k := range c.AnyKey {
-			args = append(args, k)
-		}
-		return "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(c.AnyKey)) + ") AND k.lu = r.lu AND k.id = r.id)", args
+		return anyKeySQL(c.AnyKey)
 	case len(c.IDs) > 0:
 		if len(c.IDs) > longList {
 			return "r.id IN (SELECT value FROM json_each(?))", []any{jsonList(c.IDs)}
@@ -847,12 +879,45 @@ func keyClauseSQL(c resources.Clause, driven bool) (string, []any) {
 		}
 		return "r.id IN (" + placeholders(len(c.IDs)) + ")", args
 	case len(c.NoKey) > 0:
-		for _, k := range c.NoKey {
-			args = append(args, k)
-		}
-		return "NOT EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(c.NoKey)) + ") AND k.lu = r.lu AND k.id = r.id)", args
+		cond, args := anyKeySQL(c.NoKey)
+		return "NOT " + cond, args
 	}
 	return "0", nil
+}
+
+// anyKeySQL tests that the row has one of keys: in search_keys, and for present keys, which
+// have no rows there, in r.eq_keys.
+func anyKeySQL(keys []string) (string, []any) {
+	var indexed, present []string
+	for _, k := range keys {
+		if resources.IsPresentKey(k) {
+			present = append(present, k)
+		} else {
+			indexed = append(indexed, k)
+		}
+	}
+	var ors []string
+	var args []any
+	switch {
+	case len(indexed) > longList:
+		ors = append(ors, "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (SELECT value FROM json_each(?)) AND k.lu = r.lu AND k.id = r.id)")
+		args = append(args, jsonList(indexed))
+	case len(indexed) > 0:
+		ors = append(ors, "EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN ("+placeholders(len(indexed))+") AND k.lu = r.lu AND k.id = r.id)")
+		for _, k := range indexed {
+			args = append(args, k)
+		}
+	}
+	if len(present) > 0 {
+		ors = append(ors, "EXISTS (SELECT 1 FROM json_each(r.eq_keys) j WHERE j.value IN ("+placeholders(len(present))+"))")
+		for _, k := range present {
+			args = append(args, k)
+		}
+	}
+	if len(ors) == 1 {
+		return ors[0], args
+	}
+	return "(" + strings.Join(ors, " OR ") + ")", args
 }
 
 // longList is the length from which a list of keys or ids goes to SQLite as one JSON array
@@ -943,7 +1008,7 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 		args = append(args, micros(q.Since))
 	}
 	page := &resources.Page{}
-	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM history WHERE "+strings.Join(where, " AND "), args...).Scan(&page.Total); err != nil {
+	if err := s.rq.QueryRowContext(ctx, "SELECT count(*) FROM history WHERE "+strings.Join(where, " AND "), args...).Scan(&page.Total); err != nil {
 		return nil, mapErr(err)
 	}
 	if c := q.After; c != nil {
@@ -952,7 +1017,7 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 		args = append(args, at, at, c.ID, c.ID, c.Version)
 	}
 	limit := max(q.Count, 1)
-	rows, err := s.r.QueryContext(ctx, fmt.Sprintf(
+	rows, err := s.rq.QueryContext(ctx, fmt.Sprintf(
 		"SELECT id, version, lu, deleted, json FROM history WHERE %s ORDER BY lu DESC, id DESC, version DESC LIMIT %d",
 		strings.Join(where, " AND "), limit+1), args...)
 	if err != nil {

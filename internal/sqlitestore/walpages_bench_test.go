@@ -1,0 +1,155 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/calaimfhir/calaimfhir/internal/bench"
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// BenchmarkWALPages counts what the writes of the HTTP benchmark's mix cost the writer's
+// commits: WAL frames (one per page a transaction dirtied) per write, in groups of four jobs
+// (the mean group size under `calaimfhir bench --mix crud`). Unlike time, the count does not
+// depend on what else the machine is doing, so two layouts can be compared on a busy host:
+//
+//	go test ./internal/sqlitestore -run '^$' -bench WALPages -benchtime 512x
+func BenchmarkWALPages(b *testing.B) {
+	samples := bench.SampleDocuments(1)
+	// member i's documents: the sample member's, renumbered.
+	doc := func(typ string, i int) *resources.Resource {
+		body := strings.ReplaceAll(string(samples[typ]), "-000000", fmt.Sprintf("-%06d", i))
+		var m map[string]any
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			b.Fatal(err)
+		}
+		enc, err := resources.EncodeResource(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &resources.Resource{Type: typ, ID: m["id"].(string), VersionID: 1, LastUpdated: time.Now().UTC(),
+			JSON: enc, Keys: resources.ExtractKeysAt(typ, m, "")}
+	}
+	types := []string{"Patient", "Coverage", "Consent", "ServiceRequest", "Task"}
+	const members = 2000
+	const group = 4
+	for _, op := range []string{"create", "update-task"} {
+		b.Run(op, func(b *testing.B) {
+			dir := b.TempDir()
+			s, err := Open(context.Background(), dir, Options{noCheckpointer: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if err := s.submit(ctx, 0, func(w *writer) error {
+				_, err := w.conn.ExecContext(w.ctx, "PRAGMA wal_autocheckpoint = 0")
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+			// A population to write among, so that pages are not all shared.
+			for i := range members {
+				var ws []*resources.Write
+				for _, typ := range types {
+					ws = append(ws, &resources.Write{Resource: doc(typ, i)})
+				}
+				if err := s.Apply(ctx, ws); err != nil {
+					b.Fatal(err)
+				}
+			}
+			other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer other.Close()
+			var busy, logFrames, done int
+			if err := other.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
+				b.Fatalf("checkpoint: busy %d, %v", busy, err)
+			}
+			walFrames := func() int64 {
+				fi, err := os.Stat(filepath.Join(dir, FileName+"-wal"))
+				if err != nil {
+					return 0
+				}
+				return max(0, (fi.Size()-32)/int64(24+s.PageSize()))
+			}
+			start := walFrames()
+			version := map[int]int64{}
+			next := members
+			b.ResetTimer()
+			for k := 0; k < b.N; k += group {
+				var writes []*resources.Resource
+				for j := 0; j < group; j++ {
+					switch op {
+					case "create":
+						writes = append(writes, doc(types[(k+j)%len(types)], next))
+						next++
+					case "update-task":
+						i := ((k + j) * 7919) % members
+						r := doc("Task", i)
+						version[i]++
+						r.VersionID = version[i] + 1
+						writes = append(writes, r)
+					}
+				}
+				release := hold(b, s)
+				var wg sync.WaitGroup
+				for _, r := range writes {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := s.Put(ctx, r); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				waitQueued(b, s, group)
+				release()
+				wg.Wait()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(walFrames()-start)/float64(b.N), "wal-pages/write")
+			if os.Getenv("WALPAGES_BY_TABLE") != "" {
+				logPagesByTable(b, other, filepath.Join(dir, FileName+"-wal"), s.PageSize())
+			}
+		})
+	}
+}
+
+// logPagesByTable logs how many of the WAL's frames belong to each table and index (the
+// page numbers in the frames' headers, named through the dbstat table).
+func logPagesByTable(b *testing.B, db *sql.DB, wal string, pageSize int) {
+	raw, err := os.ReadFile(wal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pages := map[uint32]int{}
+	for off := 32; off+24+pageSize <= len(raw); off += 24 + pageSize {
+		h := raw[off:]
+		pages[uint32(h[0])<<24|uint32(h[1])<<16|uint32(h[2])<<8|uint32(h[3])]++
+	}
+	rows, err := db.Query("SELECT name, pageno FROM dbstat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	by := map[string]int{}
+	for rows.Next() {
+		var name string
+		var pageno uint32
+		if err := rows.Scan(&name, &pageno); err != nil {
+			b.Fatal(err)
+		}
+		by[name] += pages[pageno]
+	}
+	b.Logf("WAL frames by table or index: %v", by)
+}
