@@ -88,3 +88,26 @@ func TestParams_EveryR4ParameterIsSupported(t *testing.T) {
 		}
 	}
 }
+
+// TestUnindexed: present keys and system-only token keys (alone or in a composite) are the
+// ones a store may leave out of its index; every other form stays searchable by index.
+func TestUnindexed(t *testing.T) {
+	for key, want := range map[string]bool{
+		resources.PresentKey("owner"):                   true,
+		resources.TokenSystemKey("identifier", "urn:x"): true,
+		resources.CompositeKey("code-value-concept", resources.TokenSystemKey("", "http://loinc.org"), resources.TokenCodeKey("", "LA1")):  true,
+		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenSystemKey("", "http://loinc.org")):  true,
+		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenCodeKey("", "LA1")): false,
+		resources.TokenKey("identifier", "urn:x", "1"):   false,
+		resources.TokenKey("status", "", "final"):        false,
+		resources.TokenCodeKey("status", "final"):        false,
+		resources.RefKey("subject", "Patient", "p1"):     false,
+		resources.RefIDKey("subject", "p1"):              false,
+		resources.TokenKey("family:exact", "", "Rivera"): false,
+		resources.OfTypeKey("urn:t", "MA", "9"):          false,
+	} {
+		if got := resources.Unindexed(key); got != want {
+			t.Errorf("Unindexed(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

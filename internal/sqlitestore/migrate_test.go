@@ -4,15 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
 // TestMigrateEqKeys opens a database in the layout from before resources.eq_keys (the column
-// absent, search_keys indexed on (type, id), present keys among its rows) and checks that the
+// absent, search_keys indexed on (type, id), unindexed keys among its rows) and checks that the
 // store migrates it: the keys of existing resources are filled in, the index is gone, the
-// present keys' rows too, and updating or deleting such a resource removes its old keys.
+// unindexed keys' rows too, and updating or deleting such a resource removes its old keys.
 func TestMigrateEqKeys(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -34,16 +35,16 @@ func TestMigrateEqKeys(t *testing.T) {
 	s.Close()
 
 	// Back to the old layout: no eq_keys, search_keys indexed on (type, id), and a row for each
-	// present key too (user_version 0).
+	// unindexed key too (user_version 0).
 	all := testTask("x", 1, "org-x", "x").Keys.Eq
-	var present []string
+	var unindexed []string
 	for _, k := range all {
-		if resources.IsPresentKey(k) {
-			present = append(present, k)
+		if resources.Unindexed(k) {
+			unindexed = append(unindexed, k)
 		}
 	}
-	if len(present) == 0 {
-		t.Fatal("the test Task has no present keys")
+	if !slices.ContainsFunc(unindexed, resources.IsPresentKey) || slices.IndexFunc(unindexed, func(k string) bool { return !resources.IsPresentKey(k) }) < 0 {
+		t.Fatalf("the test Task's unindexed keys are not of both kinds: %q", unindexed)
 	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
 	if err != nil {
@@ -58,7 +59,7 @@ func TestMigrateEqKeys(t *testing.T) {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	for _, k := range present {
+	for _, k := range unindexed {
 		if _, err := db.Exec(`INSERT INTO search_keys (type, key, lu, id) SELECT type, ?, lu, id FROM resources WHERE deleted = 0`, k); err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +83,8 @@ func TestMigrateEqKeys(t *testing.T) {
 		}
 		return n
 	}
-	// eq_keys holds every key; search_keys no longer has rows for present keys.
-	want := len(all) - len(present)
+	// eq_keys holds every key; search_keys no longer has rows for unindexed keys.
+	want := len(all) - len(unindexed)
 	for _, id := range []string{"a", "b", "c"} {
 		var stored int
 		if err := s.r.QueryRow(`SELECT json_array_length(eq_keys) FROM resources WHERE type = 'Task' AND id = ?`, id).Scan(&stored); err != nil {

@@ -109,9 +109,10 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_type_lu ON history (type, lu, id, version);
 
--- One row per equality key of a current, non-deleted version, but for present keys
--- (resources.IsPresentKey: param:missing), which are tested on resources.eq_keys instead:
--- they were a third of the rows, and of the pages every write dirtied. lu is copied from the resource
+-- One row per equality key of a current, non-deleted version, but for the keys
+-- resources.Unindexed names (param:missing, param=system|), which are tested on
+-- resources.eq_keys instead: they were a third of the rows, and of the pages every write
+-- dirtied. lu is copied from the resource
 -- so that "key = ? AND lu > ? ORDER BY lu, id" (the CBO polling query) is one index range.
 -- The table has no other index: "does resource r have key k" is a primary-key lookup with
 -- r.lu, and a version's keys are deleted by primary key from resources.eq_keys, which spares
@@ -221,7 +222,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))
 	}
-	if err := migratePresentKeys(ctx, w); err != nil {
+	if err := migrateUnindexedKeys(ctx, w); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))
 	}
@@ -336,13 +337,13 @@ func migrateEqKeys(ctx context.Context, w *sql.DB) error {
 	return tx.Commit()
 }
 
-// migratePresentKeys deletes the search_keys rows of present keys, which databases written
-// before they moved to resources.eq_keys alone hold (searches no longer read them, and
-// updates no longer delete them). PRAGMA user_version 1 marks a database without them; the
-// deletion scans search_keys once.
-func migratePresentKeys(ctx context.Context, w *sql.DB) error {
+// migrateUnindexedKeys deletes the search_keys rows of resources.Unindexed keys, which
+// databases written before those moved to resources.eq_keys alone hold (searches no longer
+// read them, and updates no longer delete them). PRAGMA user_version 2 marks a database
+// without them; the deletion scans search_keys once.
+func migrateUnindexedKeys(ctx context.Context, w *sql.DB) error {
 	var v int
-	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= 1 {
+	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= 2 {
 		return err
 	}
 	tx, err := w.BeginTx(ctx, nil)
@@ -350,10 +351,10 @@ func migratePresentKeys(ctx context.Context, w *sql.DB) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE substr(key, -2) = char(31, 29)`); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE `+sqlUnindexedKey); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 1`); err != nil {
+	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 2`); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -390,10 +391,8 @@ const (
 	sqlSelVersion = `SELECT version, lu, eq_keys FROM resources WHERE type = ? AND id = ?`
 	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
-	sqlInsHist = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlDelKeys = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT ` + sqlIsPresent + `) AND lu = ?3 AND id = ?2`
-	// sqlIsPresent tests that a json_each value is a present key (resources.IsPresentKey).
-	sqlIsPresent  = `substr(value, -2) = char(31, 29)`
+	sqlInsHist    = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT (` + sqlUnindexedValue + `)) AND lu = ?3 AND id = ?2`
 	sqlDelStrings = `DELETE FROM search_strings WHERE type = ? AND id = ?`
 	sqlDelDates   = `DELETE FROM search_dates WHERE type = ? AND id = ?`
 	sqlDelNumbers = `DELETE FROM search_numbers WHERE type = ? AND id = ?`
@@ -404,6 +403,15 @@ const (
 	insDates   = `INSERT INTO search_dates (type, param, lo, hi, id) VALUES `
 	insNumbers = `INSERT INTO search_numbers (type, param, v, id) VALUES `
 	insSorts   = `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES `
+)
+
+// resources.Unindexed in SQL, on json_each's value and on search_keys.key: the key ends in a
+// present mark or a system-only token part (US then GS, or US then RS), or has a system-only
+// token part before a composite's "$" (US, RS, "$"). TestUnindexedSQL holds the three
+// definitions together.
+const (
+	sqlUnindexedValue = `substr(value, -2) IN (char(31, 29), char(31, 30)) OR instr(value, char(31, 30, 36)) > 0`
+	sqlUnindexedKey   = `substr(key, -2) IN (char(31, 29), char(31, 30)) OR instr(key, char(31, 30, 36)) > 0`
 )
 
 var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts}
@@ -592,7 +600,7 @@ func (w *writer) putRow(r *resources.Resource) error {
 	defer func() { clear(args); w.args = args[:0] }()
 	k := &r.Keys
 	for _, key := range k.Eq {
-		if !resources.IsPresentKey(key) { // in eq_keys only
+		if !resources.Unindexed(key) { // in eq_keys only
 			args = append(args, r.Type, key, lu, r.ID)
 		}
 	}
@@ -731,7 +739,7 @@ func compileSearch(q *resources.Query) compiled {
 	// Drive from the key table when a clause names one key: its (type, key, lu, id) index
 	// returns matches already in page order, so a page costs a short range scan.
 	for i, c := range clauses {
-		if len(c.AnyKey) == 1 && !resources.IsPresentKey(c.AnyKey[0]) {
+		if len(c.AnyKey) == 1 && !resources.Unindexed(c.AnyKey[0]) {
 			driven = true
 			from = "search_keys k0 CROSS JOIN resources r ON r.type = k0.type AND r.id = k0.id"
 			where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
@@ -890,7 +898,7 @@ func keyClauseSQL(c resources.Clause, driven bool) (string, []any) {
 func anyKeySQL(keys []string) (string, []any) {
 	var indexed, present []string
 	for _, k := range keys {
-		if resources.IsPresentKey(k) {
+		if resources.Unindexed(k) {
 			present = append(present, k)
 		} else {
 			indexed = append(indexed, k)
