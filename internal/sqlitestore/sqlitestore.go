@@ -391,12 +391,8 @@ const (
 	sqlSelVersion = `SELECT version, lu, eq_keys FROM resources WHERE type = ? AND id = ?`
 	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
-	sqlInsHist    = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlDelKeys    = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT (` + sqlUnindexedValue + `)) AND lu = ?3 AND id = ?2`
-	sqlDelStrings = `DELETE FROM search_strings WHERE type = ? AND id = ?`
-	sqlDelDates   = `DELETE FROM search_dates WHERE type = ? AND id = ?`
-	sqlDelNumbers = `DELETE FROM search_numbers WHERE type = ? AND id = ?`
-	sqlDelSorts   = `DELETE FROM sort_keys WHERE type = ? AND id = ?`
+	sqlInsHist = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlDelKeys = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT (` + sqlUnindexedValue + `)) AND lu = ?3 AND id = ?2`
 
 	insKeys    = `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `
 	insStrings = `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES `
@@ -414,7 +410,7 @@ const (
 	sqlUnindexedKey   = `substr(key, -2) IN (char(31, 29), char(31, 30)) OR instr(key, char(31, 30, 36)) > 0`
 )
 
-var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts}
+var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlSelStrings, sqlSelDates, sqlSelNumbers, sqlSelSorts}
 
 // Ping checks the database can be read and written: it takes the write lock and lets it go,
 // so another process holding the lock (or a read-only or vanished file) shows as unavailable.
@@ -580,59 +576,29 @@ func (w *writer) putRow(r *resources.Resource) error {
 	if _, err := w.exec(sqlInsHist, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
 		return err
 	}
-	if current > 0 {
-		if oldKeys.Valid {
-			if _, err := w.exec(sqlDelKeys, r.Type, r.ID, oldLU, oldKeys.String); err != nil {
-				return err
+	if current > 0 && oldKeys.Valid {
+		if _, err := w.exec(sqlDelKeys, r.Type, r.ID, oldLU, oldKeys.String); err != nil {
+			return err
+		}
+	}
+	k := &resources.Keys{} // a delete keeps no values
+	if !r.Deleted {
+		k = &r.Keys
+		// Keys go in with as few statements as their rows allow (multi-row inserts).
+		args := w.args[:0]
+		for _, key := range k.Eq {
+			if !resources.Unindexed(key) { // in eq_keys only
+				args = append(args, r.Type, key, lu, r.ID)
 			}
 		}
-		for _, del := range []string{sqlDelStrings, sqlDelDates, sqlDelNumbers, sqlDelSorts} {
-			if _, err := w.exec(del, r.Type, r.ID); err != nil {
-				return err
-			}
+		err := w.insertRows(insKeys, 4, args)
+		clear(args)
+		w.args = args[:0]
+		if err != nil {
+			return err
 		}
 	}
-	if r.Deleted {
-		return nil
-	}
-	// Each kind of key goes in with as few statements as its rows allow (multi-row inserts).
-	args := w.args[:0]
-	defer func() { clear(args); w.args = args[:0] }()
-	k := &r.Keys
-	for _, key := range k.Eq {
-		if !resources.Unindexed(key) { // in eq_keys only
-			args = append(args, r.Type, key, lu, r.ID)
-		}
-	}
-	if err := w.insertRows(insKeys, 4, args); err != nil {
-		return err
-	}
-	args = args[:0]
-	for _, v := range k.Strings {
-		args = append(args, r.Type, v.Param, v.Value, r.ID)
-	}
-	if err := w.insertRows(insStrings, 4, args); err != nil {
-		return err
-	}
-	args = args[:0]
-	for _, v := range k.Dates {
-		args = append(args, r.Type, v.Param, v.Lo, v.Hi, r.ID)
-	}
-	if err := w.insertRows(insDates, 5, args); err != nil {
-		return err
-	}
-	args = args[:0]
-	for _, v := range k.Sort {
-		args = append(args, r.Type, r.ID, v.Param, v.Asc, v.Desc)
-	}
-	if err := w.insertRows(insSorts, 5, args); err != nil {
-		return err
-	}
-	args = args[:0]
-	for _, v := range k.Numbers {
-		args = append(args, r.Type, v.Param, v.V, r.ID)
-	}
-	return w.insertRows(insNumbers, 4, args)
+	return w.putValues(r.Type, r.ID, k, current > 0)
 }
 
 func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {

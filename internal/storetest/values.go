@@ -241,3 +241,51 @@ func init() {
 		})
 	})
 }
+
+func init() {
+	// Updates keep the value rows the new version shares with the old one and replace the
+	// rest (stores may do either): every search must see exactly the new version's values.
+	register("Search_ValuesPartlyKeptAcrossUpdates", func(t *testing.T, h Harness) {
+		s, _ := h.OpenFresh(t)
+		mustPut(t, s, fromJSON(t, "Patient", "p1", 1, `{"name":[{"family":"Alvarez","given":["Ana","Bea"]}],"birthDate":"1980-02-03","address":[{"city":"Fresno"}]}`))
+		mustPut(t, s, fromJSON(t, "Patient", "p2", 1, `{"name":[{"family":"Baker","given":["Bob"]}],"birthDate":"1970-01-01"}`))
+		mustPut(t, s, fromJSON(t, "Observation", "o1", 1, `{"status":"final","code":{"text":"score"},"valueQuantity":{"value":5}}`))
+		mustPut(t, s, fromJSON(t, "Patient", "p1", 2, `{"name":[{"family":"Alvarez","given":["Bea","Cruz"]}],"birthDate":"1980-02-03","address":[{"city":"Merced"}]}`))
+		mustPut(t, s, fromJSON(t, "Observation", "o1", 2, `{"status":"final","code":{"text":"score"},"valueQuantity":{"value":7}}`))
+		expect(t, s, "Patient", map[string][]string{
+			"family=alv":          {"p1"},
+			"given=ana":           nil,
+			"given=bea":           {"p1"},
+			"given=cruz":          {"p1"},
+			"address-city=fresno": nil,
+			"address-city=merced": {"p1"},
+			"birthdate=1980":      {"p1"},
+			"birthdate=1980&given=cruz&family:exact=Alvarez": {"p1"},
+		})
+		expect(t, s, "Observation", map[string][]string{
+			"value-quantity=5": nil,
+			"value-quantity=7": {"o1"},
+		})
+		order := func(q string) []string {
+			t.Helper()
+			return ids(search(t, s, query(t, "Patient", q)).Resources)
+		}
+		// p1's lowest given name is Bea (< Bob), its highest Cruz (> Bob).
+		if got := order("_sort=given"); !slices.Equal(got, []string{"p1", "p2"}) {
+			t.Errorf("_sort=given after the update: %v", got)
+		}
+		if got := order("_sort=-given"); !slices.Equal(got, []string{"p1", "p2"}) {
+			t.Errorf("_sort=-given after the update: %v", got)
+		}
+		mustPut(t, s, fromJSON(t, "Patient", "p1", 3, `{"name":[{"family":"Alvarez","given":["Cruz"]}],"birthDate":"1980-02-03"}`))
+		if got := order("_sort=given"); !slices.Equal(got, []string{"p2", "p1"}) {
+			t.Errorf("_sort=given after the second update: %v", got)
+		}
+		expect(t, s, "Patient", map[string][]string{
+			"given=bea":            nil,
+			"address-city=merced":  nil,
+			"address:missing=true": {"p1", "p2"},
+			"birthdate=1980":       {"p1"},
+		})
+	})
+}
