@@ -98,13 +98,16 @@ func TestUnindexed(t *testing.T) {
 		resources.CompositeKey("code-value-concept", resources.TokenSystemKey("", "http://loinc.org"), resources.TokenCodeKey("", "LA1")):  true,
 		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenSystemKey("", "http://loinc.org")):  true,
 		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenCodeKey("", "LA1")): false,
-		resources.TokenKey("identifier", "urn:x", "1"):   false,
-		resources.TokenKey("status", "", "final"):        false,
-		resources.TokenCodeKey("status", "final"):        false,
-		resources.RefKey("subject", "Patient", "p1"):     false,
-		resources.RefIDKey("subject", "p1"):              false,
-		resources.TokenKey("family:exact", "", "Rivera"): false,
-		resources.OfTypeKey("urn:t", "MA", "9"):          false,
+		resources.TokenKey("identifier", "urn:x", "1"): false,
+		resources.TokenKey("status", "", "final"):      true,
+		resources.CompositeKey("code-value-concept", resources.TokenKey("", "", "1-1"), resources.TokenCodeKey("", "LA1")): true,
+		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenKey("", "", "LA1")): true,
+		resources.TokenKey("address-city:exact", "", "Fresno"):                                                             false,
+		resources.TokenCodeKey("status", "final"):                                                                          false,
+		resources.RefKey("subject", "Patient", "p1"):                                                                       false,
+		resources.RefIDKey("subject", "p1"):                                                                                false,
+		resources.TokenKey("family:exact", "", "Rivera"):                                                                   false,
+		resources.OfTypeKey("urn:t", "MA", "9"):                                                                            false,
 	} {
 		if got := resources.Unindexed(key); got != want {
 			t.Errorf("Unindexed(%q) = %v, want %v", key, got, want)

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_type_lu ON history (type, lu, id, version);
 
 -- One row per equality key of a current, non-deleted version, but for the keys
--- resources.Unindexed names (param:missing, param=system|), which are tested on
+-- resources.Unindexed names (param:missing, param=system|, param=|code), which are tested on
 -- resources.eq_keys instead: they were a third of the rows, and of the pages every write
 -- dirtied. lu is copied from the resource
 -- so that "key = ? AND lu > ? ORDER BY lu, id" (the CBO polling query) is one index range.
@@ -339,11 +339,11 @@ func migrateEqKeys(ctx context.Context, w *sql.DB) error {
 
 // migrateUnindexedKeys deletes the search_keys rows of resources.Unindexed keys, which
 // databases written before those moved to resources.eq_keys alone hold (searches no longer
-// read them, and updates no longer delete them). PRAGMA user_version 2 marks a database
+// read them, and updates no longer delete them). PRAGMA user_version 3 marks a database
 // without them; the deletion scans search_keys once.
 func migrateUnindexedKeys(ctx context.Context, w *sql.DB) error {
 	var v int
-	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= 2 {
+	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= 3 {
 		return err
 	}
 	tx, err := w.BeginTx(ctx, nil)
@@ -354,7 +354,7 @@ func migrateUnindexedKeys(ctx context.Context, w *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE `+sqlUnindexedKey); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 2`); err != nil {
+	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 3`); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -402,12 +402,15 @@ const (
 )
 
 // resources.Unindexed in SQL, on json_each's value and on search_keys.key: the key ends in a
-// present mark or a system-only token part (US then GS, or US then RS), or has a system-only
-// token part before a composite's "$" (US, RS, "$"). TestUnindexedSQL holds the three
-// definitions together.
+// present mark or a system-only token part (US then GS, or US then RS), has a system-only
+// token part before a composite's "$" (US, RS, "$") or a no-system part after it ("$", US,
+// US), or its parameter (up to the first US) is followed by a no-system part (US, US) and does
+// not end in ":exact". TestUnindexedSQL holds the three definitions together.
 const (
-	sqlUnindexedValue = `substr(value, -2) IN (char(31, 29), char(31, 30)) OR instr(value, char(31, 30, 36)) > 0`
-	sqlUnindexedKey   = `substr(key, -2) IN (char(31, 29), char(31, 30)) OR instr(key, char(31, 30, 36)) > 0`
+	sqlUnindexedValue = `substr(value, -2) IN (char(31, 29), char(31, 30)) OR instr(value, char(31, 30, 36)) > 0 OR instr(value, char(36, 31, 31)) > 0 OR ` +
+		`(substr(value, instr(value, char(31)), 2) = char(31, 31) AND NOT (instr(value, char(31)) > 6 AND substr(value, instr(value, char(31)) - 6, 6) = ':exact'))`
+	sqlUnindexedKey = `substr(key, -2) IN (char(31, 29), char(31, 30)) OR instr(key, char(31, 30, 36)) > 0 OR instr(key, char(36, 31, 31)) > 0 OR ` +
+		`(substr(key, instr(key, char(31)), 2) = char(31, 31) AND NOT (instr(key, char(31)) > 6 AND substr(key, instr(key, char(31)) - 6, 6) = ':exact'))`
 )
 
 var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlSelStrings, sqlSelDates, sqlSelNumbers, sqlSelSorts}

@@ -25,6 +25,11 @@ func TestUnindexedSQL(t *testing.T) {
 		resources.CompositeKey("code-value-concept", resources.TokenSystemKey("", "http://loinc.org"), resources.TokenCodeKey("", "LA1")),
 		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenSystemKey("", "http://loinc.org")),
 		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenCodeKey("", "LA1")),
+		resources.CompositeKey("code-value-concept", resources.TokenKey("", "", "1-1"), resources.TokenCodeKey("", "LA1")),
+		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenKey("", "", "LA1")),
+		resources.OfTypeKey("", "MA", "9"), resources.TokenKey("a:exact", "", "x"), resources.TokenKey("exact", "", "x"),
+		resources.TokenKey("x:exactly", "", "y"), resources.TokenKey("subject:identifier", "", "m1"),
+		resources.TokenKey("subject:identifier", "urn:x", "m1"), resources.TokenKey("active", "", "true"),
 	}
 	docs := bench.SampleDocuments(1)
 	docs["Observation"] = []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"88124-3"}]},

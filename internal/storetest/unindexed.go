@@ -4,7 +4,8 @@ import (
 	"testing"
 )
 
-// System-only token searches (param=system|, alone or as a composite's part) and :missing
+// System-only and no-system token searches (param=system|, param=|code, alone or as a
+// composite's part) and :missing
 // match on keys a store may keep out of its index (resources.Unindexed): the answers must not
 // depend on it, whether such a key is the search's only clause, beside a key that drives it,
 // negated, or on a resource updated since.
@@ -35,6 +36,10 @@ func init() {
 			"identifier:missing=true":                {"p4"},
 			"identifier:missing=false&gender=female": nil,
 			"gender:missing=false":                   {"p4"},
+			"identifier=|no-system":                  {"p3"},
+			"identifier=|1A":                         nil,
+			"gender=|female":                         {"p4"},
+			"gender=|female&identifier:missing=true": {"p4"},
 		})
 		expect(t, s, "Observation", map[string][]string{
 			"code=http://loinc.org|":                                        {"at-risk", "no-risk"},
@@ -46,6 +51,10 @@ func init() {
 			"code-value-concept=urn:local|$http://loinc.org|":               nil,
 			"code-value-concept=http://loinc.org|88124-3$http://loinc.org|": {"at-risk", "no-risk"},
 			"value-concept:missing=true":                                    {"text-only"},
+			"status=|final":                                                 {"at-risk", "no-risk", "local"},
+			"status=|final&subject=Patient/p1":                              {"at-risk", "local"},
+			"status:not=|final":                                             {"text-only"},
+			"code-value-concept=http://loinc.org|88124-3$|LA19952-3":        nil,
 		})
 		// An update moves the keys: the old version's must stop matching, the new one's match.
 		mustPut(t, s, fromJSON(t, "Patient", "p2", 2, `{"identifier":[{"system":"urn:mrn","value":"m2"}]}`))
