@@ -252,7 +252,7 @@ func IsPresentKey(key string) bool {
 // every key in an index is pages a write must dirty. A search whose only selective clause is
 // such a key scans the type: the embedded store's choice.
 func Unindexed(key string) bool {
-	if strings.HasSuffix(key, keySep+presentMark) || strings.HasSuffix(key, keySep+keyAny) ||
+	if IsPresentKey(key) || strings.HasSuffix(key, keySep+keyAny) ||
 		strings.Contains(key, keySep+keyAny+"$") || strings.Contains(key, "$"+keySep+keySep) {
 		return true
 	}

@@ -351,7 +351,7 @@ func migrateUnindexedKeys(ctx context.Context, w *sql.DB) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE `+sqlUnindexedKey); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE `+unindexedSQL("key")); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 3`); err != nil {
@@ -392,7 +392,6 @@ const (
 	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
 	sqlInsHist = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlDelKeys = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT (` + sqlUnindexedValue + `)) AND lu = ?3 AND id = ?2`
 
 	insKeys    = `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `
 	insStrings = `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES `
@@ -401,17 +400,19 @@ const (
 	insSorts   = `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES `
 )
 
-// resources.Unindexed in SQL, on json_each's value and on search_keys.key: the key ends in a
-// present mark or a system-only token part (US then GS, or US then RS), has a system-only
-// token part before a composite's "$" (US, RS, "$") or a no-system part after it ("$", US,
-// US), or its parameter (up to the first US) is followed by a no-system part (US, US) and does
-// not end in ":exact". TestUnindexedSQL holds the three definitions together.
-const (
-	sqlUnindexedValue = `substr(value, -2) IN (char(31, 29), char(31, 30)) OR instr(value, char(31, 30, 36)) > 0 OR instr(value, char(36, 31, 31)) > 0 OR ` +
-		`(substr(value, instr(value, char(31)), 2) = char(31, 31) AND NOT (instr(value, char(31)) > 6 AND substr(value, instr(value, char(31)) - 6, 6) = ':exact'))`
-	sqlUnindexedKey = `substr(key, -2) IN (char(31, 29), char(31, 30)) OR instr(key, char(31, 30, 36)) > 0 OR instr(key, char(36, 31, 31)) > 0 OR ` +
-		`(substr(key, instr(key, char(31)), 2) = char(31, 31) AND NOT (instr(key, char(31)) > 6 AND substr(key, instr(key, char(31)) - 6, 6) = ':exact'))`
-)
+// unindexedSQL is resources.Unindexed in SQL, on the column col (json_each's value, or
+// search_keys.key): the key ends in a present mark or a system-only token part (US then GS,
+// or US then RS), has a system-only token part before a composite's "$" (US, RS, "$") or a
+// no-system part after it ("$", US, US), or its parameter (up to the first US) is followed by
+// a no-system part (US, US) and does not end in ":exact". TestUnindexedSQL holds the
+// definitions together.
+func unindexedSQL(col string) string {
+	return strings.ReplaceAll(`substr(COL, -2) IN (char(31, 29), char(31, 30)) OR instr(COL, char(31, 30, 36)) > 0 OR instr(COL, char(36, 31, 31)) > 0 OR `+
+		`(substr(COL, instr(COL, char(31)), 2) = char(31, 31) AND NOT (instr(COL, char(31)) > 6 AND substr(COL, instr(COL, char(31)) - 6, 6) = ':exact'))`, "COL", col)
+}
+
+// sqlDelKeys deletes a version's indexed keys, given its eq_keys.
+var sqlDelKeys = `DELETE FROM search_keys WHERE type = ?1 AND key IN (SELECT value FROM json_each(?4) WHERE NOT (` + unindexedSQL("value") + `)) AND lu = ?3 AND id = ?2`
 
 var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlDelKeys, sqlSelStrings, sqlSelDates, sqlSelNumbers, sqlSelSorts}
 
@@ -862,13 +863,13 @@ func keyClauseSQL(c resources.Clause, driven bool) (string, []any) {
 	return "0", nil
 }
 
-// anyKeySQL tests that the row has one of keys: in search_keys, and for present keys, which
-// have no rows there, in r.eq_keys.
+// anyKeySQL tests that the row has one of keys: in search_keys, and for unindexed keys
+// (resources.Unindexed), which have no rows there, in r.eq_keys.
 func anyKeySQL(keys []string) (string, []any) {
-	var indexed, present []string
+	var indexed, unindexed []string
 	for _, k := range keys {
 		if resources.Unindexed(k) {
-			present = append(present, k)
+			unindexed = append(unindexed, k)
 		} else {
 			indexed = append(indexed, k)
 		}
@@ -885,9 +886,9 @@ func anyKeySQL(keys []string) (string, []any) {
 			args = append(args, k)
 		}
 	}
-	if len(present) > 0 {
-		ors = append(ors, "EXISTS (SELECT 1 FROM json_each(r.eq_keys) j WHERE j.value IN ("+placeholders(len(present))+"))")
-		for _, k := range present {
+	if len(unindexed) > 0 {
+		ors = append(ors, "EXISTS (SELECT 1 FROM json_each(r.eq_keys) j WHERE j.value IN ("+placeholders(len(unindexed))+"))")
+		for _, k := range unindexed {
 			args = append(args, k)
 		}
 	}

@@ -46,10 +46,10 @@ func TestUnindexedSQL(t *testing.T) {
 	for _, k := range keys {
 		want := resources.Unindexed(k)
 		var byValue, byKey bool
-		if err := s.r.QueryRowContext(ctx, `SELECT `+sqlUnindexedValue+` FROM json_each(json_array(?))`, k).Scan(&byValue); err != nil {
+		if err := s.r.QueryRowContext(ctx, `SELECT `+unindexedSQL("value")+` FROM json_each(json_array(?))`, k).Scan(&byValue); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.r.QueryRowContext(ctx, `SELECT `+sqlUnindexedKey+` FROM (SELECT ? AS key)`, k).Scan(&byKey); err != nil {
+		if err := s.r.QueryRowContext(ctx, `SELECT `+unindexedSQL("key")+` FROM (SELECT ? AS key)`, k).Scan(&byKey); err != nil {
 			t.Fatal(err)
 		}
 		if byValue != want || byKey != want {
