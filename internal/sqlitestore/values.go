@@ -63,19 +63,19 @@ type valueTable struct {
 	rows func(typ, id string, k *resources.Keys, keep func(string) bool, args []any) []any
 }
 
-const sep = "\x00"
+const valueSep = "\x00"
 
 var valueTables = []valueTable{
 	{sel: sqlSelStrings, del: sqlDelStringRow, width: 4, insert: insStrings,
 		scan: func(rows *sql.Rows) (string, oldRow, error) {
 			var r oldRow
 			err := rows.Scan(&r.p, &r.v)
-			return r.p + sep + r.v, r, err
+			return r.p + valueSep + r.v, r, err
 		},
 		delArgs: func(typ, id string, r oldRow) []any { return []any{typ, id, r.p, r.v} },
 		rows: func(typ, id string, k *resources.Keys, keep func(string) bool, args []any) []any {
 			for _, v := range k.Strings {
-				if !keep(v.Param + sep + v.Value) {
+				if !keep(v.Param + valueSep + v.Value) {
 					args = append(args, typ, v.Param, v.Value, id)
 				}
 			}
@@ -118,12 +118,12 @@ var valueTables = []valueTable{
 			var r oldRow
 			var asc, desc string
 			err := rows.Scan(&r.p, &asc, &desc)
-			return r.p + sep + asc + sep + desc, r, err
+			return r.p + valueSep + asc + valueSep + desc, r, err
 		},
 		delArgs: func(typ, id string, r oldRow) []any { return []any{typ, id, r.p} },
 		rows: func(typ, id string, k *resources.Keys, keep func(string) bool, args []any) []any {
 			for _, v := range k.Sort {
-				if !keep(v.Param + sep + v.Asc + sep + v.Desc) {
+				if !keep(v.Param + valueSep + v.Asc + valueSep + v.Desc) {
 					args = append(args, typ, id, v.Param, v.Asc, v.Desc)
 				}
 			}
@@ -132,11 +132,11 @@ var valueTables = []valueTable{
 }
 
 func dateSame(param string, lo, hi int64) string {
-	return param + sep + strconv.FormatInt(lo, 10) + sep + strconv.FormatInt(hi, 10)
+	return param + valueSep + strconv.FormatInt(lo, 10) + valueSep + strconv.FormatInt(hi, 10)
 }
 
 func numberSame(param string, v float64) string {
-	return param + sep + strconv.FormatFloat(v, 'g', -1, 64)
+	return param + valueSep + strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 // putValues writes the value rows of k (empty for a delete) for typ/id. With replacing set,
