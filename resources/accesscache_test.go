@@ -217,17 +217,7 @@ func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
 	w := &world{t: t, svc: newService(t, store, time.Hour)}
 	provs, plans, cbos := []string{"prov-1", "prov-2", "prov-3"}, []string{"plan-1", "plan-2"}, []string{"cbo-a", "cbo-b", "cbo-c", "cbo-d"}
 	organizations(w, append(append(slices.Clone(provs), plans...), cbos...)...)
-	type caller struct{ role, org string }
-	var callers []caller
-	for _, p := range provs {
-		callers = append(callers, caller{resources.RoleProvider, p})
-	}
-	for _, p := range plans {
-		callers = append(callers, caller{resources.RolePlan, p})
-	}
-	for _, c := range cbos {
-		callers = append(callers, caller{resources.RoleCBO, c})
-	}
+	callers := orgCallers(provs, plans, cbos)
 
 	const writers, perWriter = 4, 30
 	var wg sync.WaitGroup

@@ -14,6 +14,24 @@ import (
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
+// caller is a role acting for an organization.
+type caller struct{ role, org string }
+
+// orgCallers is one caller per provider, plan and CBO organization, in that order.
+func orgCallers(provs, plans, cbos []string) []caller {
+	var out []caller
+	for _, p := range provs {
+		out = append(out, caller{resources.RoleProvider, p})
+	}
+	for _, p := range plans {
+		out = append(out, caller{resources.RolePlan, p})
+	}
+	for _, c := range cbos {
+		out = append(out, caller{resources.RoleCBO, c})
+	}
+	return out
+}
+
 // TestVisibility_JudgedAsTheScopeClauseSelects: what visibleAs (and visibleDoc) let a caller
 // see of one resource, judged against the access sets directly, must be exactly what a store
 // search with the caller's scope clause selects. Checked for every stored resource of the
@@ -27,19 +45,9 @@ func TestVisibility_JudgedAsTheScopeClauseSelects(t *testing.T) {
 	w := &world{t: t, svc: newService(t, store, time.Hour)}
 	provs, plans, cbos := []string{"prov-1", "prov-2"}, []string{"plan-1", "plan-2"}, []string{"cbo-a", "cbo-b", "cbo-c"}
 	organizations(w, append(append(append([]string{}, provs...), plans...), cbos...)...)
-	type caller struct{ role, org string }
-	callers := []caller{
+	callers := append([]caller{
 		{resources.RoleAdmin, "admin"}, {resources.RoleProvider, ""}, {"auditor", "cbo-a"}, {resources.RoleCBO, "plan-1"},
-	}
-	for _, p := range provs {
-		callers = append(callers, caller{resources.RoleProvider, p})
-	}
-	for _, p := range plans {
-		callers = append(callers, caller{resources.RolePlan, p})
-	}
-	for _, c := range cbos {
-		callers = append(callers, caller{resources.RoleCBO, c})
-	}
+	}, orgCallers(provs, plans, cbos)...)
 	types := []string{"Patient", "ServiceRequest", "Task", "Coverage", "Consent", "RelatedPerson", "Condition",
 		"Observation", "DocumentReference", "Claim", "Procedure", "Encounter", "Group", "Organization"}
 
