@@ -196,7 +196,11 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 		return nil, false, err
 	}
 	if ifNoneExist == "" {
-		if err := s.Store.Put(ctx, r); err != nil {
+		put := s.Store.Put
+		if fc, ok := s.Store.(FreshCreator); ok {
+			put = fc.CreateFresh // r's id is NewID's
+		}
+		if err := put(ctx, r); err != nil {
 			return nil, false, err
 		}
 		s.afterWrite(ctx, r, note)

@@ -62,6 +62,15 @@ type Store interface {
 	Close() error
 }
 
+// FreshCreator is implemented by stores that can store a new resource in fewer steps than Put
+// when its id was generated for this very write (NewID: 128 random bits). No other writer can
+// know such an id before the write returns, so version 1 needs no gate against a concurrent
+// writer of the same id. The outcome is Put's: afterwards the resource reads as version 1 with
+// its history entry, or, on an error, it does not exist.
+type FreshCreator interface {
+	CreateFresh(ctx context.Context, r *Resource) error
+}
+
 // Transactor is implemented by stores that can write several resources atomically.
 type Transactor interface {
 	// Apply performs the writes of a transaction atomically: all of them or none, and no

@@ -90,6 +90,22 @@ func (t *timedStore) Put(ctx context.Context, r *resources.Resource) error {
 	return err
 }
 
+// CreateFresh passes resources.FreshCreator through, when the store has it, and is Put
+// otherwise; timed as a put.
+func (t *timedStore) CreateFresh(ctx context.Context, r *resources.Resource) error {
+	fc, ok := t.Store.(resources.FreshCreator)
+	if !ok {
+		return t.Put(ctx, r)
+	}
+	start := time.Now()
+	err := fc.CreateFresh(ctx, r)
+	t.m.observeStore("put", start, err)
+	if err == nil {
+		noteWritten(ctx, r)
+	}
+	return err
+}
+
 func (t *timedStore) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
 	start := time.Now()
 	existing, err := t.Store.CreateIfNoneExist(ctx, r, cond)

@@ -27,24 +27,31 @@ func load(ctx context.Context, c *client, p *Population, workers int) (int, erro
 	}
 	written := len(entries)
 
-	var chunks [][]any
-	for i := 0; i < len(p.Members); i += membersPerBundle {
+	// Each Bundle is built when it is sent, and a member's documents are let go once sent
+	// (the Task's stays, for the workload): at 100,000 members the whole population's
+	// documents and entries held at once took gigabytes.
+	chunks := (len(p.Members) + membersPerBundle - 1) / membersPerBundle
+	if err := parallel(ctx, workers, chunks, func(i int) error {
+		ms := p.Members[i*membersPerBundle : min((i+1)*membersPerBundle, len(p.Members))]
 		var es []any
-		for _, m := range p.Members[i:min(i+membersPerBundle, len(p.Members))] {
+		for _, m := range ms {
 			for _, d := range m.docs {
 				es = append(es, putEntry(c.base, d, ""))
 			}
 		}
-		chunks = append(chunks, es)
-		written += len(es)
-	}
-	if err := parallel(ctx, workers, len(chunks), func(i int) error {
-		return sendTransaction(ctx, c, "plan", p.Plan, chunks[i], nil)
+		if err := sendTransaction(ctx, c, "plan", p.Plan, es, nil); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			m.loaded, m.docs = len(m.docs), nil
+		}
+		return nil
 	}); err != nil {
 		return 0, fmt.Errorf("load members: %w", err)
 	}
 	for _, m := range p.Members {
 		m.Task.Version = 1
+		written += m.loaded
 	}
 
 	// The owners' steps, one round per step; each CBO sends its own Tasks.

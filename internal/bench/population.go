@@ -106,8 +106,9 @@ type Member struct {
 	Service     service
 	Referred    time.Time // the referral's authoredOn
 	claims      atomic.Int64
-	steps       []string // owner steps to the loaded status
-	docs        []map[string]any
+	steps       []string         // owner steps to the loaded status
+	docs        []map[string]any // until loaded
+	loaded      int              // how many of docs were loaded
 }
 
 // TaskState is a Task the workload can move along the referral workflow.
@@ -323,7 +324,7 @@ func (p *Population) claim(id string, m *Member, day time.Time) map[string]any {
 func (p *Population) Resources() int {
 	n := len(p.Organizations())
 	for _, m := range p.Members {
-		n += len(m.docs)
+		n += len(m.docs) + m.loaded
 	}
 	return n
 }

@@ -454,3 +454,34 @@ func TestCreateIfNoneExist_ConcurrentTakeover(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateFresh_CurrentWithoutHistory covers what a CreateFresh leaves when its history
+// insert failed and the database went away before it could delete its current document: the
+// resource reads, vreads (from the current document) and takes its next version.
+func TestCreateFresh_CurrentWithoutHistory(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	r := taskRes("t1", 1, "Organization/a")
+	if err := s.CreateFresh(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.db.Collection("Task_history").CountDocuments(ctx, bson.D{{Key: "_id", Value: "t1/1"}}); err != nil || n != 1 {
+		t.Fatalf("history entries of t1/1: %d, %v", n, err)
+	}
+	if _, err := s.db.Collection("Task_history").DeleteOne(ctx, bson.D{{Key: "_id", Value: "t1/1"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.VRead(ctx, "Task", "t1", 1)
+	if err != nil || got.VersionID != 1 || string(got.JSON) != string(r.JSON) {
+		t.Fatalf("vread 1 from the current document: %+v %v", got, err)
+	}
+	if _, err := s.VRead(ctx, "Task", "t1", 2); !resources.IsKind(err, resources.KindNotFound) {
+		t.Fatalf("vread 2: %v, want not found", err)
+	}
+	if err := s.Put(ctx, taskRes("t1", 2, "Organization/b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.VRead(ctx, "Task", "t1", 1); !resources.IsKind(err, resources.KindNotFound) {
+		t.Fatalf("vread 1 after the update: %v, want not found (the version is lost, as documented)", err)
+	}
+}

@@ -54,6 +54,14 @@
 // A Put that fails with KindUnavailable after its history insert may still take effect later
 // (the entry is rolled forward), like any write whose acknowledgement was lost.
 //
+// A create with an id the server just generated (CreateFresh, resources.FreshCreator) needs no
+// owner of version 1: no other writer can know the id. It writes the history entry, the index
+// documents and the current document at the same time, one round trip instead of two in a row
+// (on FerretDB each is a PostgreSQL commit), and deletes what it wrote if any of them fails.
+// Readers may meet the current document a moment before its history entry or the reverse, as
+// they may meet Put's history entry before its current document; VRead falls back to the
+// current document when the entry is missing.
+//
 // When the deployment supports transactions (hello reports a replica set name, or "isdbgrid" for
 // mongos) both writes run in one transaction and none of the above windows exist.
 //
@@ -574,6 +582,11 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*reso
 		}
 	}
 	if errors.Is(err, mongo.ErrNoDocuments) {
+		// A CreateFresh that could not undo its current document after its history insert
+		// failed leaves version 1 only there.
+		if r, rerr := s.Read(ctx, typ, id); r != nil && r.VersionID == version && (rerr == nil || resources.IsKind(rerr, resources.KindGone)) {
+			return r, rerr
+		}
 		return nil, resources.Errorf(resources.KindNotFound, "%s/%s has no version %d", typ, id, version)
 	}
 	if err != nil {
@@ -610,6 +623,60 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 		return s.putTxn(ctx, r, cur, hist, h)
 	}
 	return s.put(ctx, r, cur, hist, h)
+}
+
+// CreateFresh implements resources.FreshCreator: r is version 1 under an id that NewID just
+// generated, so no other writer can race for it (see "Writes without transactions": the
+// history entry is written first only to make one writer the owner of a version). Without
+// transactions the history entry, the index documents and the current document are written
+// at the same time, one round trip instead of Put's two in a row; with them it is Put.
+//
+// If any of the three fails, the others are deleted again (by write token) and the error is
+// returned, so on an error the resource does not exist, as after a failed Put. A duplicate key
+// can only be a write of this call that the driver retried after a network error; it is
+// treated as a failure all the same (the resource is then deleted and the error returned:
+// KindConflict). What is left when that deletion fails too (the database went away): a history
+// entry without its current document (History shows a version that Read does not, Put's crash
+// window), or a current document without its history entry, which VRead then finds in the
+// current document; its version 1 is missing from History.
+func (s *Store) CreateFresh(ctx context.Context, r *resources.Resource) error {
+	if r.VersionID != 1 || r.ID == "" || r.Deleted {
+		return resources.Errorf(resources.KindInternal, "mongostore: CreateFresh of %s/%s with version %d", r.Type, r.ID, r.VersionID)
+	}
+	cur, hist, err := s.colls(ctx, r.Type, true)
+	if err != nil {
+		return err
+	}
+	h := newEntry(r)
+	if s.txn {
+		return s.putTxn(ctx, r, cur, hist, h)
+	}
+	idx := s.idx(r.Type)
+	var wg sync.WaitGroup
+	var hErr, iErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); _, hErr = hist.InsertOne(ctx, h) }()
+	go func() { defer wg.Done(); iErr = writeIdx(ctx, idx, h, false) }()
+	_, cErr := cur.InsertOne(ctx, h.current())
+	wg.Wait()
+	if hErr == nil && iErr == nil && cErr == nil {
+		return nil
+	}
+	// Undo, whatever may have been written: each delete matches only this call's documents.
+	uctx := context.WithoutCancel(ctx)
+	_, _ = cur.DeleteOne(uctx, bson.D{{Key: "_id", Value: r.ID}, {Key: "w", Value: h.W}})
+	_, _ = hist.DeleteOne(uctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "w", Value: h.W}})
+	s.dropIdx(uctx, idx, h, true)
+	for _, e := range []error{cErr, hErr, iErr} {
+		switch {
+		case e == nil:
+		case mongo.IsDuplicateKeyError(e):
+			return conflict(r)
+		default:
+			return fail(e, "create")
+		}
+	}
+	return nil
 }
 
 // newEntry is the history entry of version r, with a new write token.

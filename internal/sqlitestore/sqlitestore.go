@@ -1070,3 +1070,9 @@ func (s *Store) PageSize() int {
 	s.r.QueryRow("PRAGMA page_size").Scan(&n)
 	return n
 }
+
+// CreateFresh implements resources.FreshCreator. A create is one job of the writer either way,
+// so it is Put.
+func (s *Store) CreateFresh(ctx context.Context, r *resources.Resource) error {
+	return s.Put(ctx, r)
+}
