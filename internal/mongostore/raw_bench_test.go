@@ -2,10 +2,13 @@ package mongostore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,6 +237,7 @@ func benchDatabases(b *testing.B) (uri func(db string) string, run string) {
 			defer client.Disconnect(ctx)
 			_ = client.Database(run + "store").Drop(ctx)
 			_ = client.Database(run + "driver").Drop(ctx)
+			_ = client.Database(run + "same").Drop(ctx)
 		})
 	}
 	return uri, run
@@ -281,6 +285,39 @@ func BenchmarkStoreVsDriverPaired(b *testing.B) {
 		if _, err := coll.InsertOne(ctx, rawDoc(tasks[i])); err != nil {
 			b.Fatal(err)
 		}
+	}
+	// samewrites: the driver sending the requests that the store's CreateFresh sends (history
+	// entry, index documents, current document, at the same time), with the store's own
+	// documents (copied from the first Task, under new ids) into collections with the store's
+	// indexes (a second store database, given its indexes by one create).
+	same, err := mongostore.Open(ctx, uri(run+"same"), mongostore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer same.Close()
+	if err := same.CreateFresh(ctx, benchTask("seed", "Organization/cbo-x", "requested")); err != nil {
+		b.Fatal(err)
+	}
+	sameDB := client.Database(run + "same")
+	var curTpl, histTpl bson.D
+	var idxTpl []bson.D
+	if err := storeDocs.FindOne(ctx, bson.D{{Key: "_id", Value: tasks[0].ID}}).Decode(&curTpl); err != nil {
+		b.Fatal(err)
+	}
+	if err := client.Database(run+"store").Collection("Task_history").FindOne(ctx, bson.D{{Key: "_id", Value: tasks[0].ID + "/1"}}).Decode(&histTpl); err != nil {
+		b.Fatal(err)
+	}
+	if c, err := client.Database(run+"store").Collection("Task_idx").Find(ctx, bson.D{{Key: "rid", Value: tasks[0].ID}}); err != nil || c.All(ctx, &idxTpl) != nil || len(idxTpl) == 0 {
+		b.Fatalf("index documents of %s: %d, %v", tasks[0].ID, len(idxTpl), err)
+	}
+	withID := func(d bson.D, id string) bson.D {
+		out := slices.Clone(d)
+		for j := range out {
+			if out[j].Key == "_id" {
+				out[j].Value = id
+			}
+		}
+		return out
 	}
 	find20 := func(c *mongo.Collection, key string) {
 		cur, err := c.Find(ctx, bson.D{{Key: "k", Value: key}}, options.Find().SetSort(bson.D{{Key: "lu", Value: 1}}).SetLimit(20))
@@ -330,9 +367,59 @@ func BenchmarkStoreVsDriverPaired(b *testing.B) {
 			},
 		},
 		{
+			// A POST: the id is the server's (CreateFresh).
 			name: "create",
 			store: func(i int) {
-				if err := s.Put(ctx, benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested")); err != nil {
+				if err := s.CreateFresh(ctx, benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested")); err != nil {
+					b.Fatal(err)
+				}
+			},
+			other: []side{
+				{"driver", func(i int) {
+					if _, err := coll.InsertOne(ctx, rawDoc(benchTask(fmt.Sprintf("c%07d", i), "Organization/cbo-x", "requested"))); err != nil {
+						b.Fatal(err)
+					}
+				}},
+				{"withhistory", func(i int) {
+					t := benchTask(fmt.Sprintf("h%07d", i), "Organization/cbo-x", "requested")
+					if _, err := hist.InsertOne(ctx, append(rawDoc(t), bson.E{Key: "v", Value: 1})); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := histCur.InsertOne(ctx, rawDoc(t)); err != nil {
+						b.Fatal(err)
+					}
+				}},
+				{"samewrites", func(i int) {
+					id := fmt.Sprintf("s%07d", i)
+					var wg sync.WaitGroup
+					var errs [2]error
+					wg.Add(2)
+					go func() {
+						defer wg.Done()
+						_, errs[0] = sameDB.Collection("Task_history").InsertOne(ctx, withID(histTpl, id+"/1"))
+					}()
+					go func() {
+						defer wg.Done()
+						docs := make([]any, len(idxTpl))
+						for j, d := range idxTpl {
+							docs[j] = withID(d, fmt.Sprintf("%s/%d", id, j))
+						}
+						_, errs[1] = sameDB.Collection("Task_idx").InsertMany(ctx, docs)
+					}()
+					_, err := sameDB.Collection("Task").InsertOne(ctx, withID(curTpl, id))
+					wg.Wait()
+					if err := errors.Join(err, errs[0], errs[1]); err != nil {
+						b.Fatal(err)
+					}
+				}},
+			},
+		},
+		{
+			// A PUT to a new id (update as create): Put, whose history entry makes one
+			// writer the owner of version 1.
+			name: "create-put",
+			store: func(i int) {
+				if err := s.Put(ctx, benchTask(fmt.Sprintf("u%07d", i), "Organization/cbo-x", "requested")); err != nil {
 					b.Fatal(err)
 				}
 			},
@@ -381,7 +468,7 @@ func BenchmarkStoreVsDriverPaired(b *testing.B) {
 				i++
 				seq++
 				n := rand.IntN(1 << 30)
-				if op.name == "create" {
+				if strings.HasPrefix(op.name, "create") {
 					n = seq
 				}
 				timeStore := func() {
