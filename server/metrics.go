@@ -81,6 +81,7 @@ func (t *timedStore) VRead(ctx context.Context, typ, id string, version int64) (
 }
 
 func (t *timedStore) Put(ctx context.Context, r *resources.Resource) error {
+	leaveBulkSlot(ctx) // the commit is waited for without the slot (bulk.go)
 	start := time.Now()
 	err := t.Store.Put(ctx, r)
 	t.m.observeStore("put", start, err)
@@ -93,6 +94,7 @@ func (t *timedStore) Put(ctx context.Context, r *resources.Resource) error {
 // CreateFresh passes resources.FreshCreator through, when the store has it, and is Put
 // otherwise; timed as a put.
 func (t *timedStore) CreateFresh(ctx context.Context, r *resources.Resource) error {
+	leaveBulkSlot(ctx) // the commit is waited for without the slot (bulk.go)
 	fc, ok := t.Store.(resources.FreshCreator)
 	if !ok {
 		return t.Put(ctx, r)
@@ -107,6 +109,7 @@ func (t *timedStore) CreateFresh(ctx context.Context, r *resources.Resource) err
 }
 
 func (t *timedStore) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
+	leaveBulkSlot(ctx) // the commit is waited for without the slot (bulk.go)
 	start := time.Now()
 	existing, err := t.Store.CreateIfNoneExist(ctx, r, cond)
 	t.m.observeStore("create_if_none_exist", start, err)
@@ -148,6 +151,7 @@ func (t *timedStore) Ping(ctx context.Context) error {
 
 // Apply passes transactions through to stores that support them, timed like the rest.
 func (t *timedStore) Apply(ctx context.Context, writes []*resources.Write) error {
+	leaveBulkSlot(ctx) // the commit is waited for without the slot (bulk.go)
 	tx, ok := t.Store.(resources.Transactor)
 	if !ok {
 		return resources.Errorf(resources.KindMethodNotAllowed, "this store cannot write several resources atomically")

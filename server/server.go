@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,19 +66,26 @@ type Config struct {
 	// resources.Service.AccessCacheTTL): how soon a change written by another process on the
 	// same database (a second server, `calaimfhir import --data`) reaches this one.
 	AccessCacheTTL time.Duration
+	// BulkConcurrency bounds the bulk requests (Bundles, Claim/$submit, $import,
+	// $export-837p) that run at once, so that they cannot crowd short requests off the CPUs
+	// (bulk.go): 0 means half the CPUs (at least one), negative no limit. BulkWait is how
+	// long one waits for its turn before a 503 (default 30 s).
+	BulkConcurrency int
+	BulkWait        time.Duration
 }
 
 // Server wires the service into an Echo instance.
 type Server struct {
-	cfg     Config
-	svc     *resources.Service
-	store   resources.Store
-	log     *slog.Logger
-	metrics *metrics
-	limiter *limiter
-	audit   *auditor // nil when the store keeps no audit trail
-	conf    *conformance
-	Echo    *echo.Echo
+	cfg      Config
+	svc      *resources.Service
+	store    resources.Store
+	log      *slog.Logger
+	metrics  *metrics
+	limiter  *limiter
+	audit    *auditor // nil when the store keeps no audit trail
+	conf     *conformance
+	bulkGate *bulkGate // nil: bulk requests are not bounded
+	Echo     *echo.Echo
 	capCache
 }
 
@@ -98,10 +106,11 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
 			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete, ApplyPatch: Patcher,
 			AccessCacheTTL: cfg.AccessCacheTTL},
-		store:   timed,
-		log:     logger,
-		metrics: m,
-		conf:    conf,
+		store:    timed,
+		log:      logger,
+		metrics:  m,
+		conf:     conf,
+		bulkGate: newBulkGate(cfg.BulkConcurrency, cfg.BulkWait),
 	}
 	s.started = time.Now().UTC()
 	if cfg.RateLimit > 0 {
@@ -134,16 +143,17 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 	n := s.negotiate
 	f.GET("/metadata", s.capabilities, n)
 	guarded := []echo.MiddlewareFunc{n, s.authenticate, s.rateLimit, s.authorize}
-	f.POST("/Claim/$submit", s.submitClaims, n, s.authenticate, s.rateLimit)
+	bulk := append(slices.Clip(guarded), s.bulk)
+	f.POST("/Claim/$submit", s.submitClaims, n, s.authenticate, s.rateLimit, s.bulk)
 	f.GET("/Claim/$export-invoice", s.exportInvoice, s.authenticate, s.rateLimit)
-	f.POST("/Claim/$export-837p", s.export837, s.authenticate, s.rateLimit)
+	f.POST("/Claim/$export-837p", s.export837, s.authenticate, s.rateLimit, s.bulk)
 	f.GET("", s.systemSearch, guarded...)
 	f.GET("/", s.systemSearch, guarded...)
-	f.POST("", s.bundle, guarded...)
-	f.POST("/$import", s.importFile, guarded...)
+	f.POST("", s.bundle, bulk...)
+	f.POST("/$import", s.importFile, bulk...)
 	f.GET("/$export-rtf", s.exportRTF, s.authenticate, s.rateLimit) // CSV: no FHIR JSON negotiation
 	f.GET("/$export-otf", s.exportOTF, s.authenticate, s.rateLimit)
-	f.POST("/", s.bundle, guarded...)
+	f.POST("/", s.bundle, bulk...)
 	f.PUT("/:type", s.conditionalUpdate, guarded...)
 	f.PATCH("/:type", s.patch, guarded...)
 	f.PATCH("/:type/:id", s.patch, guarded...)

@@ -72,6 +72,9 @@ type Options struct {
 	AuditQueue                         int
 	// RequireProfiles lists the types whose writes must conform to their CalAIM profile.
 	RequireProfiles []string
+	// BulkConcurrency and BulkWait bound the bulk requests (server.Config).
+	BulkConcurrency int
+	BulkWait        time.Duration
 }
 
 // Start serves store over HTTP until the test ends.
@@ -99,7 +102,7 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	s.Server = server.New(server.Config{BaseURL: base, MaxBodyBytes: opts.MaxBodyBytes, StoreName: "test", Version: "test",
 		RequiredReferences: required, Verifier: verifier, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, CORSOrigins: opts.CORSOrigins,
 		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval, AuditQueue: opts.AuditQueue,
-		RequireProfiles: opts.RequireProfiles},
+		RequireProfiles: opts.RequireProfiles, BulkConcurrency: opts.BulkConcurrency, BulkWait: opts.BulkWait},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
