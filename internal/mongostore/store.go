@@ -629,7 +629,8 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 // generated, so no other writer can race for it (see "Writes without transactions": the
 // history entry is written first only to make one writer the owner of a version). Without
 // transactions the history entry, the index documents and the current document are written
-// at the same time, one round trip instead of Put's two in a row; with them it is Put.
+// at the same time, one round trip instead of Put's two in a row; with them (and for anything
+// but a new version 1) it is Put.
 //
 // If any of the three fails, the others are deleted again (by write token) and the error is
 // returned, so on an error the resource does not exist, as after a failed Put. A duplicate key
@@ -640,17 +641,14 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 // window), or a current document without its history entry, which VRead then finds in the
 // current document; its version 1 is missing from History.
 func (s *Store) CreateFresh(ctx context.Context, r *resources.Resource) error {
-	if r.VersionID != 1 || r.ID == "" || r.Deleted {
-		return resources.Errorf(resources.KindInternal, "mongostore: CreateFresh of %s/%s with version %d", r.Type, r.ID, r.VersionID)
+	if r.VersionID != 1 || r.Deleted || s.txn {
+		return s.Put(ctx, r) // Put checks what it must (a tombstone needs no shortcut)
 	}
 	cur, hist, err := s.colls(ctx, r.Type, true)
 	if err != nil {
 		return err
 	}
 	h := newEntry(r)
-	if s.txn {
-		return s.putTxn(ctx, r, cur, hist, h)
-	}
 	idx := s.idx(r.Type)
 	var wg sync.WaitGroup
 	var hErr, iErr error

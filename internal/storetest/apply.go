@@ -13,11 +13,18 @@ import (
 
 func transactor(t testing.TB, s resources.Store) resources.Transactor {
 	t.Helper()
-	tx, ok := s.(resources.Transactor)
+	return implements[resources.Transactor](t, s)
+}
+
+// implements returns s as the optional interface I, which every store of the suite provides.
+func implements[I any](t testing.TB, s resources.Store) I {
+	t.Helper()
+	i, ok := s.(I)
 	if !ok {
-		t.Fatalf("%T does not implement resources.Transactor", s)
+		var want *I
+		t.Fatalf("%T does not implement %T", s, want)
 	}
-	return tx
+	return i
 }
 
 func writes(rs ...*resources.Resource) []*resources.Write {

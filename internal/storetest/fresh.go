@@ -7,21 +7,12 @@ import (
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
-func freshCreator(t testing.TB, s resources.Store) resources.FreshCreator {
-	t.Helper()
-	fc, ok := s.(resources.FreshCreator)
-	if !ok {
-		t.Fatalf("%T does not implement resources.FreshCreator", s)
-	}
-	return fc
-}
-
 func init() {
 	// A resource stored by CreateFresh is indistinguishable from one stored by Put: read,
 	// vread, history, equality and value searches, and its next version by Put.
 	register("CreateFresh_LikePut", func(t *testing.T, h Harness) {
 		s, _ := h.OpenFresh(t)
-		fc := freshCreator(t, s)
+		fc := implements[resources.FreshCreator](t, s)
 		id := resources.NewID()
 		body := `{"name":[{"family":"Okafor","given":["Ada"]}],"birthDate":"1961-04-02","identifier":[{"system":"urn:cin","value":"91234567A"}]}`
 		if err := fc.CreateFresh(ctx(t), fromJSON(t, "Patient", id, 1, body)); err != nil {
@@ -62,7 +53,7 @@ func init() {
 	// meet one) fails as a conflict and leaves the stored resource exactly as it was.
 	register("CreateFresh_ExistingIDIsAConflictAndChangesNothing", func(t *testing.T, h Harness) {
 		s, _ := h.OpenFresh(t)
-		fc := freshCreator(t, s)
+		fc := implements[resources.FreshCreator](t, s)
 		id := resources.NewID()
 		mustPut(t, s, fromJSON(t, "Patient", id, 1, `{"name":[{"family":"First"}],"birthDate":"1970-01-01"}`))
 		err := fc.CreateFresh(ctx(t), fromJSON(t, "Patient", id, 1, `{"name":[{"family":"Second"}],"birthDate":"1980-01-01"}`))
