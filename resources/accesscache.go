@@ -104,7 +104,21 @@ type orgState struct {
 	changed uint64 // seq of the last change that concerns the organization
 	dropped uint64 // seq of the last drop of its entries
 	entries map[string]orgEntry
+	// failed are the sets whose last resolution reached the bound (scopeTooLarge), with
+	// the organization's changed and the time then: served as failures for scopeFailureTTL
+	// while nothing changed.
+	failed map[string]orgFailure
 }
+
+type orgFailure struct {
+	err     error
+	changed uint64
+	at      time.Time
+}
+
+// scopeFailureTTL is how long a set too large to resolve is not tried again (unless a write
+// concerning the organization comes first).
+const scopeFailureTTL = time.Minute
 
 type orgEntry struct {
 	v       any
@@ -176,7 +190,7 @@ func (c *orgCache) state(org string) *orgState {
 	}
 	st := c.orgs[org]
 	if st == nil {
-		st = &orgState{entries: map[string]orgEntry{}}
+		st = &orgState{entries: map[string]orgEntry{}, failed: map[string]orgFailure{}}
 		c.orgs[org] = st
 	}
 	return st
@@ -201,6 +215,10 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 				c.mu.Unlock()
 				return v, nil
 			}
+		}
+		if fl, ok := st.failed[name]; ok && fl.changed == st.changed && time.Since(fl.at) < scopeFailureTTL {
+			c.mu.Unlock()
+			return nil, fl.err
 		}
 		if e, ok := st.entries[name]; ok && e.changed == st.changed && e.stamped && extenders[name] != nil && time.Since(e.at) > s.accessTTL() {
 			// Past its TTL: still exact if no other process wrote since it was built (asked
@@ -240,6 +258,9 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 			if f.err == nil {
 				remember(m, memoKey, f.v)
 				return f.v, nil
+			}
+			if isScopeTooLarge(f.err) {
+				return nil, f.err // would fail here too, after the same reads
 			}
 			continue // the other request failed (its own deadline, say): build here
 		}
@@ -290,6 +311,10 @@ func (c *orgCache) land(f *flight, t *tenant, name, key string, v any, err error
 	c.mu.Lock()
 	if err == nil {
 		v = c.settle(t, name, v, start, stamp, stamped)
+		delete(c.state(t.org).failed, name)
+	} else if isScopeTooLarge(err) {
+		st := c.state(t.org)
+		st.failed[name] = orgFailure{err: err, changed: st.changed, at: time.Now()}
 	}
 	if c.flights[key] == f {
 		delete(c.flights, key)

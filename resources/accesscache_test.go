@@ -369,3 +369,71 @@ func TestAccessCache_ExtendedSetsOutliveTheirTTL(t *testing.T) {
 		t.Errorf("sets extended by this service were read from the store %d times after their TTL", got)
 	}
 }
+
+// TestAccessCache_TooLargeFailsOnceForEveryone: a plan whose members exceed the bound fails,
+// but concurrent requests share one resolution and later ones get the kept failure without
+// reading the store again, while other organizations are served; a write that concerns the
+// plan lets the next request try again.
+func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w.svc.MaxScopeResolved = 3
+	organizations(w, "prov-1", "plan-big", "plan-small", "cbo-a")
+	for i := range 5 {
+		w.referral(i, "prov-1", "plan-big", "cbo-a")
+	}
+	w.referral(9, "prov-1", "plan-small", "cbo-a")
+
+	burst := func() (failures int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := w.svc.Read(as(resources.RolePlan, "plan-big"), "Patient", "p1")
+				if err != nil && !resources.IsKind(err, resources.KindInternal) {
+					t.Errorf("read by the large plan: %v, want the internal error of the bound", err)
+				}
+				if err != nil {
+					mu.Lock()
+					failures++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return failures
+	}
+	before := w.svc.AccessSetBuilds()
+	if n := burst(); n != 8 {
+		t.Fatalf("%d of 8 reads failed, want all", n)
+	}
+	first := w.svc.AccessSetBuilds() - before
+	if first > 3 {
+		t.Errorf("8 concurrent requests built %d sets: each resolved the too-large set itself", first)
+	}
+	before = w.svc.AccessSetBuilds()
+	if n := burst(); n != 8 {
+		t.Fatalf("%d of 8 reads failed, want all", n)
+	}
+	if again := w.svc.AccessSetBuilds() - before; again != 0 {
+		t.Errorf("the kept failure was not used: %d more builds", again)
+	}
+	if !sees(t, w.svc, as(resources.RolePlan, "plan-small"), "Patient", "p9") {
+		t.Error("the small plan does not see its member")
+	}
+
+	// Two members leave the large plan (their Coverage deleted): it fits, and is served.
+	for _, p := range []string{"p3", "p4"} {
+		if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Coverage", "cov-"+p, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !sees(t, w.svc, as(resources.RolePlan, "plan-big"), "Patient", "p1") {
+		t.Error("after the plan shrank, its member is not visible")
+	}
+	if sees(t, w.svc, as(resources.RolePlan, "plan-big"), "Patient", "p3") {
+		t.Error("a member whose Coverage was deleted is still visible")
+	}
+}

@@ -47,6 +47,9 @@ type Service struct {
 	// how long a change made through another server process on the same database takes to
 	// reach this one. 0 means 2 seconds.
 	AccessCacheTTL time.Duration
+	// MaxScopeResolved bounds the resources of one kind an access set may be resolved from
+	// (tenancy.go); 0 means 50,000.
+	MaxScopeResolved int
 
 	clockMu sync.Mutex
 	last    time.Time

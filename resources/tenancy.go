@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -37,7 +38,8 @@ import (
 // non-admin client are dropped, so a client cannot claim or disown a resource.
 //
 // Scaling limit (known): the patient and referral sets are resolved per request into id lists
-// (bounded by maxScopeResolved). That suits pilots of thousands of members per organization;
+// (bounded by maxScopeResolved; a resolution past it fails, and the failure is kept for
+// scopeFailureTTL). That suits pilots of thousands of members per organization;
 // a deployment with hundreds of thousands of members per plan needs compartment grants
 // written at write time instead.
 
@@ -57,8 +59,29 @@ const (
 	RoleProvider = "provider"
 )
 
-// maxScopeResolved bounds the resources one scope resolution may read.
+// maxScopeResolved bounds the resources one scope resolution may read (Service.MaxScopeResolved).
 const maxScopeResolved = 50000
+
+func (s *Service) scopeLimit() int {
+	if s.MaxScopeResolved > 0 {
+		return s.MaxScopeResolved
+	}
+	return maxScopeResolved
+}
+
+// scopeTooLarge is the failure of a resolution that reached the bound. It repeats until the
+// organization's data shrinks, so the access-set cache keeps it for scopeFailureTTL instead of
+// letting every request read the same resources again (at 100,000 members a plan's requests,
+// each reading 50,000 Coverage resources for about 10 s before failing, starved everyone).
+type scopeTooLarge struct{ err *Error }
+
+func (e *scopeTooLarge) Error() string { return e.err.Error() }
+func (e *scopeTooLarge) Unwrap() error { return e.err }
+
+func isScopeTooLarge(err error) bool {
+	var e *scopeTooLarge
+	return errors.As(err, &e)
+}
 
 // directoryTypes hold no member data: every authenticated caller may read them.
 var directoryTypes = map[string]bool{
@@ -418,7 +441,8 @@ func (s *Service) collectAny(ctx context.Context, typ string, keys []string, fn 
 
 // collect pages through every resource matching q (unrestricted: scope resolution itself).
 func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) error {
-	q.Count = MaxCount
+	limit := s.scopeLimit()
+	q.Count = min(MaxCount, limit)
 	n := 0
 	for {
 		page, err := s.Store.Search(ctx, &q)
@@ -432,8 +456,8 @@ func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) erro
 		if page.Next == nil {
 			return nil
 		}
-		if n >= maxScopeResolved {
-			return Errorf(KindInternal, "the caller's organization has more than %d %s resources; its access scope cannot be resolved", maxScopeResolved, q.Type)
+		if n >= limit {
+			return &scopeTooLarge{Errorf(KindInternal, "the caller's organization has more than %d %s resources; its access scope cannot be resolved", limit, q.Type)}
 		}
 		q.After = page.Next
 	}
