@@ -16,8 +16,8 @@ import (
 // apiece. Run several at once and they fill the CPUs' run queues, and every short request
 // (a read, a CBO's poll) waits in line behind them: in a write-heavy mix on two cores, polls
 // taking 1.6 ms alone took 7 ms at the median and 67-84 ms at p99 (docs/benchmarks.md). So
-// bulk requests take a slot first, and only a few of them (Config.BulkConcurrency) prepare
-// their writes at a time; the others wait, using no CPU, for up to Config.BulkWait, and are
+// a bulk request takes a slot once its body has arrived, and only a few of them
+// (Config.BulkConcurrency) prepare their writes at a time; the others wait, using no CPU, for up to Config.BulkWait, and are
 // then refused with 503 and Retry-After (nothing was written; the client should retry).
 // Short requests never wait for a slot.
 
@@ -67,33 +67,69 @@ func (g *bulkGate) enter(ctx context.Context) (func(), error) {
 	}
 }
 
-// bulkSlotKey carries the release of a bulk request's slot in its context.
-type bulkSlotKey struct{}
+// bulkTurnKey carries a bulk request's turn in its context.
+type bulkTurnKey struct{}
 
-// bulk is the middleware of the bulk routes. A request gives its slot back at its first
-// store write (timedStore calls leaveBulkSlot): the slot bounds the parsing, validation and
-// checks, not the wait for the commit, so that the writes of several bulk requests still
-// share commits (holding it to the end halved the referral Bundles per second).
+// bulkTurn is one bulk request's use of the gate: it takes a slot once its body has arrived
+// (readBody calls enterBulkSlot), so that a slow upload holds none, and gives it back at its
+// first store write (timedStore calls leaveBulkSlot): the slot bounds the parsing,
+// validation and checks, not the wait for the commit, so that the writes of several bulk
+// requests still share commits (holding it to the end halved the referral Bundles per second).
+type bulkTurn struct {
+	g    *bulkGate
+	mu   sync.Mutex
+	held func() // the slot's release while one is held
+}
+
+func (t *bulkTurn) enter(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held != nil {
+		return nil
+	}
+	leave, err := t.g.enter(ctx)
+	if err != nil {
+		return err
+	}
+	t.held = leave
+	return nil
+}
+
+func (t *bulkTurn) leave() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held != nil {
+		t.held()
+		t.held = nil
+	}
+}
+
+// bulk is the middleware of the bulk routes: it gives the request a turn, which its body
+// read and first write use.
 func (s *Server) bulk(next echo.HandlerFunc) echo.HandlerFunc {
 	if s.bulkGate == nil {
 		return next
 	}
 	return func(c echo.Context) error {
 		req := c.Request()
-		leave, err := s.bulkGate.enter(req.Context())
-		if err != nil {
-			return err
-		}
-		leave = sync.OnceFunc(leave)
-		defer leave()
-		c.SetRequest(req.WithContext(context.WithValue(req.Context(), bulkSlotKey{}, leave)))
+		turn := &bulkTurn{g: s.bulkGate}
+		defer turn.leave()
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), bulkTurnKey{}, turn)))
 		return next(c)
 	}
 }
 
-// leaveBulkSlot gives back the bulk slot of ctx's request, if it holds one.
+// enterBulkSlot waits for a slot if ctx's request is a bulk one (see bulkTurn).
+func enterBulkSlot(ctx context.Context) error {
+	if t, ok := ctx.Value(bulkTurnKey{}).(*bulkTurn); ok {
+		return t.enter(ctx)
+	}
+	return nil
+}
+
+// leaveBulkSlot gives back the slot of ctx's request, if it holds one.
 func leaveBulkSlot(ctx context.Context) {
-	if leave, ok := ctx.Value(bulkSlotKey{}).(func()); ok {
-		leave()
+	if t, ok := ctx.Value(bulkTurnKey{}).(*bulkTurn); ok {
+		t.leave()
 	}
 }

@@ -86,5 +86,9 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 		}
 		return nil, resources.Wrap(resources.KindBadRequest, err, "the body could not be read")
 	}
+	// A bulk request takes its turn now that its body is here (bulk.go).
+	if err := enterBulkSlot(req.Context()); err != nil {
+		return nil, err
+	}
 	return body, nil
 }
