@@ -117,8 +117,9 @@ type orgFailure struct {
 }
 
 // scopeFailureTTL is how long a set too large to resolve is not tried again (unless a write
-// concerning the organization comes first).
-const scopeFailureTTL = time.Minute
+// concerning the organization comes first); then it is tried in the background while the
+// failure is still served.
+var scopeFailureTTL = time.Minute // a variable for tests (export_test.go)
 
 type orgEntry struct {
 	v       any
@@ -216,7 +217,12 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 				return v, nil
 			}
 		}
-		if fl, ok := st.failed[name]; ok && fl.changed == st.changed && time.Since(fl.at) < scopeFailureTTL {
+		if fl, ok := st.failed[name]; ok && fl.changed == st.changed {
+			// Kept failures are served at once; past scopeFailureTTL one resolution runs
+			// again in the background (it takes as long as the failed one did).
+			if time.Since(fl.at) >= scopeFailureTTL && c.flights[key] == nil {
+				c.rebuildInBackground(ctx, s, t, name, key, build)
+			}
 			c.mu.Unlock()
 			return nil, fl.err
 		}
@@ -312,8 +318,9 @@ func (c *orgCache) land(f *flight, t *tenant, name, key string, v any, err error
 	if err == nil {
 		v = c.settle(t, name, v, start, stamp, stamped)
 		delete(c.state(t.org).failed, name)
-	} else if isScopeTooLarge(err) {
-		st := c.state(t.org)
+	} else if st := c.state(t.org); isScopeTooLarge(err) && st.changed <= start {
+		// Kept only when nothing concerning the organization changed since the build began
+		// (a change meanwhile may have made the set small enough).
 		st.failed[name] = orgFailure{err: err, changed: st.changed, at: time.Now()}
 	}
 	if c.flights[key] == f {

@@ -424,6 +424,20 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 		t.Error("the small plan does not see its member")
 	}
 
+	// Past the failure's TTL a request still gets it at once, and one resolution runs again
+	// in the background.
+	defer resources.SetScopeFailureTTLForTest(10 * time.Millisecond)()
+	time.Sleep(20 * time.Millisecond)
+	before = w.svc.AccessSetBuilds()
+	if _, err := w.svc.Read(as(resources.RolePlan, "plan-big"), "Patient", "p1"); !resources.IsKind(err, resources.KindInternal) {
+		t.Fatalf("read past the failure's TTL: %v, want the kept failure", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); w.svc.AccessSetBuilds() == before; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no resolution ran again in the background past the failure's TTL")
+		}
+	}
+
 	// Two members leave the large plan (their Coverage deleted): it fits, and is served.
 	for _, p := range []string{"p3", "p4"} {
 		if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Coverage", "cov-"+p, 0, false); err != nil {

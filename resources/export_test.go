@@ -1,6 +1,9 @@
 package resources
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Hooks for the external tests (package resources_test): tests on the embedded store cannot be
 // internal tests, since internal/sqlitestore imports this package.
@@ -35,4 +38,12 @@ func (s *Service) ScopeClauseForTest(ctx context.Context, typ string) (c Clause,
 		return Clause{}, false, err
 	}
 	return q.Clauses[0], true, nil
+}
+
+// SetScopeFailureTTLForTest sets how long a set too large to resolve is not tried again, and
+// returns the restore.
+func SetScopeFailureTTLForTest(d time.Duration) func() {
+	old := scopeFailureTTL
+	scopeFailureTTL = d
+	return func() { scopeFailureTTL = old }
 }
