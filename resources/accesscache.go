@@ -105,20 +105,20 @@ type orgState struct {
 	dropped uint64 // seq of the last drop of its entries
 	entries map[string]orgEntry
 	// failed are the sets whose last resolution reached the bound (scopeTooLarge), with
-	// the organization's changed and the time then: served as failures for scopeFailureTTL
-	// while nothing changed.
+	// the organization's dropped and the time then: served as failures while no drop came
+	// (creations only make sets larger).
 	failed map[string]orgFailure
 }
 
 type orgFailure struct {
 	err     error
-	changed uint64
+	dropped uint64
 	at      time.Time
 }
 
 // scopeFailureTTL is how long a set too large to resolve is not tried again (unless a write
-// concerning the organization comes first); then it is tried in the background while the
-// failure is still served.
+// that can take access away from the organization comes first); then it is tried in the
+// background while the failure is still served.
 var scopeFailureTTL = time.Minute // a variable for tests (export_test.go)
 
 type orgEntry struct {
@@ -217,7 +217,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 				return v, nil
 			}
 		}
-		if fl, ok := st.failed[name]; ok && fl.changed == st.changed {
+		if fl, ok := st.failed[name]; ok && fl.dropped == st.dropped {
 			// Kept failures are served at once; past scopeFailureTTL one resolution runs
 			// again in the background (it takes as long as the failed one did).
 			if time.Since(fl.at) >= scopeFailureTTL && c.flights[key] == nil {
@@ -318,10 +318,10 @@ func (c *orgCache) land(f *flight, t *tenant, name, key string, v any, err error
 	if err == nil {
 		v = c.settle(t, name, v, start, stamp, stamped)
 		delete(c.state(t.org).failed, name)
-	} else if st := c.state(t.org); isScopeTooLarge(err) && st.changed <= start {
-		// Kept only when nothing concerning the organization changed since the build began
-		// (a change meanwhile may have made the set small enough).
-		st.failed[name] = orgFailure{err: err, changed: st.changed, at: time.Now()}
+	} else if st := c.state(t.org); isScopeTooLarge(err) && st.dropped <= start {
+		// Kept only when no drop came since the build began (one may have made the set
+		// small enough); a creation cannot.
+		st.failed[name] = orgFailure{err: err, dropped: st.dropped, at: time.Now()}
 	}
 	if c.flights[key] == f {
 		delete(c.flights, key)

@@ -423,6 +423,15 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 	if !sees(t, w.svc, as(resources.RolePlan, "plan-small"), "Patient", "p9") {
 		t.Error("the small plan does not see its member")
 	}
+	// A new member (a creation: sets only grow) keeps the failure.
+	w.referral(5, "prov-1", "plan-big", "cbo-a")
+	before = w.svc.AccessSetBuilds()
+	if n := burst(); n != 8 {
+		t.Fatalf("%d of 8 reads failed after a new member, want all", n)
+	}
+	if again := w.svc.AccessSetBuilds() - before; again != 0 {
+		t.Errorf("a creation dropped the kept failure: %d more builds", again)
+	}
 
 	// Past the failure's TTL a request still gets it at once, and one resolution runs again
 	// in the background.
@@ -438,8 +447,8 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 		}
 	}
 
-	// Two members leave the large plan (their Coverage deleted): it fits, and is served.
-	for _, p := range []string{"p3", "p4"} {
+	// Members leave the large plan (their Coverage deleted): it fits, and is served.
+	for _, p := range []string{"p2", "p3", "p4", "p5"} {
 		if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Coverage", "cov-"+p, 0, false); err != nil {
 			t.Fatal(err)
 		}
