@@ -119,7 +119,14 @@ type orgFailure struct {
 // scopeFailureTTL is how long a set too large to resolve is not tried again (unless a write
 // that can take access away from the organization comes first); then it is tried in the
 // background while the failure is still served.
-var scopeFailureTTL = time.Minute // a variable for tests (export_test.go)
+var scopeFailureTTL atomic.Int64 // nanoseconds; 0 means a minute (tests set it: export_test.go)
+
+func failureTTL() time.Duration {
+	if d := scopeFailureTTL.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return time.Minute
+}
 
 type orgEntry struct {
 	v       any
@@ -220,7 +227,7 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 		if fl, ok := st.failed[name]; ok && fl.dropped == st.dropped {
 			// Kept failures are served at once; past scopeFailureTTL one resolution runs
 			// again in the background (it takes as long as the failed one did).
-			if time.Since(fl.at) >= scopeFailureTTL && c.flights[key] == nil {
+			if time.Since(fl.at) >= failureTTL() && c.flights[key] == nil {
 				c.rebuildInBackground(ctx, s, t, name, key, build)
 			}
 			c.mu.Unlock()
@@ -266,7 +273,15 @@ func (s *Service) cached(ctx context.Context, t *tenant, name string, build func
 				return f.v, nil
 			}
 			if isScopeTooLarge(f.err) {
-				return nil, f.err // would fail here too, after the same reads
+				// It would fail here too, after the same reads, unless a drop came during
+				// that build (then the failure was not kept: try again).
+				c.mu.Lock()
+				fl, kept := c.state(t.org).failed[name]
+				kept = kept && fl.err == f.err
+				c.mu.Unlock()
+				if kept {
+					return nil, f.err
+				}
 			}
 			continue // the other request failed (its own deadline, say): build here
 		}

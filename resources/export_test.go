@@ -43,7 +43,6 @@ func (s *Service) ScopeClauseForTest(ctx context.Context, typ string) (c Clause,
 // SetScopeFailureTTLForTest sets how long a set too large to resolve is not tried again, and
 // returns the restore.
 func SetScopeFailureTTLForTest(d time.Duration) func() {
-	old := scopeFailureTTL
-	scopeFailureTTL = d
-	return func() { scopeFailureTTL = old }
+	old := scopeFailureTTL.Swap(int64(d))
+	return func() { scopeFailureTTL.Store(old) }
 }

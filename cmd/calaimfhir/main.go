@@ -148,7 +148,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.signingKey, "signing-key", "", "ECDSA P-256 PKCS#8 PEM key signing the tokens /auth/token issues; default: the development key under --data, unless --jwks-url/--jwks-file is set (CALAIMFHIR_SIGNING_KEY)")
 	fs.StringVar(&cfg.audience, "audience", "", "required token audience (aud) with --jwks-url/--jwks-file (CALAIMFHIR_AUDIENCE)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 200, "sustained requests per second per client (token client id, else address); 0 turns limiting off (CALAIMFHIR_RATE_LIMIT)")
-	fs.IntVar(&cfg.bulkSlots, "bulk-concurrency", 0, "bulk requests (Bundles, Claim/$submit, $import) preparing their writes at once; 0: half the CPUs, at least one; -1: no limit (CALAIMFHIR_BULK_CONCURRENCY)")
+	fs.IntVar(&cfg.bulkSlots, "bulk-concurrency", 0, "bulk requests (Bundles, Claim/$submit, $import, $export-837p) preparing their writes at once; 0: half the CPUs, at least one; -1: no limit (CALAIMFHIR_BULK_CONCURRENCY)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 400, "requests a client may send at once above the rate (CALAIMFHIR_RATE_BURST)")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated browser origins allowed to call the API; none by default (CALAIMFHIR_CORS_ORIGINS)")
 	fs.DurationVar(&cfg.auditKeep, "audit-retention", 52560*time.Hour, "how long audit records are kept (default 6 years); 0 keeps them forever (CALAIMFHIR_AUDIT_RETENTION)")

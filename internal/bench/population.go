@@ -330,8 +330,9 @@ func (p *Population) Resources() int {
 }
 
 // Documents returns every resource of the population (organizations first) as the loader
-// sends them, for micro-benchmarks that want realistic documents of each type. The maps are
-// the population's own: callers must not change them.
+// sends them, for micro-benchmarks that want realistic documents of each type; call it before
+// loading, which lets each member's documents go. The maps are the population's own: callers
+// must not change them.
 func (p *Population) Documents() []map[string]any {
 	out := p.Organizations()
 	for _, m := range p.Members {

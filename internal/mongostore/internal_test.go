@@ -485,3 +485,30 @@ func TestCreateFresh_CurrentWithoutHistory(t *testing.T) {
 		t.Fatalf("vread 1 after the update: %v, want not found (the version is lost, as documented)", err)
 	}
 }
+
+// TestCreateFresh_HistoryEntryOfAnotherWriter: an id that is not fresh after all (another
+// writer's history entry for version 1 is there, its current document not yet): the create is
+// a conflict and takes back the current document it wrote, which leaves the other writer's
+// version to be rolled forward.
+func TestCreateFresh_HistoryEntryOfAnotherWriter(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := testCtx(t)
+	other := taskRes("t1", 1, "Organization/b")
+	h := &doc{ID: histID("t1", 1), RID: "t1", V: 1, LU: other.LastUpdated.UnixMicro(), JSON: string(other.JSON), K: other.Keys.Eq, W: "other", At: bson.NewDateTimeFromTime(time.Now())}
+	if _, err := s.db.Collection("Task_history").InsertOne(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateFresh(ctx, taskRes("t1", 1, "Organization/a")); !resources.IsKind(err, resources.KindConflict) {
+		t.Fatalf("create over another writer's version 1: %v, want a conflict", err)
+	}
+	if _, err := s.Read(ctx, "Task", "t1"); !resources.IsKind(err, resources.KindNotFound) {
+		t.Fatalf("read after the conflict: %v, want not found (the current document taken back)", err)
+	}
+	var got doc
+	if err := s.db.Collection("Task_history").FindOne(ctx, bson.D{{Key: "_id", Value: "t1/1"}}).Decode(&got); err != nil || got.W != "other" {
+		t.Fatalf("the other writer's entry: %+v, %v", got, err)
+	}
+	if n, err := s.db.Collection("Task_idx").CountDocuments(ctx, bson.D{{Key: "rid", Value: "t1"}}); err != nil || n != 0 {
+		t.Fatalf("index documents left: %d, %v", n, err)
+	}
+}

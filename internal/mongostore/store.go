@@ -57,7 +57,8 @@
 // A create with an id the server just generated (CreateFresh, resources.FreshCreator) needs no
 // owner of version 1: no other writer can know the id. It writes the history entry, the index
 // documents and the current document at the same time, one round trip instead of two in a row
-// (on FerretDB each is a PostgreSQL commit), and deletes what it wrote if any of them fails.
+// (on FerretDB each is a PostgreSQL commit); what failed beside a current document that went
+// in is written again, and without the current document the others are deleted.
 // Readers may meet the current document a moment before its history entry or the reverse, as
 // they may meet Put's history entry before its current document; VRead falls back to the
 // current document when the entry is missing.
@@ -632,14 +633,16 @@ func (s *Store) Put(ctx context.Context, r *resources.Resource) error {
 // at the same time, one round trip instead of Put's two in a row; with them (and for anything
 // but a new version 1) it is Put.
 //
-// If any of the three fails, the others are deleted again (by write token) and the error is
-// returned, so on an error the resource does not exist, as after a failed Put. A duplicate key
-// can only be a write of this call that the driver retried after a network error; it is
-// treated as a failure all the same (the resource is then deleted and the error returned:
-// KindConflict). What is left when that deletion fails too (the database went away): a history
-// entry without its current document (History shows a version that Read does not, Put's crash
-// window), or a current document without its history entry, which VRead then finds in the
-// current document; its version 1 is missing from History.
+// The writes run to their end even when the caller goes away (an insert abandoned half-way
+// could land after a clean-up). Once the current document is in, the resource is visible (it
+// may have been read, even updated) and is never taken back: a history entry or index
+// documents that failed beside it are written once more, and if that fails too the create is
+// reported unavailable while the resource stays, like a Put whose acknowledgement was lost
+// (VRead then finds version 1 in the current document; without index documents, value
+// searches find the resource from its next version). When the current document did not go
+// in, the history entry and index documents are deleted again (by write token) and the error
+// returned, so the resource does not exist. A duplicate key means the id was not fresh after
+// all: KindConflict, with this call's documents deleted.
 func (s *Store) CreateFresh(ctx context.Context, r *resources.Resource) error {
 	if r.VersionID != 1 || r.Deleted || s.txn {
 		return s.Put(ctx, r) // Put checks what it must (a tombstone needs no shortcut)
@@ -650,31 +653,77 @@ func (s *Store) CreateFresh(ctx context.Context, r *resources.Resource) error {
 	}
 	h := newEntry(r)
 	idx := s.idx(r.Type)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	var hErr, iErr error
 	wg.Add(2)
-	go func() { defer wg.Done(); _, hErr = hist.InsertOne(ctx, h) }()
-	go func() { defer wg.Done(); iErr = writeIdx(ctx, idx, h, false) }()
-	_, cErr := cur.InsertOne(ctx, h.current())
+	go func() { defer wg.Done(); hErr = insertMine(wctx, hist, h) }()
+	go func() { defer wg.Done(); iErr = writeIdx(wctx, idx, h, false) }()
+	cErr := insertMine(wctx, cur, h.current())
 	wg.Wait()
-	if hErr == nil && iErr == nil && cErr == nil {
-		return nil
+	undo := func(current bool) {
+		if current {
+			_, _ = cur.DeleteOne(wctx, bson.D{{Key: "_id", Value: r.ID}, {Key: "w", Value: h.W}})
+		}
+		_, _ = hist.DeleteOne(wctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "w", Value: h.W}})
+		s.dropIdx(wctx, idx, h, true)
 	}
-	// Undo, whatever may have been written: each delete matches only this call's documents.
-	uctx := context.WithoutCancel(ctx)
-	_, _ = cur.DeleteOne(uctx, bson.D{{Key: "_id", Value: r.ID}, {Key: "w", Value: h.W}})
-	_, _ = hist.DeleteOne(uctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "w", Value: h.W}})
-	s.dropIdx(uctx, idx, h, true)
-	for _, e := range []error{cErr, hErr, iErr} {
+	if cErr != nil && !errors.Is(cErr, errNotMine) {
+		// Did it go in after all? Only then is the resource visible.
+		var c doc
+		rerr := cur.FindOne(wctx, bson.D{{Key: "_id", Value: r.ID}}, options.FindOne().SetProjection(bson.D{{Key: "w", Value: 1}})).Decode(&c)
 		switch {
-		case e == nil:
-		case mongo.IsDuplicateKeyError(e):
-			return conflict(r)
+		case rerr == nil && c.W == h.W:
+			cErr = nil
+		case errors.Is(rerr, mongo.ErrNoDocuments):
+			undo(false)
+			return fail(cErr, "create")
 		default:
-			return fail(e, "create")
+			return fail(cErr, "create") // unknown: it may still take effect
 		}
 	}
+	switch {
+	case errors.Is(cErr, errNotMine):
+		undo(false)
+		return conflict(r)
+	case errors.Is(hErr, errNotMine):
+		undo(true) // the id was not fresh: someone's version 1 is recorded
+		return conflict(r)
+	}
+	if hErr != nil {
+		hErr = insertMine(wctx, hist, h)
+	}
+	if iErr != nil {
+		iErr = writeIdx(wctx, idx, h, false)
+	}
+	if err := errors.Join(hErr, iErr); err != nil {
+		return fail(err, "create (the resource was stored; its history entry or value index may be missing)")
+	}
 	return nil
+}
+
+// createTimeout bounds CreateFresh's writes, which do not end with the caller's context.
+const createTimeout = 30 * time.Second
+
+// errNotMine is a duplicate key held by another write's document.
+var errNotMine = errors.New("the key is held by another write")
+
+// insertMine inserts d; a duplicate key is fine when the stored document is d itself (the
+// driver retried the insert after a network error), errNotMine otherwise.
+func insertMine(ctx context.Context, coll *mongo.Collection, d *doc) error {
+	_, err := coll.InsertOne(ctx, d)
+	if !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	var got doc
+	if ferr := coll.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, options.FindOne().SetProjection(bson.D{{Key: "w", Value: 1}})).Decode(&got); ferr != nil {
+		return err
+	}
+	if got.W == d.W {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errNotMine, err)
 }
 
 // newEntry is the history entry of version r, with a new write token.
