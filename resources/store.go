@@ -66,7 +66,8 @@ type Store interface {
 // when its id was generated for this very write (NewID: 128 random bits). No other writer can
 // know such an id before the write returns, so version 1 needs no gate against a concurrent
 // writer of the same id. The outcome is Put's: afterwards the resource reads as version 1 with
-// its history entry, or, on an error, it does not exist.
+// its history entry; on an error it does not exist, or (KindUnavailable, as when a write's
+// acknowledgement is lost) it may.
 type FreshCreator interface {
 	CreateFresh(ctx context.Context, r *Resource) error
 }
