@@ -40,7 +40,7 @@ func TestBulkGate_RefusesWhenBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
+	verifier, err := key.Verifier()
 	if err != nil {
 		t.Fatal(err)
 	}

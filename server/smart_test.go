@@ -111,7 +111,7 @@ func startSMART(t *testing.T, opts smartOpts) *smartEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
+	verifier, err := key.Verifier()
 	if err != nil {
 		t.Fatal(err)
 	}

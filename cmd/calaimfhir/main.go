@@ -363,7 +363,7 @@ func buildVerifier(cfg *serveConfig) (*auth.Verifier, *auth.DevKey, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("development signing key: %w", err)
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
+	v, err := key.Verifier()
 	return v, key, err
 }
 

@@ -187,6 +187,12 @@ func (k *DevKey) Keys() KeySource {
 	return StaticKeys(map[string]crypto.PublicKey{k.Kid: k.Public()})
 }
 
+// Verifier accepts the tokens k mints with the default issuer and audience (DevIssuer,
+// DevAudience): what `serve` uses without --jwks-url or --jwks-file.
+func (k *DevKey) Verifier() (*Verifier, error) {
+	return NewVerifier(VerifierConfig{Issuer: DevIssuer, Audience: DevAudience, Keys: k.Keys()})
+}
+
 // JWKS is the public key as an RFC 7517 JWK Set, e.g. to publish at a jwks_uri.
 func (k *DevKey) JWKS() ([]byte, error) {
 	x, y, err := ecXY(&k.priv.PublicKey)

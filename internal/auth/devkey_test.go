@@ -19,7 +19,7 @@ import (
 
 func devVerifier(t *testing.T, k *DevKey) *Verifier {
 	t.Helper()
-	v, err := NewVerifier(VerifierConfig{Issuer: DevIssuer, Audience: DevAudience, Keys: k.Keys()})
+	v, err := k.Verifier()
 	if err != nil {
 		t.Fatal(err)
 	}

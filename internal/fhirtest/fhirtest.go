@@ -93,7 +93,7 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{Issuer: auth.DevIssuer, Audience: auth.DevAudience, Keys: key.Keys()})
+	verifier, err := key.Verifier()
 	if err != nil {
 		t.Fatal(err)
 	}
