@@ -583,8 +583,8 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*reso
 		}
 	}
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		// A CreateFresh that could not undo its current document after its history insert
-		// failed leaves version 1 only there.
+		// A CreateFresh whose history entry failed beside its current document leaves
+		// version 1 only there.
 		if r, rerr := s.Read(ctx, typ, id); r != nil && r.VersionID == version && (rerr == nil || resources.IsKind(rerr, resources.KindGone)) {
 			return r, rerr
 		}
@@ -671,10 +671,9 @@ func (s *Store) CreateFresh(ctx context.Context, r *resources.Resource) error {
 	}
 	if cErr != nil && !errors.Is(cErr, errNotMine) {
 		// Did it go in after all? Only then is the resource visible.
-		var c doc
-		rerr := cur.FindOne(wctx, bson.D{{Key: "_id", Value: r.ID}}, options.FindOne().SetProjection(bson.D{{Key: "w", Value: 1}})).Decode(&c)
+		w, rerr := tokenOf(wctx, cur, r.ID)
 		switch {
-		case rerr == nil && c.W == h.W:
+		case rerr == nil && w == h.W:
 			cErr = nil
 		case errors.Is(rerr, mongo.ErrNoDocuments):
 			undo(false)
@@ -716,14 +715,21 @@ func insertMine(ctx context.Context, coll *mongo.Collection, d *doc) error {
 	if !mongo.IsDuplicateKeyError(err) {
 		return err
 	}
-	var got doc
-	if ferr := coll.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, options.FindOne().SetProjection(bson.D{{Key: "w", Value: 1}})).Decode(&got); ferr != nil {
+	w, ferr := tokenOf(ctx, coll, d.ID)
+	if ferr != nil {
 		return err
 	}
-	if got.W == d.W {
+	if w == d.W {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", errNotMine, err)
+}
+
+// tokenOf reads the write token of the document with _id id (mongo.ErrNoDocuments if none).
+func tokenOf(ctx context.Context, coll *mongo.Collection, id string) (string, error) {
+	var d doc
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "w", Value: 1}})).Decode(&d)
+	return d.W, err
 }
 
 // newEntry is the history entry of version r, with a new write token.
