@@ -38,8 +38,8 @@ import (
 // non-admin client are dropped, so a client cannot claim or disown a resource.
 //
 // Scaling limit (known): the patient and referral sets are resolved per request into id lists
-// (bounded by maxScopeResolved; a resolution past it fails, and the failure is kept for
-// scopeFailureTTL). That suits pilots of thousands of members per organization;
+// (bounded by maxScopeResolved; a resolution past it fails, and the access-set cache keeps the
+// failure until a drop, resolving again in the background every scopeFailureTTL). That suits pilots of thousands of members per organization;
 // a deployment with hundreds of thousands of members per plan needs compartment grants
 // written at write time instead.
 
@@ -70,7 +70,7 @@ func (s *Service) scopeLimit() int {
 }
 
 // scopeTooLarge is the failure of a resolution that reached the bound. It repeats until the
-// organization's data shrinks, so the access-set cache keeps it for scopeFailureTTL instead of
+// organization's data shrinks, so the access-set cache keeps it (accesscache.go) instead of
 // letting every request read the same resources again (at 100,000 members a plan's requests,
 // each reading 50,000 Coverage resources for about 10 s before failing, starved everyone).
 type scopeTooLarge struct{ err *Error }

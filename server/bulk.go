@@ -17,9 +17,9 @@ import (
 // (a read, a CBO's poll) waits in line behind them: in a write-heavy mix on two cores, polls
 // taking 1.6 ms alone took 7 ms at the median and 67-84 ms at p99 (docs/benchmarks.md). So
 // a bulk request takes a slot once its body has arrived, and only a few of them
-// (Config.BulkConcurrency) prepare their writes at a time; the others wait, using no CPU, for up to Config.BulkWait, and are
-// then refused with 503 and Retry-After (nothing was written; the client should retry).
-// Short requests never wait for a slot.
+// (Config.BulkConcurrency) prepare their writes at a time; the others wait, using no CPU,
+// for up to Config.BulkWait, and are then refused with 503 and Retry-After (nothing was
+// written; the client should retry). Short requests never wait for a slot.
 
 // defaultBulkWait is how long a bulk request waits for a slot by default.
 const defaultBulkWait = 30 * time.Second
@@ -61,7 +61,7 @@ func (g *bulkGate) enter(ctx context.Context) (func(), error) {
 	case <-t.C:
 		secs := max(1, int(g.wait/time.Second/2))
 		return nil, &resources.Error{Kind: resources.KindUnavailable, RetryAfter: secs,
-			Message: "the server is busy with other bulk requests (Bundles, $submit, $import); nothing was written; retry later"}
+			Message: "the server is busy with other bulk requests (Bundles, $submit, $import, $export-837p); nothing was written; retry later"}
 	case <-ctx.Done():
 		return nil, resources.Errorf(resources.KindUnavailable, "the request ended while waiting for other bulk requests")
 	}
