@@ -185,7 +185,6 @@ type extender func(t *tenant, v any, ch *accessChange) (any, bool)
 // extenders are keyed by entry name (see the builds in tenancy.go and consent.go).
 var extenders = map[string]extender{
 	"provider-patients": extendProviderPatients,
-	"plan-members":      extendPlanMembers,
 	"cbo-referrals":     extendCBOReferrals,
 	"consent-grants":    extendConsentGrants,
 }
@@ -496,6 +495,9 @@ func orgsInKeys(k *Keys) map[string]bool {
 			}
 			continue
 		}
+		if strings.HasPrefix(key, MemberKeyPrefix) {
+			continue // a plan's member key: only Coverage changes membership (membership.go)
+		}
 		_, rest, ok := strings.Cut(key, keySep)
 		if ok && strings.HasPrefix(rest, "Organization/") && !strings.Contains(rest, keySep) {
 			out[rest] = true
@@ -510,12 +512,20 @@ func orgsInKeys(k *Keys) map[string]bool {
 type accessNote struct {
 	extend bool
 	drops  map[string]bool
+	// members is what a Coverage write changes in plan membership (membership.go).
+	members memberChange
 }
 
 // noteAccess decides, before a write of typ is stored, how it touches the cache, and drops
 // the sets it may shrink. old is the current version (nil when the write creates it), doc the
 // new one (nil for a delete).
 func (s *Service) noteAccess(typ, id string, old, doc map[string]any) accessNote {
+	n := s.noteSets(typ, id, old, doc)
+	n.members = s.coverageChange(typ, old, doc)
+	return n
+}
+
+func (s *Service) noteSets(typ, id string, old, doc map[string]any) accessNote {
 	if !accessTypes[typ] {
 		return accessNote{}
 	}
@@ -560,6 +570,12 @@ func (s *Service) afterWrite(ctx context.Context, r *Resource, note accessNote) 
 	if r == nil {
 		return
 	}
+	s.afterSets(ctx, r, note)
+	s.settleMembers(ctx, []*Resource{r}, note.members)
+}
+
+// afterSets is afterWrite's part for the access-set cache.
+func (s *Service) afterSets(ctx context.Context, r *Resource, note accessNote) {
 	c := &s.orgCache
 	if len(note.drops) > 0 {
 		c.mu.Lock()
@@ -663,6 +679,7 @@ func withAdded(set map[string]bool, ids ...[]string) (map[string]bool, bool) {
 
 // merge adds the drops of o to n (a cascade deletes several resources in one write).
 func (n *accessNote) merge(o accessNote) {
+	n.members.merge(o.members)
 	if len(o.drops) == 0 {
 		return
 	}

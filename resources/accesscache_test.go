@@ -370,20 +370,25 @@ func TestAccessCache_ExtendedSetsOutliveTheirTTL(t *testing.T) {
 	}
 }
 
-// TestAccessCache_TooLargeFailsOnceForEveryone: a plan whose members exceed the bound fails,
-// but concurrent requests share one resolution and later ones get the kept failure without
-// reading the store again, while other organizations are served; a write that concerns the
-// plan lets the next request try again.
+// TestAccessCache_TooLargeFailsOnceForEveryone: a provider whose referrals exceed the bound
+// fails, but concurrent requests share one resolution and later ones get the kept failure
+// without reading the store again, while other organizations are served; a write that can take
+// access away from the provider lets the next request try again. (Plans are not resolved into
+// sets: membership.go.)
 func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
 	w := &world{t: t, svc: newService(t, store, time.Hour)}
-	w.svc.MaxScopeResolved = 3
-	organizations(w, "prov-1", "plan-big", "plan-small", "cbo-a")
-	for i := range 5 {
-		w.referral(i, "prov-1", "plan-big", "cbo-a")
+	organizations(w, "prov-big", "prov-small", "plan-1", "cbo-a")
+	for i := 1; i <= 4; i++ {
+		w.referral(i, "prov-big", "plan-1", "cbo-a")
 	}
-	w.referral(9, "prov-1", "plan-small", "cbo-a")
+	w.referral(9, "prov-small", "plan-1", "cbo-a")
+	// The provider's sets grew with its writes (extended, never resolved); a service started
+	// now resolves them, under a bound they exceed.
+	w.svc = newService(t, store, time.Hour)
+	w.svc.MaxScopeResolved = 3
 
+	big := func() context.Context { return as(resources.RoleProvider, "prov-big") }
 	burst := func() (failures int) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -391,9 +396,9 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := w.svc.Read(as(resources.RolePlan, "plan-big"), "Patient", "p1")
+				_, err := w.svc.Read(big(), "ServiceRequest", "sr-p1")
 				if err != nil && !resources.IsKind(err, resources.KindInternal) {
-					t.Errorf("read by the large plan: %v, want the internal error of the bound", err)
+					t.Errorf("read by the large provider: %v, want the internal error of the bound", err)
 				}
 				if err != nil {
 					mu.Lock()
@@ -420,22 +425,25 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 	if again := w.svc.AccessSetBuilds() - before; again != 0 {
 		t.Errorf("the kept failure was not used: %d more builds", again)
 	}
-	if !sees(t, w.svc, as(resources.RolePlan, "plan-small"), "Patient", "p9") {
-		t.Error("the small plan does not see its member")
+	if !sees(t, w.svc, as(resources.RoleProvider, "prov-small"), "Condition", "cond-p9") {
+		t.Error("the small provider does not see its patient's Condition")
 	}
-	// A new member (a creation: sets only grow) keeps the failure.
-	w.referral(5, "prov-1", "plan-big", "cbo-a")
+	// A new referral (creations: sets only grow) keeps the failure.
+	sys := resources.AsSystem(context.Background())
+	w.put(sys, "Patient", "p5", `"name":[{"family":"mp5"}]`)
+	w.put(sys, "ServiceRequest", "sr-p5", `"status":"active","intent":"order","subject":{"reference":"Patient/p5"},"requester":{"reference":"Organization/prov-big"}`)
+	w.put(sys, "Task", "task-p5", taskBody("p5", "prov-big", "cbo-a"))
 	before = w.svc.AccessSetBuilds()
 	if n := burst(); n != 8 {
-		t.Fatalf("%d of 8 reads failed after a new member, want all", n)
+		t.Fatalf("%d of 8 reads failed after a new referral, want all", n)
 	}
 	if again := w.svc.AccessSetBuilds() - before; again != 0 {
 		t.Errorf("a creation dropped the kept failure: %d more builds", again)
 	}
 
-	// A member leaves through this service (a drop): the next request tries again (and the
-	// plan, still too large, fails again).
-	if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Coverage", "cov-p5", 0, false); err != nil {
+	// A Task of the provider goes through this service (a drop): the next request tries
+	// again (and the provider, still too large, fails again).
+	if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Task", "task-p5", 0, false); err != nil {
 		t.Fatal(err)
 	}
 	before = w.svc.AccessSetBuilds()
@@ -446,21 +454,30 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 		t.Error("a drop did not let the next request resolve the set again")
 	}
 
-	// More members leave through another process (the store directly: no drop reaches
-	// this cache). Within the failure's TTL the plan still gets the kept failure; past it,
-	// the failure is served while one resolution runs in the background, and once that has
-	// landed the plan is served again.
-	for _, p := range []string{"p2", "p3", "p4"} {
-		cov, err := store.Read(context.Background(), "Coverage", "cov-"+p)
+	// Referrals go through another process (the store directly: no drop reaches this cache).
+	// Within the failure's TTL the provider still gets the kept failure; past it, the failure
+	// is served while one resolution runs in the background, and once that has landed the
+	// provider is served again.
+	gone := func(typ, id string) {
+		r, err := store.Read(context.Background(), typ, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tomb := &resources.Resource{Type: "Coverage", ID: cov.ID, VersionID: cov.VersionID + 1, LastUpdated: time.Now().UTC().Truncate(time.Microsecond), Deleted: true}
+		tomb := &resources.Resource{Type: typ, ID: id, VersionID: r.VersionID + 1, LastUpdated: time.Now().UTC().Truncate(time.Microsecond), Deleted: true}
 		if err := store.Put(context.Background(), tomb); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.svc.Read(as(resources.RolePlan, "plan-big"), "Patient", "p1"); !resources.IsKind(err, resources.KindInternal) {
+	for _, p := range []string{"p2", "p3", "p4", "p5"} {
+		gone("ServiceRequest", "sr-"+p)
+		if p != "p5" {
+			gone("Task", "task-"+p)
+		}
+		if p != "p2" && p != "p5" {
+			gone("Patient", p) // p5 is not the provider's: the system wrote it
+		}
+	}
+	if _, err := w.svc.Read(big(), "ServiceRequest", "sr-p1"); !resources.IsKind(err, resources.KindInternal) {
 		t.Fatalf("read within the failure's TTL: %v, want the kept failure", err)
 	}
 	defer resources.SetScopeFailureTTLForTest(10 * time.Millisecond)()
@@ -468,9 +485,9 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 	served := false
 	for deadline := time.Now().Add(10 * time.Second); !served; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("past the failure's TTL the plan was never served again")
+			t.Fatal("past the failure's TTL the provider was never served again")
 		}
-		_, err := w.svc.Read(as(resources.RolePlan, "plan-big"), "Patient", "p1")
+		_, err := w.svc.Read(big(), "ServiceRequest", "sr-p1")
 		switch {
 		case err == nil:
 			served = true
@@ -478,7 +495,7 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 			t.Fatalf("read past the failure's TTL: %v", err)
 		}
 	}
-	if sees(t, w.svc, as(resources.RolePlan, "plan-big"), "Patient", "p3") {
-		t.Error("a member whose Coverage was deleted is still visible")
+	if !sees(t, w.svc, big(), "Patient", "p1") {
+		t.Error("the provider does not see its patient once served again")
 	}
 }

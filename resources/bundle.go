@@ -730,6 +730,13 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 	}
 
 	if len(writes) > 0 {
+		rs := make([]*Resource, len(writes))
+		for i, w := range writes {
+			rs[i] = w.Resource
+		}
+		if err := s.grantMembers(ctx, rs); err != nil {
+			return nil, err
+		}
 		if err := s.apply(ctx, writes); err != nil {
 			var ae *ApplyError
 			if errorsAs(err, &ae) {
@@ -744,9 +751,12 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			}
 			return nil, err
 		}
+		var members memberChange
 		for _, w := range writes {
-			s.afterWrite(ctx, w.Resource, notes[w])
+			s.afterSets(ctx, w.Resource, notes[w])
+			members.merge(notes[w].members)
 		}
+		s.settleMembers(ctx, rs, members)
 	}
 
 	out := &BundleResult{Type: "transaction-response", Entries: make([]EntryResult, len(plans))}

@@ -198,6 +198,9 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if err != nil {
 		return nil, false, err
 	}
+	if err := s.grantMembers(ctx, []*Resource{r}); err != nil {
+		return nil, false, err
+	}
 	if ifNoneExist == "" {
 		put := s.Store.Put
 		if fc, ok := s.Store.(FreshCreator); ok {
@@ -295,6 +298,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 		}
 		r, err := p.stamp(typ, id, current+1, s.now(), s.Base)
 		if err != nil {
+			return nil, false, err
+		}
+		if err := s.grantMembers(ctx, []*Resource{r}); err != nil {
 			return nil, false, err
 		}
 		err = s.Store.Put(ctx, r)

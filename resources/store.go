@@ -55,6 +55,19 @@ type Store interface {
 	// History returns one page of versions, newest first.
 	History(ctx context.Context, q *HistoryQuery) (*Page, error)
 
+	// SetKeys makes the equality keys of version of typ/id that start with prefix exactly keys
+	// (each of which starts with prefix), in place: no version is written and JSON, lastUpdated
+	// and history stay as they are. These are keys the service derives from other resources
+	// (a plan's member keys, membership.go), which change when those do. It returns nil when
+	// typ/id does not exist or its current version is a delete, and KindConflict when the
+	// current version is not version (its writer derived the keys of the newer version).
+	SetKeys(ctx context.Context, typ, id string, version int64, prefix string, keys []string) error
+
+	// Migrated reports whether the one-time data migration name has completed on this
+	// database; SetMigrated records that it has.
+	Migrated(ctx context.Context, name string) (bool, error)
+	SetMigrated(ctx context.Context, name string) error
+
 	// Ping checks that the database answers; KindUnavailable if not.
 	Ping(ctx context.Context) error
 

@@ -169,6 +169,11 @@ type limit struct {
 	// plain: the clause is own's keys alone (keysClause), not a disjunction with alternatives
 	// (anyOf); both mean the same, plain is the form the stores have always been given.
 	plain bool
+	// member, when set, is a plan ("Organization/<id>") whose member key is among own: a
+	// resource about one of its members passes. The key is not in a resource's JSON, so
+	// judging one resource asks for its patients' plans instead (Service.admits).
+	member  string
+	members *memberMemo
 }
 
 // setAlt admits a resource whose own id (byID) or patient reference is one of ids, and that
@@ -250,6 +255,9 @@ func (l *limit) clause() Clause {
 // addParams adds the parameters whose keys the limit tests.
 func (l *limit) addParams(into map[string]bool) {
 	keyParams(into, l.own)
+	if l.member != "" {
+		into["patient"] = true
+	}
 	for _, a := range l.alts {
 		if len(a.ids) == 0 {
 			continue
@@ -399,11 +407,13 @@ func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scope
 		case "ServiceRequest":
 			own = append(own, t.orgKey("requester"), t.orgKey("performer"))
 		}
-		members, err := s.planMembers(ctx, t)
-		if err != nil {
-			return nil, err
+		if typ != "Patient" && !hasPatientParam(typ) {
+			return &scoped{limit: keysLimit(own...)}, nil
 		}
-		return &scoped{limit: anyOf(own, patientAlt(typ, members))}, nil
+		// Its members' resources carry its member key (membership.go).
+		l := keysLimit(append(own, MemberKey(t.org))...)
+		l.member, l.members = t.org, &memberMemo{}
+		return &scoped{limit: l}, nil
 	case RoleProvider:
 		switch typ {
 		case "Task":
@@ -588,27 +598,6 @@ func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
 	return &cboRefs{requests: req, patients: pat}, true
 }
 
-func (s *Service) planMembers(ctx context.Context, t *tenant) (map[string]bool, error) {
-	v, err := s.cached(ctx, t, "plan-members", func(ctx context.Context) (any, error) {
-		set := map[string]bool{}
-		q := Query{Type: "Coverage", Clauses: []Clause{keysClause(t.orgKey("payor"))}}
-		err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "beneficiary", "Patient", set) })
-		return set, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(map[string]bool), nil
-}
-
-// extendPlanMembers is planMembers' build for one created resource.
-func extendPlanMembers(t *tenant, v any, ch *accessChange) (any, bool) {
-	if ch.typ != "Coverage" || !ch.hasKey(t.orgKey("payor")) {
-		return v, false
-	}
-	return withAdded(v.(map[string]bool), ch.beneficiaries)
-}
-
 func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]bool, error) {
 	v, err := s.cached(ctx, t, "provider-patients", func(ctx context.Context) (any, error) {
 		set := map[string]bool{}
@@ -678,7 +667,11 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 		return ok, nil
 	}
 	k := s.accessKeys(r, sc.params)
-	ok = k != nil && sc.limit.admits(r.ID, k)
+	if k != nil {
+		if ok, err = s.admits(ctx, &sc.limit, r.Type, r.ID, k); err != nil {
+			return false, err
+		}
+	}
 	sc.mu.Lock()
 	if sc.judged == nil || len(sc.judged) >= maxJudged {
 		sc.judged = map[string]bool{}
@@ -716,7 +709,25 @@ func (s *Service) visibleDoc(ctx context.Context, typ, id string, doc map[string
 		return err == nil, err
 	}
 	k := extractKeysFor(typ, doc, s.Base, sc.params)
-	return sc.limit.admits(id, &k), nil
+	return s.admits(ctx, &sc.limit, typ, id, &k)
+}
+
+// admits is l.admits, and for a plan's limit also whether typ/id (with keys k) is about one of
+// its members.
+func (s *Service) admits(ctx context.Context, l *limit, typ, id string, k *Keys) (bool, error) {
+	if l.admits(id, k) || l.member == "" {
+		return l.admits(id, k), nil
+	}
+	patients := []string{id}
+	if typ != "Patient" {
+		patients = keyedPatients(&Resource{Type: typ, Keys: *k})
+	}
+	for _, p := range patients {
+		if ok, err := s.isMember(ctx, l.members, l.member, p); err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
 }
 
 // scopeQuery adds the caller's limit to q; withheld is set when consent rules hide matches of

@@ -305,3 +305,10 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// Migrate brings the data the store holds up to what this version of the server expects,
+// once per database: today the plans' member keys (resources.Service.MigrateMemberKeys). The
+// server calls it before it listens.
+func (s *Server) Migrate(ctx context.Context) error {
+	return s.svc.MigrateMemberKeys(ctx)
+}

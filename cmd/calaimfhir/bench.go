@@ -228,6 +228,9 @@ func startBenchServer(ctx context.Context, mongoURI string) (base, storeName str
 	srv := server.New(server.Config{BaseURL: base, MaxBodyBytes: scfg.maxBodyBytes, StoreName: storeName, Version: version,
 		RequiredReferences: required, MaxBundleEntries: scfg.maxEntries, Verifier: verifier},
 		store, r4.Validate, logger, prometheus.NewRegistry())
+	if err := srv.Migrate(context.Background()); err != nil {
+		return "", "", nil, nil, err
+	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	cleanup = append(cleanup, func() { hs.Close() })

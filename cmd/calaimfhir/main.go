@@ -245,6 +245,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		BulkConcurrency:           cfg.bulkSlots,
 	}, store, r4.Validate, logger, reg)
 	defer srv.Close() // after the HTTP server stopped, before the store closes: flushes the audit queue
+	if err := srv.Migrate(ctx); err != nil {
+		return fmt.Errorf("bring the stored data up to date: %w", err)
+	}
 	if err := srv.SetClaimsCatalog(cfg.catalog); err != nil {
 		return err
 	}

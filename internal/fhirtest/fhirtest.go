@@ -5,6 +5,7 @@ package fhirtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -104,6 +105,9 @@ func Start(t testing.TB, store resources.Store, opts Options) *Server {
 		AuditRetention: opts.AuditRetention, AuditPurgeInterval: opts.AuditPurgeInterval, AuditQueue: opts.AuditQueue,
 		RequireProfiles: opts.RequireProfiles, BulkConcurrency: opts.BulkConcurrency, BulkWait: opts.BulkWait},
 		store, r4.Validate, logger, prometheus.NewRegistry())
+	if err := s.Server.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	s.HTTP.Config.Handler = s.Server
 	s.HTTP.Start()
 	s.Base = base

@@ -156,6 +156,12 @@ CREATE TABLE IF NOT EXISTS search_numbers (
 CREATE INDEX IF NOT EXISTS search_numbers_v ON search_numbers (type, param, v);
 CREATE INDEX IF NOT EXISTS search_numbers_resource ON search_numbers (type, id, param);
 
+-- One-time data migrations the service has completed (resources.Store.Migrated).
+CREATE TABLE IF NOT EXISTS migrations (
+	name TEXT    NOT NULL PRIMARY KEY,
+	at   INTEGER NOT NULL
+);
+
 -- _sort values per parameter: the lowest (ascending) and highest (descending), order-preserving.
 CREATE TABLE IF NOT EXISTS sort_keys (
 	type       TEXT NOT NULL,

@@ -1,0 +1,120 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// SetKeys implements resources.Store: the keys of version of typ/id that start with prefix
+// become keys, in search_keys and in the version's eq_keys, in one job of the writer.
+func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, prefix string, keys []string) error {
+	return s.submit(ctx, 64*(len(keys)+1), func(w *writer) error {
+		sel, err := w.stmt(sqlSelVersion)
+		if err != nil {
+			return err
+		}
+		var current, lu int64
+		var eq sql.NullString
+		err = sel.QueryRowContext(w.ctx, typ, id).Scan(&current, &lu, &eq)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return err
+		case current != version:
+			return resources.Errorf(resources.KindConflict, "%s/%s is at version %d, not %d", typ, id, current, version)
+		case !eq.Valid:
+			return nil // a tombstone keeps no keys
+		}
+		var old []string
+		if err := json.Unmarshal([]byte(eq.String), &old); err != nil {
+			return err
+		}
+		next, added, removed := replacePrefixed(old, prefix, keys)
+		if len(added) == 0 && len(removed) == 0 {
+			return nil
+		}
+		for _, k := range removed {
+			if _, err := w.exec(`DELETE FROM search_keys WHERE type = ? AND key = ? AND lu = ? AND id = ?`, typ, k, lu, id); err != nil {
+				return err
+			}
+		}
+		args := w.args[:0]
+		for _, k := range added {
+			if !resources.Unindexed(k) {
+				args = append(args, typ, k, lu, id)
+			}
+		}
+		err = w.insertRows(insKeys, 4, args)
+		clear(args)
+		w.args = args[:0]
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		_, err = w.exec(`UPDATE resources SET eq_keys = ? WHERE type = ? AND id = ?`, string(b), typ, id)
+		return err
+	})
+}
+
+// replacePrefixed returns old with its keys starting with prefix replaced by keys (sorted,
+// without duplicates), and which keys that adds and removes.
+func replacePrefixed(old []string, prefix string, keys []string) (next, added, removed []string) {
+	want := map[string]bool{}
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			want[k] = true
+		}
+	}
+	had := map[string]bool{}
+	for _, k := range old {
+		if !strings.HasPrefix(k, prefix) {
+			next = append(next, k)
+			continue
+		}
+		had[k] = true
+		if want[k] {
+			next = append(next, k)
+		} else {
+			removed = append(removed, k)
+		}
+	}
+	for k := range want {
+		if !had[k] {
+			added = append(added, k)
+			next = append(next, k)
+		}
+	}
+	slices.Sort(next)
+	next = slices.Compact(next)
+	slices.Sort(added)
+	return next, added, removed
+}
+
+// Migrated implements resources.Store.
+func (s *Store) Migrated(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM migrations WHERE name = ?`, name).Scan(&n)
+	if err != nil {
+		return false, mapErr(err)
+	}
+	return n > 0, nil
+}
+
+// SetMigrated implements resources.Store.
+func (s *Store) SetMigrated(ctx context.Context, name string) error {
+	return s.submit(ctx, len(name), func(w *writer) error {
+		_, err := w.exec(`INSERT OR IGNORE INTO migrations (name, at) VALUES (?, ?)`, name, time.Now().UnixMicro())
+		return err
+	})
+}

@@ -1,0 +1,428 @@
+package resources
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Plan membership, kept at write time. A plan sees its members (the beneficiaries of the
+// Coverage whose payor it is) and every resource about them (tenancy.go). Medi-Cal plans have
+// hundreds of thousands to millions of members, so the member set is never resolved into a
+// list: every current resource about a patient (the Patient itself, and every resource whose
+// patient parameter names it) carries the search key MemberKey(plan) of each plan the patient
+// is a member of, and a plan's searches select on that key like on any other. The keys are not
+// part of the resource: the stores keep them with its other search keys, and change them in
+// place (Store.SetKeys) when membership changes.
+//
+//   - Every write of a resource about patients gets the member keys of its patients' plans
+//     just before it is stored (grantMembers): the plans are read from the store, Coverage by
+//     beneficiary, plus what Coverage the same transaction writes.
+//   - Once a Coverage write that changes who is a member of which plan commits, every current
+//     resource about the patients it names gets its keys set again (fanOut): those that lack a
+//     key they should have, and those that carry a key of a plan the Coverage named before.
+//   - Once any write of a resource about patients commits, its patients' plans are read again
+//     and its keys set if they changed meanwhile (settleMembers). A Coverage write that
+//     commits between a resource's first lookup and its commit is otherwise missed by both: its
+//     fan-out may run before the resource is stored. With the check after the commit, either
+//     the check sees that Coverage, or it ran before the Coverage committed and so before its
+//     fan-out, which then finds the stored resource.
+//   - A database written before member keys existed gets them once (MigrateMemberKeys, run
+//     at start-up by the server).
+//
+// Reads by id (visibleAs) do not need the keys: they ask for the patient's plans directly
+// (memoized per scope), which is the same question the keys answer.
+
+// MemberKeyPrefix starts the member keys (MemberKey).
+const MemberKeyPrefix = "_member" + keySep
+
+// MemberKey is the search key a resource about a plan's member carries: org is the plan
+// ("Organization/<id>").
+func MemberKey(org string) string { return MemberKeyPrefix + org }
+
+// memberTypes are the types whose resources are about patients: Patient, and every type with a
+// patient reference parameter.
+var memberTypes = func() []string {
+	var out []string
+	for _, typ := range Types {
+		if typ == "Patient" || hasPatientParam(typ) {
+			out = append(out, typ)
+		}
+	}
+	return out
+}()
+
+var memberTypeSet = func() map[string]bool {
+	m := map[string]bool{}
+	for _, typ := range memberTypes {
+		m[typ] = true
+	}
+	return m
+}()
+
+// keyedPatients are the Patient ids a version about patients is about, from its keys.
+func keyedPatients(r *Resource) []string {
+	if r.Type == "Patient" {
+		return []string{r.ID}
+	}
+	var out []string
+	for _, k := range r.Keys.Eq {
+		if id, ok := strings.CutPrefix(k, patientRefPrefix); ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// storedPatients is keyedPatients for a stored version (which carries no keys).
+func (s *Service) storedPatients(r *Resource) []string {
+	if r.Type == "Patient" {
+		return []string{r.ID}
+	}
+	set := map[string]bool{}
+	s.refIDs(r, "patient", "Patient", set)
+	return sortedSet(set)
+}
+
+// plansOf returns the plans ("Organization/<id>", sorted) patient is a member of: the payors
+// of the Coverage whose beneficiary it is.
+func (s *Service) plansOf(ctx context.Context, patient string) ([]string, error) {
+	set := map[string]bool{}
+	q := Query{Type: "Coverage", Clauses: []Clause{keysClause(RefKey("beneficiary", "Patient", patient))}}
+	err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "payor", "Organization", set) })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, "Organization/"+id)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// memberLookup answers plansOf once per patient, adding the plans of extra (the Coverage a
+// transaction writes: patient -> plans).
+type memberLookup struct {
+	s     *Service
+	plans map[string][]string
+	extra map[string][]string
+}
+
+func (s *Service) newMemberLookup() *memberLookup {
+	return &memberLookup{s: s, plans: map[string][]string{}}
+}
+
+// keys returns the member keys of the plans of patients, sorted.
+func (m *memberLookup) keys(ctx context.Context, patients []string) ([]string, error) {
+	var out []string
+	for _, p := range patients {
+		plans, ok := m.plans[p]
+		if !ok {
+			var err error
+			if plans, err = m.s.plansOf(ctx, p); err != nil {
+				return nil, err
+			}
+			m.plans[p] = plans
+		}
+		for _, org := range plans {
+			out = append(out, MemberKey(org))
+		}
+		for _, org := range m.extra[p] {
+			out = append(out, MemberKey(org))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// coveragePairs adds, for a Coverage version with its keys, each beneficiary's plans (payors).
+func coveragePairs(k *Keys, into map[string][]string) {
+	var patients, plans []string
+	benPrefix, payPrefix := RefKey("beneficiary", "Patient", ""), RefKey("payor", "Organization", "")
+	for _, key := range k.Eq {
+		if id, ok := strings.CutPrefix(key, benPrefix); ok {
+			patients = append(patients, id)
+		} else if id, ok := strings.CutPrefix(key, payPrefix); ok {
+			plans = append(plans, "Organization/"+id)
+		}
+	}
+	for _, p := range patients {
+		into[p] = append(into[p], plans...)
+	}
+}
+
+// memberKeysOf are the member keys among keys (sorted, as Keys.Eq).
+func memberKeysOf(keys []string) []string {
+	i, _ := slices.BinarySearch(keys, MemberKeyPrefix)
+	j := i
+	for j < len(keys) && strings.HasPrefix(keys[j], MemberKeyPrefix) {
+		j++
+	}
+	return keys[i:j]
+}
+
+// grantMembers adds to each version in rs about patients the member keys of its patients'
+// plans, counting the Coverage rs itself writes.
+func (s *Service) grantMembers(ctx context.Context, rs []*Resource) error {
+	m := s.newMemberLookup()
+	for _, r := range rs {
+		if r.Type == "Coverage" && !r.Deleted {
+			if m.extra == nil {
+				m.extra = map[string][]string{}
+			}
+			coveragePairs(&r.Keys, m.extra)
+		}
+	}
+	for _, r := range rs {
+		if r.Deleted || !memberTypeSet[r.Type] {
+			continue
+		}
+		keys, err := m.keys(ctx, keyedPatients(r))
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			eq := append(slices.Clip(r.Keys.Eq), keys...)
+			slices.Sort(eq)
+			r.Keys.Eq = slices.Compact(eq)
+		}
+	}
+	return nil
+}
+
+// memberChange is what a Coverage write changes in membership: the patients it names before
+// and after, and the plans it named before (whose members may have left). Empty when the
+// beneficiary and payor pairs stay as they were.
+type memberChange struct {
+	patients []string
+	gone     []string
+}
+
+func (s *Service) coverageChange(typ string, old, doc map[string]any) memberChange {
+	if typ != "Coverage" {
+		return memberChange{}
+	}
+	before, after := map[string][]string{}, map[string][]string{}
+	if old != nil {
+		k := extractKeysFor(typ, old, s.Base, map[string]bool{"beneficiary": true, "payor": true})
+		coveragePairs(&k, before)
+	}
+	if doc != nil {
+		k := extractKeysFor(typ, doc, s.Base, map[string]bool{"beneficiary": true, "payor": true})
+		coveragePairs(&k, after)
+	}
+	same := len(before) == len(after)
+	for p, plans := range before {
+		if !slices.Equal(plans, after[p]) {
+			same = false
+		}
+	}
+	if same {
+		return memberChange{}
+	}
+	var ch memberChange
+	gone := map[string]bool{}
+	for p, plans := range before {
+		ch.patients = append(ch.patients, p)
+		for _, org := range plans {
+			gone[org] = true
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			ch.patients = append(ch.patients, p)
+		}
+	}
+	slices.Sort(ch.patients)
+	ch.gone = sortedSet(gone)
+	return ch
+}
+
+func (c *memberChange) merge(o memberChange) {
+	c.patients = append(c.patients, o.patients...)
+	c.gone = append(c.gone, o.gone...)
+	slices.Sort(c.patients)
+	c.patients = slices.Compact(c.patients)
+	slices.Sort(c.gone)
+	c.gone = slices.Compact(c.gone)
+}
+
+// settleMembers runs once writes have committed: the check of each written version's member
+// keys, and the fan-out of the membership its Coverage writes changed. A failure is retried in
+// the background (the writes stand; until the retry the keys lag the Coverage).
+func (s *Service) settleMembers(ctx context.Context, rs []*Resource, ch memberChange) {
+	err := s.checkMembers(ctx, rs)
+	if err == nil && len(ch.patients) > 0 {
+		err = s.fanOut(ctx, ch)
+	}
+	if err == nil {
+		return
+	}
+	go func() {
+		ctx := context.WithoutCancel(ctx)
+		for attempt := 1; attempt <= 5; attempt++ {
+			time.Sleep(time.Duration(attempt) * time.Second)
+			err := s.checkMembers(ctx, rs)
+			if err == nil && len(ch.patients) > 0 {
+				err = s.fanOut(ctx, ch)
+			}
+			if err == nil {
+				return
+			}
+			slog.Warn("plan member keys not brought up to date", "attempt", attempt, "error", err)
+		}
+	}()
+}
+
+// checkMembers sets the member keys of the versions in rs again where their patients' plans
+// changed since grantMembers looked.
+func (s *Service) checkMembers(ctx context.Context, rs []*Resource) error {
+	m := s.newMemberLookup()
+	for _, r := range rs {
+		if r.Deleted || !memberTypeSet[r.Type] {
+			continue
+		}
+		keys, err := m.keys(ctx, keyedPatients(r))
+		if err != nil {
+			return err
+		}
+		if slices.Equal(keys, memberKeysOf(r.Keys.Eq)) {
+			continue
+		}
+		if err := s.Store.SetKeys(ctx, r.Type, r.ID, r.VersionID, MemberKeyPrefix, keys); err != nil && !IsKind(err, KindConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// fanOut sets the member keys of every current resource about ch's patients that lacks one it
+// should carry, or carries one of a plan ch names as gone that the patient has left.
+func (s *Service) fanOut(ctx context.Context, ch memberChange) error {
+	m := s.newMemberLookup()
+	fixed := map[string]bool{}
+	fix := func(r *Resource) error {
+		if fixed[r.Type+"/"+r.ID] {
+			return nil
+		}
+		fixed[r.Type+"/"+r.ID] = true
+		keys, err := m.keys(ctx, s.storedPatients(r))
+		if err != nil {
+			return err
+		}
+		if err := s.Store.SetKeys(ctx, r.Type, r.ID, r.VersionID, MemberKeyPrefix, keys); err != nil && !IsKind(err, KindConflict) {
+			return err
+		}
+		return nil
+	}
+	for _, p := range ch.patients {
+		want, err := m.keys(ctx, []string{p})
+		if err != nil {
+			return err
+		}
+		var wrong []Clause // clauses selecting resources whose keys are wrong
+		for _, k := range want {
+			wrong = append(wrong, Clause{NoKey: []string{k}})
+		}
+		for _, org := range ch.gone {
+			if k := MemberKey(org); !slices.Contains(want, k) {
+				wrong = append(wrong, keysClause(k))
+			}
+		}
+		for _, typ := range memberTypes {
+			about := keysClause(RefKey("patient", "Patient", p))
+			if typ == "Patient" {
+				about = Clause{IDs: []string{p}}
+			}
+			for _, c := range wrong {
+				var found []*Resource
+				if err := s.collect(ctx, Query{Type: typ, Clauses: []Clause{about, c}}, func(r *Resource) { found = append(found, r) }); err != nil {
+					return err
+				}
+				for _, r := range found {
+					if err := fix(r); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// memberKeysMigration names the migration that gives a database written before member keys
+// existed its keys.
+const memberKeysMigration = "member-keys-1"
+
+// MigrateMemberKeys gives every resource about a plan's member its member keys, once per
+// database (Store.Migrated): the fan-out of every Coverage. Safe to run while the server
+// serves, and by several servers at once (it only sets what the Coverage says).
+func (s *Service) MigrateMemberKeys(ctx context.Context) error {
+	ctx = AsSystem(ctx)
+	if done, err := s.Store.Migrated(ctx, memberKeysMigration); err != nil || done {
+		return err
+	}
+	patients := map[string]bool{}
+	err := s.collectAll(ctx, Query{Type: "Coverage"}, func(r *Resource) { s.refIDs(r, "beneficiary", "Patient", patients) })
+	if err != nil {
+		return err
+	}
+	ids := sortedSet(patients)
+	const batch = 256
+	for i := 0; i < len(ids); i += batch {
+		if err := s.fanOut(ctx, memberChange{patients: ids[i:min(i+batch, len(ids))]}); err != nil {
+			return err
+		}
+	}
+	return s.Store.SetMigrated(ctx, memberKeysMigration)
+}
+
+// collectAll is collect without its bound (a migration reads every resource of a type).
+func (s *Service) collectAll(ctx context.Context, q Query, fn func(*Resource)) error {
+	q.Count = MaxCount
+	for {
+		page, err := s.Store.Search(ctx, &q)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Resources {
+			fn(r)
+		}
+		if page.Next == nil {
+			return nil
+		}
+		q.After = page.Next
+	}
+}
+
+// memberMemo remembers, for one plan's scope, which patients are its members (visibleAs).
+type memberMemo struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+// isMember reports whether patient is a member of org, remembered in memo.
+func (s *Service) isMember(ctx context.Context, memo *memberMemo, org, patient string) (bool, error) {
+	memo.mu.Lock()
+	ok, hit := memo.m[patient]
+	memo.mu.Unlock()
+	if hit {
+		return ok, nil
+	}
+	plans, err := s.plansOf(ctx, patient)
+	if err != nil {
+		return false, err
+	}
+	ok = slices.Contains(plans, org)
+	memo.mu.Lock()
+	if memo.m == nil || len(memo.m) >= maxJudged {
+		memo.m = map[string]bool{}
+	}
+	memo.m[patient] = ok
+	memo.mu.Unlock()
+	return ok, nil
+}

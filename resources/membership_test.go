@@ -1,0 +1,65 @@
+package resources_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// holdingStore holds the first Put of a type until released, telling when it arrived.
+type holdingStore struct {
+	resources.Store
+	typ     string
+	once    sync.Once
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (h *holdingStore) Put(ctx context.Context, r *resources.Resource) error {
+	if r.Type == h.typ {
+		h.once.Do(func() {
+			close(h.arrived)
+			<-h.release
+		})
+	}
+	return h.Store.Put(ctx, r)
+}
+
+// TestMembership_CoverageBetweenLookupAndCommit: a Condition looks up its patient's plans
+// (none), then a Coverage commits and fans out before the Condition commits, so the fan-out
+// cannot find it. The check after the Condition's commit gives it the plan's key.
+func TestMembership_CoverageBetweenLookupAndCommit(t *testing.T) {
+	hold := &holdingStore{Store: fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t)), typ: "Condition",
+		arrived: make(chan struct{}), release: make(chan struct{})}
+	w := &world{t: t, svc: newService(t, hold, time.Hour)}
+	sys := resources.AsSystem(context.Background())
+	organizations(w, "plan-1")
+	w.put(sys, "Patient", "p1", `"name":[{"family":"One"}]`)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.put(sys, "Condition", "c1", `"subject":{"reference":"Patient/p1"},"code":{"text":"housing"}`)
+	}()
+	<-hold.arrived // the Condition has its keys (no plan) and waits to be written
+	w.put(sys, "Coverage", "cov-p1", `"status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/plan-1"}]`)
+	close(hold.release)
+	<-done
+
+	plan := as(resources.RolePlan, "plan-1")
+	sr, err := resources.ParseSearch("Condition", map[string][]string{"patient": {"Patient/p1"}}, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := w.svc.Search(plan, sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Resources) != 1 {
+		t.Fatalf("the plan's search finds %d Conditions of its member, want 1", len(page.Resources))
+	}
+}
