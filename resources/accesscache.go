@@ -12,7 +12,7 @@ import (
 )
 
 // The access-set cache. Each organization's resolved access sets (tenancy.go: a provider's
-// patients, a plan's members, a CBO's referrals, a CBO's consent grants) and the scopes built
+// patients, a CBO's referrals, a CBO's consent grants) and the scopes built
 // from them are kept across requests. Rebuilding a set reads every resource it is computed
 // from, so the cache is kept current instead of being dropped on every write:
 //
@@ -178,8 +178,10 @@ func (ch *accessChange) hasKey(keys ...string) bool {
 	return false
 }
 
-// extender adds what ch contributes to v, an organization's set under one name; it returns v
-// itself when ch adds nothing. It must never change v (requests may hold it).
+// extender adds what ch contributes to v, an organization's set under one name, and reports
+// whether v grew. It may add to v in place (idSet: sets only grow while cached, and a
+// committed creation's access holds for the requests that hold v too) or return a new value;
+// it never takes anything away.
 type extender func(t *tenant, v any, ch *accessChange) (any, bool)
 
 // extenders are keyed by entry name (see the builds in tenancy.go and consent.go).
@@ -654,28 +656,6 @@ func (s *Service) refIDsInto(r *Resource, param, typ string, into *[]string) {
 	}
 }
 
-// withAdded returns set with ids added: set itself when it holds them all, a copy otherwise.
-func withAdded(set map[string]bool, ids ...[]string) (map[string]bool, bool) {
-	var out map[string]bool
-	for _, list := range ids {
-		for _, id := range list {
-			if set[id] || out[id] {
-				continue
-			}
-			if out == nil {
-				out = make(map[string]bool, len(set)+1)
-				for k := range set {
-					out[k] = true
-				}
-			}
-			out[id] = true
-		}
-	}
-	if out == nil {
-		return set, false
-	}
-	return out, true
-}
 
 // merge adds the drops of o to n (a cascade deletes several resources in one write).
 func (n *accessNote) merge(o accessNote) {

@@ -40,8 +40,8 @@ func labelBit(code string) labelMask {
 
 // consentGrants returns, for each patient in patients with a Consent that permits disclosure
 // to t's organization now, the sensitive labels that Consent covers.
-func (s *Service) consentGrants(ctx context.Context, t *tenant, patients map[string]bool) (map[string]labelMask, error) {
-	if len(patients) == 0 {
+func (s *Service) consentGrants(ctx context.Context, t *tenant, patients *idSet) (map[string]labelMask, error) {
+	if patients.len() == 0 {
 		return nil, nil
 	}
 	// Cached for every patient a Consent names the organization for (they are few next to
@@ -51,9 +51,9 @@ func (s *Service) consentGrants(ctx context.Context, t *tenant, patients map[str
 		return nil, err
 	}
 	all := v.(map[string]labelMask)
-	grants := make(map[string]labelMask, min(len(all), len(patients)))
+	grants := make(map[string]labelMask, min(len(all), patients.len()))
 	for pid, mask := range all {
-		if patients[pid] {
+		if patients.has(pid) {
 			grants[pid] = mask
 		}
 	}
@@ -200,8 +200,8 @@ func gatedLimit(typ string, own []string, grants map[string]labelMask) limit {
 	}
 	var alts []setAlt
 	for mask := labelMask(0); mask <= allLabels; mask++ {
-		alt := patientAlt(typ, byMask[mask])
-		if len(alt.ids) == 0 {
+		alt := patientAlt(typ, newIDSet(byMask[mask]))
+		if alt.ids.len() == 0 {
 			continue
 		}
 		for i, code := range sensitiveLabels {

@@ -37,11 +37,12 @@ import (
 // "Organization/<id>"}; tags from earlier versions are kept, and tags of that system sent by a
 // non-admin client are dropped, so a client cannot claim or disown a resource.
 //
-// Scaling limit (known): the patient and referral sets are resolved per request into id lists
-// (bounded by maxScopeResolved; a resolution past it fails, and the access-set cache keeps the
-// failure until a drop, resolving again in the background every scopeFailureTTL). That suits pilots of thousands of members per organization;
-// a deployment with hundreds of thousands of members per plan needs compartment grants
-// written at write time instead.
+// Scale: a plan's members are not resolved into a set; resources about them carry the plan's
+// member key, kept at write time (membership.go). A CBO's and a provider's patient and
+// referral sets are resolved per request into id lists (bounded by maxScopeResolved; a
+// resolution past it fails, and the access-set cache keeps the failure until a drop, resolving
+// again in the background every scopeFailureTTL), which suits organizations of thousands of
+// referrals.
 
 // TenantTagSystem is the meta.tag system of the tenant tag (profiles.TenantTagSystem).
 const TenantTagSystem = "https://calaimfhir.org/fhir/sid/tenant"
@@ -180,7 +181,7 @@ type limit struct {
 // carries none of the noKey keys. An alternative over no ids admits nothing, and its clause
 // is left out.
 type setAlt struct {
-	ids   map[string]bool
+	ids   *idSet
 	byID  bool
 	noKey []string
 }
@@ -204,10 +205,10 @@ func (l *limit) admits(id string, k *Keys) bool {
 
 func (a *setAlt) admits(id string, k *Keys) bool {
 	if a.byID {
-		return a.ids[id]
+		return a.ids.has(id)
 	}
 	for _, key := range k.Eq {
-		if pid, ok := strings.CutPrefix(key, patientRefPrefix); ok && a.ids[pid] {
+		if pid, ok := strings.CutPrefix(key, patientRefPrefix); ok && a.ids.has(pid) {
 			return true
 		}
 	}
@@ -231,10 +232,10 @@ func (l *limit) clause() Clause {
 	}
 	or := [][]Clause{{keysClause(l.own...)}}
 	for _, a := range l.alts {
-		if len(a.ids) == 0 {
+		ids := a.ids.sorted()
+		if len(ids) == 0 {
 			continue // an empty alternative would match everything
 		}
-		ids := sortedSet(a.ids)
 		c := Clause{IDs: ids}
 		if !a.byID {
 			keys := make([]string, len(ids))
@@ -259,7 +260,7 @@ func (l *limit) addParams(into map[string]bool) {
 		into["patient"] = true
 	}
 	for _, a := range l.alts {
-		if len(a.ids) == 0 {
+		if a.ids.len() == 0 {
 			continue
 		}
 		if !a.byID {
@@ -344,7 +345,7 @@ func anyOf(own []string, alts ...setAlt) limit {
 // patientAlt is the alternative "about one of these patients" for typ: one of them, for
 // Patients; for other types, a reference to one of them through the patient parameter, and
 // nothing when typ has none.
-func patientAlt(typ string, patients map[string]bool) setAlt {
+func patientAlt(typ string, patients *idSet) setAlt {
 	switch {
 	case typ == "Patient":
 		return setAlt{ids: patients, byID: true}
@@ -365,6 +366,69 @@ func hasPatientParam(typ string) bool {
 
 func sortedSet(m map[string]bool) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// idSet is an access set of resource ids (a CBO's referrals and their patients, a provider's
+// patients). A creation adds to it in place (the extenders, accesscache.go): while a set is
+// cached it only grows, and what a creation adds is visible once it has committed, so a request
+// that holds the set may as well see the addition. A change that can shrink a set drops it from
+// the cache and the next request builds a new one. (Copying the set for every addition was 6%
+// of the CPU of the mixed workload at 100,000 members, under the cache's lock: sets of 10,000
+// to 25,000 ids; docs/benchmarks.md.)
+type idSet struct {
+	mu sync.RWMutex
+	m  map[string]bool
+}
+
+func newIDSet(m map[string]bool) *idSet {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	return &idSet{m: m}
+}
+
+func (s *idSet) has(id string) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[id]
+}
+
+func (s *idSet) len() int {
+	if s == nil {
+		return 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}
+
+// sorted returns the ids in order.
+func (s *idSet) sorted() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return sortedSet(s.m)
+}
+
+// add adds ids and reports whether the set grew.
+func (s *idSet) add(ids ...[]string) bool {
+	grew := false
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, list := range ids {
+		for _, id := range list {
+			if !s.m[id] {
+				s.m[id] = true
+				grew = true
+			}
+		}
+	}
+	return grew
 }
 
 func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scoped, error) {
@@ -530,16 +594,17 @@ func (s *Service) refIDs(r *Resource, param, typ string, into map[string]bool) {
 }
 
 type cboRefs struct {
-	requests map[string]bool // ServiceRequest ids: the focus of its Tasks
-	patients map[string]bool // Patient ids: whom its Tasks and their requests are for
+	requests *idSet // ServiceRequest ids: the focus of its Tasks
+	patients *idSet // Patient ids: whom its Tasks and their requests are for
 }
 
 func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error) {
 	v, err := s.cached(ctx, t, "cbo-referrals", func(ctx context.Context) (any, error) {
-		refs := &cboRefs{requests: map[string]bool{}, patients: map[string]bool{}}
+		requests, patients := map[string]bool{}, map[string]bool{}
+		refs := &cboRefs{requests: newIDSet(requests), patients: newIDSet(patients)}
 		err := s.collectAny(ctx, "Task", []string{t.tagKey(), t.orgKey("owner"), t.orgKey("requester")}, func(r *Resource) {
-			s.refIDs(r, "focus", "ServiceRequest", refs.requests)
-			s.refIDs(r, "patient", "Patient", refs.patients)
+			s.refIDs(r, "focus", "ServiceRequest", requests)
+			s.refIDs(r, "patient", "Patient", patients)
 		})
 		if err != nil {
 			return nil, err
@@ -551,12 +616,12 @@ func (s *Service) cboReferrals(ctx context.Context, t *tenant) (*cboRefs, error)
 		add := func(r *Resource) {
 			if !seen[r.ID] {
 				seen[r.ID] = true
-				refs.requests[r.ID] = true
-				s.refIDs(r, "patient", "Patient", refs.patients)
+				requests[r.ID] = true
+				s.refIDs(r, "patient", "Patient", patients)
 			}
 		}
-		if len(refs.requests) > 0 {
-			if err := s.collect(ctx, Query{Type: "ServiceRequest", Clauses: []Clause{{IDs: sortedSet(refs.requests)}}}, add); err != nil {
+		if len(requests) > 0 {
+			if err := s.collect(ctx, Query{Type: "ServiceRequest", Clauses: []Clause{{IDs: sortedSet(requests)}}}, add); err != nil {
 				return nil, err
 			}
 		}
@@ -582,7 +647,7 @@ func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
 		requests = ch.focus
 		patients = [][]string{ch.patients, ch.focusPatients}
 	case "ServiceRequest":
-		if !ch.hasKey(t.orgKey("performer")) && !refs.requests[ch.id] {
+		if !ch.hasKey(t.orgKey("performer")) && !refs.requests.has(ch.id) {
 			return v, false
 		}
 		requests = []string{ch.id}
@@ -590,15 +655,12 @@ func extendCBOReferrals(t *tenant, v any, ch *accessChange) (any, bool) {
 	default:
 		return v, false
 	}
-	req, grewR := withAdded(refs.requests, requests)
-	pat, grewP := withAdded(refs.patients, patients...)
-	if !grewR && !grewP {
-		return v, false
-	}
-	return &cboRefs{requests: req, patients: pat}, true
+	grewR := refs.requests.add(requests)
+	grewP := refs.patients.add(patients...)
+	return v, grewR || grewP
 }
 
-func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]bool, error) {
+func (s *Service) providerPatients(ctx context.Context, t *tenant) (*idSet, error) {
 	v, err := s.cached(ctx, t, "provider-patients", func(ctx context.Context) (any, error) {
 		set := map[string]bool{}
 		for _, typ := range []string{"ServiceRequest", "Task"} {
@@ -608,25 +670,25 @@ func (s *Service) providerPatients(ctx context.Context, t *tenant) (map[string]b
 		}
 		q := Query{Type: "Patient", Clauses: []Clause{keysClause(t.tagKey())}}
 		err := s.collect(ctx, q, func(r *Resource) { set[r.ID] = true })
-		return set, err
+		return newIDSet(set), err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(map[string]bool), nil
+	return v.(*idSet), nil
 }
 
 // extendProviderPatients is providerPatients' build for one created resource.
 func extendProviderPatients(t *tenant, v any, ch *accessChange) (any, bool) {
-	set := v.(map[string]bool)
+	set := v.(*idSet)
 	switch ch.typ {
 	case "ServiceRequest", "Task":
 		if ch.hasKey(t.tagKey(), t.orgKey("requester")) {
-			return withAdded(set, ch.patients)
+			return v, set.add(ch.patients)
 		}
 	case "Patient":
 		if ch.hasKey(t.tagKey()) {
-			return withAdded(set, []string{ch.id})
+			return v, set.add([]string{ch.id})
 		}
 	}
 	return v, false
