@@ -656,7 +656,6 @@ func (s *Service) refIDsInto(r *Resource, param, typ string, into *[]string) {
 	}
 }
 
-
 // merge adds the drops of o to n (a cascade deletes several resources in one write).
 func (n *accessNote) merge(o accessNote) {
 	n.members.merge(o.members)
