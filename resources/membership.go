@@ -92,7 +92,7 @@ func (s *Service) storedPatients(r *Resource) []string {
 func (s *Service) plansOf(ctx context.Context, patient string) ([]string, error) {
 	set := map[string]bool{}
 	q := Query{Type: "Coverage", Clauses: []Clause{keysClause(RefKey("beneficiary", "Patient", patient))}}
-	err := s.collect(ctx, q, func(r *Resource) { s.refIDs(r, "payor", "Organization", set) })
+	err := s.collectAll(ctx, q, func(r *Resource) { s.refIDs(r, "payor", "Organization", set) })
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +340,7 @@ func (s *Service) fanOut(ctx context.Context, ch memberChange) error {
 			}
 			for _, c := range wrong {
 				var found []*Resource
-				if err := s.collect(ctx, Query{Type: typ, Clauses: []Clause{about, c}}, func(r *Resource) { found = append(found, r) }); err != nil {
+				if err := s.collectAll(ctx, Query{Type: typ, Clauses: []Clause{about, c}}, func(r *Resource) { found = append(found, r) }); err != nil {
 					return err
 				}
 				for _, r := range found {
@@ -381,23 +381,6 @@ func (s *Service) MigrateMemberKeys(ctx context.Context) error {
 	return s.Store.SetMigrated(ctx, memberKeysMigration)
 }
 
-// collectAll is collect without its bound (a migration reads every resource of a type).
-func (s *Service) collectAll(ctx context.Context, q Query, fn func(*Resource)) error {
-	q.Count = MaxCount
-	for {
-		page, err := s.Store.Search(ctx, &q)
-		if err != nil {
-			return err
-		}
-		for _, r := range page.Resources {
-			fn(r)
-		}
-		if page.Next == nil {
-			return nil
-		}
-		q.After = page.Next
-	}
-}
 
 // memberMemo remembers, for one plan's scope, which patients are its members (visibleAs).
 type memberMemo struct {

@@ -513,10 +513,22 @@ func (s *Service) collectAny(ctx context.Context, typ string, keys []string, fn 
 	return nil
 }
 
-// collect pages through every resource matching q (unrestricted: scope resolution itself).
+// collect pages through every resource matching q (unrestricted: scope resolution itself),
+// failing with scopeTooLarge past the scope bound.
 func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) error {
-	limit := s.scopeLimit()
-	q.Count = min(MaxCount, limit)
+	return s.collectUpTo(ctx, q, s.scopeLimit(), fn)
+}
+
+// collectAll is collect without a bound (membership.go: one patient's resources, a migration).
+func (s *Service) collectAll(ctx context.Context, q Query, fn func(*Resource)) error {
+	return s.collectUpTo(ctx, q, 0, fn)
+}
+
+func (s *Service) collectUpTo(ctx context.Context, q Query, limit int, fn func(*Resource)) error {
+	q.Count = MaxCount
+	if limit > 0 {
+		q.Count = min(MaxCount, limit)
+	}
 	n := 0
 	for {
 		page, err := s.Store.Search(ctx, &q)
@@ -530,7 +542,7 @@ func (s *Service) collect(ctx context.Context, q Query, fn func(*Resource)) erro
 		if page.Next == nil {
 			return nil
 		}
-		if n >= limit {
+		if limit > 0 && n >= limit {
 			return &scopeTooLarge{Errorf(KindInternal, "the caller's organization has more than %d %s resources; its access scope cannot be resolved", limit, q.Type)}
 		}
 		q.After = page.Next

@@ -91,6 +91,14 @@ func (t *timedStore) Put(ctx context.Context, r *resources.Resource) error {
 	return err
 }
 
+// SetKeys is timed as set_keys: the plans' member keys changed in place (resources/membership.go).
+func (t *timedStore) SetKeys(ctx context.Context, typ, id string, version int64, prefix string, keys []string) error {
+	start := time.Now()
+	err := t.Store.SetKeys(ctx, typ, id, version, prefix, keys)
+	t.m.observeStore("set_keys", start, err)
+	return err
+}
+
 // CreateFresh passes resources.FreshCreator through, when the store has it, and is Put
 // otherwise; timed as a put.
 func (t *timedStore) CreateFresh(ctx context.Context, r *resources.Resource) error {
