@@ -381,7 +381,6 @@ func (s *Service) MigrateMemberKeys(ctx context.Context) error {
 	return s.Store.SetMigrated(ctx, memberKeysMigration)
 }
 
-
 // memberMemo remembers, for one plan's scope, which patients are its members (visibleAs).
 type memberMemo struct {
 	mu sync.Mutex
