@@ -273,7 +273,7 @@ func (s *Service) settleMembers(ctx context.Context, rs []*Resource, ch memberCh
 			if err == nil {
 				return
 			}
-			slog.Warn("plan member keys not brought up to date", "attempt", attempt, "error", err)
+			s.logger().Warn("plan member keys not brought up to date", "attempt", attempt, "error", err)
 		}
 	}()
 }
@@ -372,13 +372,27 @@ func (s *Service) MigrateMemberKeys(ctx context.Context) error {
 		return err
 	}
 	ids := sortedSet(patients)
+	start := time.Now()
+	if len(ids) > 0 {
+		s.logger().Info("giving the resources of plans' members their member keys (once per database)", "patients", len(ids))
+	}
 	const batch = 256
 	for i := 0; i < len(ids); i += batch {
 		if err := s.fanOut(ctx, memberChange{patients: ids[i:min(i+batch, len(ids))]}); err != nil {
 			return err
 		}
 	}
+	if len(ids) > 0 {
+		s.logger().Info("member keys given", "patients", len(ids), "seconds", time.Since(start).Seconds())
+	}
 	return s.Store.SetMigrated(ctx, memberKeysMigration)
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
 }
 
 // memberMemo remembers, for one plan's scope, which patients are its members (visibleAs).

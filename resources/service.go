@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
@@ -50,6 +51,9 @@ type Service struct {
 	// MaxScopeResolved bounds the resources of one kind an access set may be resolved from
 	// (tenancy.go); 0 means 50,000.
 	MaxScopeResolved int
+	// Log receives what the service does in the background (membership.go); nil: slog's
+	// default logger. Nothing logged carries PHI.
+	Log *slog.Logger
 
 	clockMu sync.Mutex
 	last    time.Time

@@ -105,7 +105,7 @@ func New(cfg Config, store resources.Store, validate resources.Validator, logger
 		cfg: cfg,
 		svc: &resources.Service{Store: timed, Validate: validate, Base: cfg.BaseURL, RequiredReferences: cfg.RequiredReferences,
 			MaxBundleEntries: cfg.MaxBundleEntries, MultipleConditionalDelete: cfg.MultipleConditionalDelete, ApplyPatch: Patcher,
-			AccessCacheTTL: cfg.AccessCacheTTL},
+			AccessCacheTTL: cfg.AccessCacheTTL, Log: logger},
 		store:    timed,
 		log:      logger,
 		metrics:  m,
