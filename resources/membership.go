@@ -70,7 +70,7 @@ func keyedPatients(r *Resource) []string {
 	}
 	var out []string
 	for _, k := range r.Keys.Eq {
-		if id, ok := strings.CutPrefix(k, patientRefPrefix); ok {
+		if id, ok := strings.CutPrefix(k, patientRefPrefix); ok && ValidID(id) {
 			out = append(out, id)
 		}
 	}
@@ -153,6 +153,23 @@ func coveragePairs(k *Keys, into map[string][]string) {
 	for _, p := range patients {
 		into[p] = append(into[p], plans...)
 	}
+}
+
+// selectsMembers reports whether clauses test a member key (a plan's scope).
+func selectsMembers(clauses []Clause) bool {
+	for _, c := range clauses {
+		for _, k := range append(slices.Clip(c.AnyKey), c.NoKey...) {
+			if strings.HasPrefix(k, MemberKeyPrefix) {
+				return true
+			}
+		}
+		for _, alt := range c.Or {
+			if selectsMembers(alt) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // memberKeysOf are the member keys among keys (sorted, as Keys.Eq).
@@ -293,11 +310,38 @@ func (s *Service) checkMembers(ctx context.Context, rs []*Resource) error {
 		if slices.Equal(keys, memberKeysOf(r.Keys.Eq)) {
 			continue
 		}
-		if err := s.Store.SetKeys(ctx, r.Type, r.ID, r.VersionID, MemberKeyPrefix, keys); err != nil && !IsKind(err, KindConflict) {
+		if err := s.setVerified(ctx, r.Type, r.ID, r.VersionID, keyedPatients(r), keys); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// setVerified sets the member keys of version of typ/id to keys, then reads its patients'
+// plans again and sets them again while they changed. Two settings computed from reads made
+// in one order can land in the other (a fan-out and a check, two fan-outs): without the read
+// after its own setting, the last one could stay stale, leaving a plan's key on a resource
+// about a patient who has left it, or removing another plan's. With it, the last setting is
+// followed by a read by the same caller, and set again unless it still holds. A newer version
+// (KindConflict) was given its keys by its own writer.
+func (s *Service) setVerified(ctx context.Context, typ, id string, version int64, patients, keys []string) error {
+	for range maxWriteAttempts {
+		if err := s.Store.SetKeys(ctx, typ, id, version, MemberKeyPrefix, keys); err != nil {
+			if IsKind(err, KindConflict) {
+				return nil
+			}
+			return err
+		}
+		again, err := s.newMemberLookup().keys(ctx, patients)
+		if err != nil {
+			return err
+		}
+		if slices.Equal(again, keys) {
+			return nil
+		}
+		keys = again
+	}
+	return Errorf(KindConflict, "the plans of %s/%s's patients keep changing", typ, id)
 }
 
 // fanOut sets the member keys of every current resource about ch's patients that lacks one it
@@ -310,14 +354,12 @@ func (s *Service) fanOut(ctx context.Context, ch memberChange) error {
 			return nil
 		}
 		fixed[r.Type+"/"+r.ID] = true
-		keys, err := m.keys(ctx, s.storedPatients(r))
+		patients := s.storedPatients(r)
+		keys, err := m.keys(ctx, patients)
 		if err != nil {
 			return err
 		}
-		if err := s.Store.SetKeys(ctx, r.Type, r.ID, r.VersionID, MemberKeyPrefix, keys); err != nil && !IsKind(err, KindConflict) {
-			return err
-		}
-		return nil
+		return s.setVerified(ctx, r.Type, r.ID, r.VersionID, patients, keys)
 	}
 	for _, p := range ch.patients {
 		want, err := m.keys(ctx, []string{p})
@@ -393,6 +435,46 @@ func (s *Service) logger() *slog.Logger {
 		return s.Log
 	}
 	return slog.Default()
+}
+
+// guardMembers leaves out of a plan's search results what the plan's member key let through
+// although the resource's patients are not its members now, and sets that resource's keys
+// again in the background. Keys that lag their Coverage (a fan-out that failed past its
+// retries, a process that stopped between a commit and its fan-out) then withhold nothing
+// from others' members: a plan's reads by id ask for the patients' plans anyway (admits),
+// and its searches are judged the same way. Totals may count what was left out until the keys
+// are set again.
+func (s *Service) guardMembers(ctx context.Context, rs []*Resource) ([]*Resource, error) {
+	if t := s.tenant(ctx); t == nil || t.role != RolePlan || len(rs) == 0 {
+		return rs, nil
+	}
+	out := rs[:0:0]
+	for _, r := range rs {
+		if !memberTypeSet[r.Type] {
+			out = append(out, r)
+			continue
+		}
+		ok, err := s.visibleAs(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, r)
+			continue
+		}
+		go func() {
+			ctx := AsSystem(context.WithoutCancel(ctx))
+			patients := s.storedPatients(r)
+			keys, err := s.newMemberLookup().keys(ctx, patients)
+			if err == nil {
+				err = s.setVerified(ctx, r.Type, r.ID, r.VersionID, patients, keys)
+			}
+			if err != nil {
+				s.logger().Warn("plan member keys not set again", "error", err)
+			}
+		}()
+	}
+	return out, nil
 }
 
 // memberMemo remembers, for one plan's scope, which patients are its members (visibleAs).

@@ -63,3 +63,35 @@ func TestMembership_CoverageBetweenLookupAndCommit(t *testing.T) {
 		t.Fatalf("the plan's search finds %d Conditions of its member, want 1", len(page.Resources))
 	}
 }
+
+// TestMembership_StaleKeyIsNotServed: a member key that outlived its Coverage (a fan-out that
+// never ran) lets nothing through a plan's search, and is taken away.
+func TestMembership_StaleKeyIsNotServed(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	sys := resources.AsSystem(context.Background())
+	organizations(w, "plan-1")
+	w.put(sys, "Patient", "p1", `"name":[{"family":"One"}]`)
+	w.put(sys, "Condition", "c1", `"subject":{"reference":"Patient/p1"},"code":{"text":"hiv"}`)
+	// The key a lost fan-out would have left: p1 has no Coverage.
+	if err := store.SetKeys(context.Background(), "Condition", "c1", 1, resources.MemberKeyPrefix, []string{resources.MemberKey("Organization/plan-1")}); err != nil {
+		t.Fatal(err)
+	}
+	plan := as(resources.RolePlan, "plan-1")
+	if got := visibleIDs(t, w.svc, plan, "Condition"); len(got) != 0 {
+		t.Fatalf("the plan's search serves a non-member's Condition: %v", got)
+	}
+	stale := func() bool {
+		page, err := store.Search(context.Background(), &resources.Query{Type: "Condition", Count: 10,
+			Clauses: []resources.Clause{{AnyKey: []string{resources.MemberKey("Organization/plan-1")}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Resources) > 0
+	}
+	for deadline := time.Now().Add(5 * time.Second); stale(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stale key was not taken away")
+		}
+	}
+}

@@ -521,6 +521,9 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 	if err != nil {
 		return nil, err
 	}
+	if page.Resources, err = s.guardMembers(ctx, page.Resources); err != nil {
+		return nil, err
+	}
 	if page.Withheld, err = s.withheld(ctx, q, gated, page.Total); err != nil {
 		return nil, err
 	}
@@ -537,6 +540,9 @@ func (s *Service) Search(ctx context.Context, sr *SearchRequest) (*Page, error) 
 		page.Total = int64(len(page.Resources))
 	}
 	if err := s.include(ctx, sr, page); err != nil {
+		return nil, err
+	}
+	if page.Included, err = s.guardMembers(ctx, page.Included); err != nil {
 		return nil, err
 	}
 	return page, nil

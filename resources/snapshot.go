@@ -59,8 +59,19 @@ func (s *Service) searchSnapshot(ctx context.Context, q *Query) (*Page, error) {
 	// The changed resources that matched at T, and (for this page) lie after the cursor.
 	var later []ranked
 	var matchedTotal int64
+	members, needsMembers := s.newMemberLookup(), selectsMembers(q.Clauses)
 	for _, r := range changed {
 		k := s.keysOf(r)
+		if k != nil && memberTypeSet[r.Type] && needsMembers {
+			// Member keys are kept beside a version, not in its JSON (membership.go): add
+			// the ones its patients have now, as the store's own keys would carry them.
+			mk, err := members.keys(ctx, keyedPatients(&Resource{Type: r.Type, ID: r.ID, Keys: *k}))
+			if err != nil {
+				return nil, err
+			}
+			k.Eq = append(k.Eq, mk...)
+			slices.Sort(k.Eq)
+		}
 		if k == nil || !Matches(q.Clauses, r, k) {
 			continue
 		}

@@ -143,8 +143,10 @@ type scoped struct {
 	// params are the search parameters whose keys limit tests: judging one resource
 	// against it needs only those keys (accessKeys).
 	params map[string]bool
-	// judged remembers visibleAs' answers for stored versions ("Type/id/version/lu"), which
-	// never change: a scope is replaced, not changed, when the organization's sets change.
+	// judged remembers visibleAs' answers for stored versions ("Type/id/version/lu"): a scope
+	// is replaced, not changed, when the organization's sets change, and a plan's answers,
+	// which also depend on Coverage (membership.go), are replaced with its scope by every
+	// Coverage write that names the plan.
 	mu     sync.Mutex
 	judged map[string]bool
 	// clause and gated are limit and ungated as clauses for store queries, made on the first
@@ -155,9 +157,8 @@ type scoped struct {
 }
 
 // limit is what a scope lets through: a resource carrying one of own's keys, or one some
-// alternative admits. The alternatives hold the access sets themselves, not copies (the cache
-// replaces a set, it never changes one), so making a limit costs nothing however large the
-// sets are. visibleAs judges one resource with a few map lookups (admits); the Clause a store
+// alternative admits. The alternatives hold the access sets themselves, not copies (sets
+// only grow while cached: idSet), so making a limit costs nothing however large the sets are. visibleAs judges one resource with a few map lookups (admits); the Clause a store
 // query needs lists every member of the sets, sorted, and is made only when a query asks for
 // it (clause). A CBO's scopes are made again whenever its sets change, which each of its first
 // writes to a Task does, and the Task update's reference check judges just two resources:
@@ -411,8 +412,10 @@ func (s *idSet) sorted() []string {
 		return nil
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return sortedSet(s.m)
+	ids := slices.Collect(maps.Keys(s.m))
+	s.mu.RUnlock()
+	slices.Sort(ids) // outside the lock: add waits for it under the cache's lock
+	return ids
 }
 
 // add adds ids and reports whether the set grew.
