@@ -211,9 +211,8 @@ func (s *Service) grantMembers(ctx context.Context, rs []*Resource) error {
 	return nil
 }
 
-// memberChange is what a Coverage write changes in membership: the patients it names before
-// and after, and the plans it named before (whose members may have left). Empty when the
-// beneficiary and payor pairs stay as they were.
+// memberChange is what a Coverage write may change in membership: the patients it names
+// before and after, and the plans it named before (whose members may have left).
 type memberChange struct {
 	patients []string
 	gone     []string
@@ -232,15 +231,8 @@ func (s *Service) coverageChange(typ string, old, doc map[string]any) memberChan
 		k := extractKeysFor(typ, doc, s.Base, map[string]bool{"beneficiary": true, "payor": true})
 		coveragePairs(&k, after)
 	}
-	same := len(before) == len(after)
-	for p, plans := range before {
-		if !slices.Equal(plans, after[p]) {
-			same = false
-		}
-	}
-	if same {
-		return memberChange{}
-	}
+	// Every Coverage write fans out, also one that leaves the pairs as they were: a client
+	// that writes it again after a failure (a fan-out lost with its process) repairs the keys.
 	var ch memberChange
 	gone := map[string]bool{}
 	for p, plans := range before {
