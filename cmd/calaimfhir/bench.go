@@ -226,7 +226,7 @@ func startBenchServer(ctx context.Context, mongoURI string) (base, storeName str
 	base = "http://" + ln.Addr().String() + "/fhir"
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	srv := server.New(server.Config{BaseURL: base, MaxBodyBytes: scfg.maxBodyBytes, StoreName: storeName, Version: version,
-		RequiredReferences: required, MaxBundleEntries: scfg.maxEntries, Verifier: verifier},
+		RequiredReferences: required, MaxBundleEntries: scfg.maxEntries, Verifier: verifier, BulkConcurrency: defaultBulkSlots()},
 		store, r4.Validate, logger, prometheus.NewRegistry())
 	if err := srv.Migrate(context.Background()); err != nil {
 		return "", "", nil, nil, err

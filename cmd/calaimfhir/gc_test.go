@@ -39,3 +39,31 @@ func TestTuneGC_SetsASoftMemoryLimit(t *testing.T) {
 		t.Errorf("with GOMEMLIMIT set, tuneGC changed the limit to %d", got)
 	}
 }
+
+// TestTuneProcs_TwoPerCPU: without GOMAXPROCS, the processors double and the bulk slots stay
+// at half the CPUs; with it, both are left to it.
+func TestTuneProcs_TwoPerCPU(t *testing.T) {
+	start := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(start)
+	defer func(c int) { cpus = c }(cpus)
+
+	t.Setenv("GOMAXPROCS", "")
+	runtime.GOMAXPROCS(3)
+	tuneProcs()
+	if got := runtime.GOMAXPROCS(0); got != 6 {
+		t.Errorf("GOMAXPROCS %d after tuneProcs on 3 CPUs, want 6", got)
+	}
+	if got := defaultBulkSlots(); got != 1 {
+		t.Errorf("bulk slots %d on 3 CPUs, want 1", got)
+	}
+	if got := bulkSlots(5); got != 5 {
+		t.Errorf("--bulk-concurrency 5 became %d", got)
+	}
+
+	t.Setenv("GOMAXPROCS", "3")
+	runtime.GOMAXPROCS(3)
+	tuneProcs()
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("with GOMAXPROCS set, tuneProcs changed it to %d", got)
+	}
+}
