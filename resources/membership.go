@@ -21,20 +21,27 @@ import (
 //   - Every write of a resource about patients gets the member keys of its patients' plans
 //     just before it is stored (grantMembers): the plans are read from the store, Coverage by
 //     beneficiary, plus what Coverage the same transaction writes.
-//   - Once a Coverage write that changes who is a member of which plan commits, every current
-//     resource about the patients it names gets its keys set again (fanOut): those that lack a
-//     key they should have, and those that carry a key of a plan the Coverage named before.
+//   - Once a Coverage write commits (any: one that changes nothing repairs a lost fan-out),
+//     every current resource about the patients it names gets its keys set again (fanOut):
+//     those that lack a key they should have, and those that carry a key of a plan the
+//     Coverage named before.
 //   - Once any write of a resource about patients commits, its patients' plans are read again
 //     and its keys set if they changed meanwhile (settleMembers). A Coverage write that
 //     commits between a resource's first lookup and its commit is otherwise missed by both: its
 //     fan-out may run before the resource is stored. With the check after the commit, either
 //     the check sees that Coverage, or it ran before the Coverage committed and so before its
 //     fan-out, which then finds the stored resource.
+//   - Every setting of a resource's keys is followed by a fresh read of its patients' plans,
+//     and set again until it holds (setVerified): two settings computed from reads in one
+//     order may land in the other.
 //   - A database written before member keys existed gets them once (MigrateMemberKeys, run
 //     at start-up by the server).
 //
 // Reads by id (visibleAs) do not need the keys: they ask for the patient's plans directly
-// (memoized per scope), which is the same question the keys answer.
+// (memoized per scope), which is the same question the keys answer. A plan's search results
+// are judged the same way (guardMembers), so a key that outlived its Coverage (a fan-out
+// lost with its process) lets nothing through; one that is missing hides the resource from
+// the plan's searches until the patient's Coverage is written again.
 
 // MemberKeyPrefix starts the member keys (MemberKey).
 const MemberKeyPrefix = "_member" + keySep
