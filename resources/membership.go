@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -476,30 +475,17 @@ func (s *Service) guardMembers(ctx context.Context, rs []*Resource) ([]*Resource
 	return out, nil
 }
 
-// memberMemo remembers, for one plan's scope, which patients are its members (visibleAs).
-type memberMemo struct {
-	mu sync.Mutex
-	m  map[string]bool
-}
-
-// isMember reports whether patient is a member of org, remembered in memo.
-func (s *Service) isMember(ctx context.Context, memo *memberMemo, org, patient string) (bool, error) {
-	memo.mu.Lock()
-	ok, hit := memo.m[patient]
-	memo.mu.Unlock()
-	if hit {
+// isMember reports whether patient is a member of org, remembered in memo (one plan's
+// scope: visibleAs).
+func (s *Service) isMember(ctx context.Context, memo *answers, org, patient string) (bool, error) {
+	if ok, hit := memo.get(patient); hit {
 		return ok, nil
 	}
 	plans, err := s.plansOf(ctx, patient)
 	if err != nil {
 		return false, err
 	}
-	ok = slices.Contains(plans, org)
-	memo.mu.Lock()
-	if memo.m == nil || len(memo.m) >= maxJudged {
-		memo.m = map[string]bool{}
-	}
-	memo.m[patient] = ok
-	memo.mu.Unlock()
+	ok := slices.Contains(plans, org)
+	memo.put(patient, ok)
 	return ok, nil
 }

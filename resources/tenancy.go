@@ -147,8 +147,7 @@ type scoped struct {
 	// is replaced, not changed, when the organization's sets change, and a plan's answers,
 	// which also depend on Coverage (membership.go), are replaced with its scope by every
 	// Coverage write that names the plan.
-	mu     sync.Mutex
-	judged map[string]bool
+	judged answers
 	// clause and gated are limit and ungated as clauses for store queries, made on the first
 	// query that needs them (scope), not with the scope: see limit.
 	once   sync.Once
@@ -175,7 +174,7 @@ type limit struct {
 	// resource about one of its members passes. The key is not in a resource's JSON, so
 	// judging one resource asks for its patients' plans instead (Service.admits).
 	member  string
-	members *memberMemo
+	members *answers
 }
 
 // setAlt admits a resource whose own id (byID) or patient reference is one of ids, and that
@@ -273,6 +272,29 @@ func (l *limit) addParams(into map[string]bool) {
 
 // maxJudged bounds a scope's remembered answers (cleared when full).
 const maxJudged = 20000
+
+// answers remembers yes/no answers by key, up to maxJudged (then it starts over): a scope's
+// visibility judgments, a plan's member patients.
+type answers struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (a *answers) get(key string) (ok, hit bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ok, hit = a.m[key]
+	return ok, hit
+}
+
+func (a *answers) put(key string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil || len(a.m) >= maxJudged {
+		a.m = map[string]bool{}
+	}
+	a.m[key] = ok
+}
 
 // scopeMemo caches a request's scopes and access sets: a search with _include and _has asks
 // for several.
@@ -479,7 +501,7 @@ func (s *Service) buildScope(ctx context.Context, t *tenant, typ string) (*scope
 		}
 		// Its members' resources carry its member key (membership.go).
 		l := keysLimit(append(own, MemberKey(t.org))...)
-		l.member, l.members = t.org, &memberMemo{}
+		l.member, l.members = t.org, &answers{}
 		return &scoped{limit: l}, nil
 	case RoleProvider:
 		switch typ {
@@ -737,9 +759,7 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 		return false, nil
 	}
 	key := r.Type + "/" + r.ID + "/" + strconv.FormatInt(r.VersionID, 10) + "/" + strconv.FormatInt(r.LastUpdated.UnixMicro(), 10)
-	sc.mu.Lock()
-	ok, hit := sc.judged[key]
-	sc.mu.Unlock()
+	ok, hit := sc.judged.get(key)
 	if hit {
 		return ok, nil
 	}
@@ -749,12 +769,7 @@ func (s *Service) visibleAs(ctx context.Context, r *Resource) (bool, error) {
 			return false, err
 		}
 	}
-	sc.mu.Lock()
-	if sc.judged == nil || len(sc.judged) >= maxJudged {
-		sc.judged = map[string]bool{}
-	}
-	sc.judged[key] = ok
-	sc.mu.Unlock()
+	sc.judged.put(key, ok)
 	return ok, nil
 }
 
