@@ -270,21 +270,20 @@ func (c *memberChange) merge(o memberChange) {
 // keys, and the fan-out of the membership its Coverage writes changed. A failure is retried in
 // the background (the writes stand; until the retry the keys lag the Coverage).
 func (s *Service) settleMembers(ctx context.Context, rs []*Resource, ch memberChange) {
-	err := s.checkMembers(ctx, rs)
-	if err == nil && len(ch.patients) > 0 {
-		err = s.fanOut(ctx, ch)
+	settle := func(ctx context.Context) error {
+		if err := s.checkMembers(ctx, rs); err != nil || len(ch.patients) == 0 {
+			return err
+		}
+		return s.fanOut(ctx, ch)
 	}
-	if err == nil {
+	if settle(ctx) == nil {
 		return
 	}
 	go func() {
 		ctx := context.WithoutCancel(ctx)
 		for attempt := 1; attempt <= 5; attempt++ {
 			time.Sleep(time.Duration(attempt) * time.Second)
-			err := s.checkMembers(ctx, rs)
-			if err == nil && len(ch.patients) > 0 {
-				err = s.fanOut(ctx, ch)
-			}
+			err := settle(ctx)
 			if err == nil {
 				return
 			}
@@ -301,14 +300,15 @@ func (s *Service) checkMembers(ctx context.Context, rs []*Resource) error {
 		if r.Deleted || !memberTypeSet[r.Type] {
 			continue
 		}
-		keys, err := m.keys(ctx, keyedPatients(r))
+		patients := keyedPatients(r)
+		keys, err := m.keys(ctx, patients)
 		if err != nil {
 			return err
 		}
 		if slices.Equal(keys, memberKeysOf(r.Keys.Eq)) {
 			continue
 		}
-		if err := s.setVerified(ctx, r.Type, r.ID, r.VersionID, keyedPatients(r), keys); err != nil {
+		if err := s.setVerified(ctx, r.Type, r.ID, r.VersionID, patients, keys); err != nil {
 			return err
 		}
 	}
