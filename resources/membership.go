@@ -49,6 +49,41 @@ const MemberKeyPrefix = "_member" + keySep
 // ("Organization/<id>").
 func MemberKey(org string) string { return MemberKeyPrefix + org }
 
+// ReplacePrefixed is Store.SetKeys on a version's keys: old with its keys starting with prefix
+// replaced by those of keys that do (sorted, without duplicates, as Keys.Eq), and which keys
+// that adds and removes.
+func ReplacePrefixed(old []string, prefix string, keys []string) (next, added, removed []string) {
+	want := map[string]bool{}
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			want[k] = true
+		}
+	}
+	had := map[string]bool{}
+	for _, k := range old {
+		if !strings.HasPrefix(k, prefix) {
+			next = append(next, k)
+			continue
+		}
+		had[k] = true
+		if want[k] {
+			next = append(next, k)
+		} else {
+			removed = append(removed, k)
+		}
+	}
+	for k := range want {
+		if !had[k] {
+			added = append(added, k)
+			next = append(next, k)
+		}
+	}
+	slices.Sort(next)
+	next = slices.Compact(next)
+	slices.Sort(added)
+	return next, added, removed
+}
+
 // memberTypes are the types whose resources are about patients: Patient, and every type with a
 // patient reference parameter.
 var memberTypes = func() []string {

@@ -3,8 +3,6 @@ package mongostore
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -44,8 +42,8 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 	case d.Del:
 		return nil
 	}
-	next, changed := withPrefixed(d.K, prefix, keys)
-	if !changed {
+	next, added, removed := resources.ReplacePrefixed(d.K, prefix, keys)
+	if len(added) == 0 && len(removed) == 0 {
 		return nil
 	}
 	res, err := cur.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "v", Value: version}, {Key: "w", Value: d.W}},
@@ -57,25 +55,6 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 		return resources.Errorf(resources.KindConflict, "%s/%s changed while its keys were set", typ, id)
 	}
 	return nil
-}
-
-// withPrefixed returns old with its keys starting with prefix replaced by keys, sorted and
-// without duplicates (as Keys.Eq), and whether that changes anything.
-func withPrefixed(old []string, prefix string, keys []string) ([]string, bool) {
-	next := make([]string, 0, len(old)+len(keys))
-	for _, k := range old {
-		if !strings.HasPrefix(k, prefix) {
-			next = append(next, k)
-		}
-	}
-	for _, k := range keys {
-		if strings.HasPrefix(k, prefix) {
-			next = append(next, k)
-		}
-	}
-	slices.Sort(next)
-	next = slices.Compact(next)
-	return next, !slices.Equal(next, old)
 }
 
 // migrationsColl records the one-time data migrations done (resources.Store.Migrated).

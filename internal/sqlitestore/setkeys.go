@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/calaimfhir/calaimfhir/resources"
@@ -37,7 +35,7 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 		if err := json.Unmarshal([]byte(eq.String), &old); err != nil {
 			return err
 		}
-		next, added, removed := replacePrefixed(old, prefix, keys)
+		next, added, removed := resources.ReplacePrefixed(old, prefix, keys)
 		if len(added) == 0 && len(removed) == 0 {
 			return nil
 		}
@@ -65,40 +63,6 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 		_, err = w.exec(`UPDATE resources SET eq_keys = ? WHERE type = ? AND id = ?`, string(b), typ, id)
 		return err
 	})
-}
-
-// replacePrefixed returns old with its keys starting with prefix replaced by keys (sorted,
-// without duplicates), and which keys that adds and removes.
-func replacePrefixed(old []string, prefix string, keys []string) (next, added, removed []string) {
-	want := map[string]bool{}
-	for _, k := range keys {
-		if strings.HasPrefix(k, prefix) {
-			want[k] = true
-		}
-	}
-	had := map[string]bool{}
-	for _, k := range old {
-		if !strings.HasPrefix(k, prefix) {
-			next = append(next, k)
-			continue
-		}
-		had[k] = true
-		if want[k] {
-			next = append(next, k)
-		} else {
-			removed = append(removed, k)
-		}
-	}
-	for k := range want {
-		if !had[k] {
-			added = append(added, k)
-			next = append(next, k)
-		}
-	}
-	slices.Sort(next)
-	next = slices.Compact(next)
-	slices.Sort(added)
-	return next, added, removed
 }
 
 // Migrated implements resources.Store.
