@@ -37,6 +37,8 @@ func matchClause(c Clause, r *Resource, k *Keys) bool {
 		return !hasKey(c.NoKey)
 	case len(c.IDs) > 0:
 		return slices.Contains(c.IDs, r.ID)
+	case len(c.NotIDs) > 0:
+		return !slices.Contains(c.NotIDs, r.ID)
 	case len(c.LastUpdated) > 0:
 		return slices.ContainsFunc(c.LastUpdated, func(dr DateRange) bool { return dr.Contains(r.LastUpdated) })
 	case len(c.Strings) > 0:

@@ -27,13 +27,14 @@ type Clause struct {
 	AnyKey      []string      // the resource carries at least one of these equality keys
 	NoKey       []string      // the resource carries none of these equality keys (:not, :missing=true)
 	IDs         []string      // the resource id is one of these
+	NotIDs      []string      // the resource id is none of these
 	LastUpdated []DateRange   // meta.lastUpdated falls in at least one range
 	Strings     []StringMatch // some string value matches
 	Dates       []ValueMatch  // some date value (Keys.Dates) satisfies the bounds
 	Numbers     []ValueMatch  // some number value (Keys.Numbers) satisfies the bounds
 
 	// Or holds when all the clauses of at least one alternative hold (an empty Or, like every
-	// empty clause, matches nothing). Its clauses may only be AnyKey, NoKey or IDs clauses:
+	// empty clause, matches nothing). Its clauses may only be AnyKey, NoKey, IDs or NotIDs clauses:
 	// the Service builds them for tenancy and consent (tenancy.go), never from request syntax.
 	Or [][]Clause
 

@@ -54,6 +54,8 @@ func TestMatches_EachClauseKind(t *testing.T) {
 		{"other key", []resources.Clause{owner("b")}, false},
 		{"nokey", []resources.Clause{{NoKey: []string{resources.RefKey("owner", "Organization", "a")}}}, false},
 		{"ids", []resources.Clause{{IDs: []string{"t0", "t1"}}}, true},
+		{"not ids", []resources.Clause{{NotIDs: []string{"t0", "t1"}}}, false},
+		{"not other ids", []resources.Clause{{NotIDs: []string{"t0"}}}, true},
 		{"lastUpdated", []resources.Clause{{LastUpdated: []resources.DateRange{{To: r.LastUpdated}}}}, false},
 		{"date", []resources.Clause{{Dates: []resources.ValueMatch{day}}}, true},
 		{"empty clause", []resources.Clause{{}}, false},

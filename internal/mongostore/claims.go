@@ -73,6 +73,11 @@ type claim struct {
 func condKey(typ string, cond *resources.Query) string {
 	parts := make([]string, 0, len(cond.Clauses))
 	for _, c := range cond.Clauses {
+		if len(c.NotIDs) > 0 {
+			// The matches a caller may not see, excluded from its search (Service.match):
+			// creators of one condition share a chain whatever each excludes.
+			continue
+		}
 		var enc []any
 		switch {
 		case len(c.AnyKey) > 0:

@@ -36,7 +36,7 @@ func compile(clauses []resources.Clause) (filter bson.D, values []*valueClause, 
 	var and bson.A
 	for _, c := range clauses {
 		switch {
-		case len(c.AnyKey) > 0 || len(c.NoKey) > 0 || len(c.IDs) > 0:
+		case len(c.AnyKey) > 0 || len(c.NoKey) > 0 || len(c.IDs) > 0 || len(c.NotIDs) > 0:
 			and = append(and, keyFilter(c))
 		case len(c.Or) > 0:
 			var or bson.A
@@ -97,7 +97,7 @@ func plainEquality(cond bson.D) (bson.E, bool) {
 	return cond[0], ok
 }
 
-// keyFilter compiles an AnyKey, NoKey or IDs clause (the kinds an Or may hold); any other
+// keyFilter compiles an AnyKey, NoKey, IDs or NotIDs clause (the kinds an Or may hold); any other
 // clause compiles to a condition no document meets.
 func keyFilter(c resources.Clause) bson.D {
 	switch {
@@ -114,6 +114,8 @@ func keyFilter(c resources.Clause) bson.D {
 		return bson.D{{Key: "_id", Value: c.IDs[0]}}
 	case len(c.IDs) > 0:
 		return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: strs(c.IDs)}}}}
+	case len(c.NotIDs) > 0:
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$nin", Value: strs(c.NotIDs)}}}}
 	}
 	return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{}}}}}
 }

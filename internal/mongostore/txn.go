@@ -6,6 +6,7 @@ package mongostore
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -129,7 +130,8 @@ func claimConflict(i int, err error) error {
 }
 
 // matchDoc reports whether the version in h satisfies every clause, with the semantics of the
-// filter compile builds (Search): equality keys on k, value clauses on x, ids, lastUpdated.
+// filter compile builds (Search): equality keys on k, value clauses on x, ids, lastUpdated,
+// and alternatives of those (a caller's scope).
 func matchDoc(clauses []resources.Clause, h *doc) bool {
 	has := make(map[string]bool, len(h.K))
 	for _, k := range h.K {
@@ -153,12 +155,16 @@ func matchDoc(clauses []resources.Clause, h *doc) bool {
 		case len(c.Strings) > 0 || len(c.Dates) > 0 || len(c.Numbers) > 0:
 			ok = compileValue(c).match(h.X)
 		case len(c.IDs) > 0:
-			for _, id := range c.IDs {
-				ok = ok || id == h.RID
-			}
+			ok = slices.Contains(c.IDs, h.RID)
+		case len(c.NotIDs) > 0:
+			ok = !slices.Contains(c.NotIDs, h.RID)
 		case len(c.LastUpdated) > 0:
 			for _, r := range c.LastUpdated {
 				ok = ok || inRange(r, h.LU)
+			}
+		case len(c.Or) > 0:
+			for _, alt := range c.Or {
+				ok = ok || matchDoc(alt, h)
 			}
 		}
 		if !ok {

@@ -727,7 +727,7 @@ func compileSearch(q *resources.Query) compiled {
 	}
 	for _, c := range clauses {
 		switch {
-		case len(c.AnyKey) > 0 || len(c.IDs) > 0 || len(c.NoKey) > 0:
+		case len(c.AnyKey) > 0 || len(c.IDs) > 0 || len(c.NoKey) > 0 || len(c.NotIDs) > 0:
 			cond, a := keyClauseSQL(c, driven)
 			where = append(where, cond)
 			args = append(args, a...)
@@ -839,7 +839,7 @@ func compileSearch(q *resources.Query) compiled {
 	return out
 }
 
-// keyClauseSQL compiles an AnyKey, IDs or NoKey clause (the kinds an Or may hold); any other
+// keyClauseSQL compiles an AnyKey, IDs, NotIDs or NoKey clause (the kinds an Or may hold); any other
 // clause compiles to false. driven says the search is driven by one key (a few candidate
 // rows): a long list is then tested row by row in a string (memberOf) instead of being loaded
 // into a temporary index first, which for a plan's thousands of members cost more than the
@@ -865,6 +865,13 @@ func keyClauseSQL(c resources.Clause, driven bool) (string, []any) {
 	case len(c.NoKey) > 0:
 		cond, args := anyKeySQL(c.NoKey)
 		return "NOT " + cond, args
+	case len(c.NotIDs) > longList:
+		return "r.id NOT IN (SELECT value FROM json_each(?))", []any{jsonList(c.NotIDs)}
+	case len(c.NotIDs) > 0:
+		for _, v := range c.NotIDs {
+			args = append(args, v)
+		}
+		return "r.id NOT IN (" + placeholders(len(c.NotIDs)) + ")", args
 	}
 	return "0", nil
 }

@@ -176,6 +176,38 @@ func init() {
 		}
 	})
 
+	// The conditions the Service hands over: the caller's scope as alternatives, and the matches
+	// it judged invisible to the caller excluded by id (Service.match). An earlier write of the
+	// same transaction counts as a match under the same clauses.
+	register("Apply_IfNoneMatch_ScopedAndExcluded", func(t *testing.T, h Harness) {
+		s, _ := h.OpenFresh(t)
+		cin := func(v string) resources.Clause {
+			return resources.Clause{AnyKey: []string{resources.TokenKey("identifier", "urn:cin", v)}}
+		}
+		cond := func(clauses ...resources.Clause) *resources.Query { return &resources.Query{Clauses: clauses} }
+		mustPut(t, s, patient("p1", 1, "44444444D"))
+		ws := writes(patient("p2", 1, "44444444D"))
+		ws[0].IfNoneMatch = cond(cin("44444444D"), resources.Clause{NotIDs: []string{"p1"}})
+		if err := transactor(t, s).Apply(ctx(t), ws); err != nil {
+			t.Fatalf("p1 excluded: %v", err)
+		}
+		ws = writes(patient("p3", 1, "44444444D"))
+		ws[0].IfNoneMatch = cond(cin("44444444D"), resources.Clause{NotIDs: []string{"p1"}})
+		wantApplyError(t, transactor(t, s).Apply(ctx(t), ws), 0, resources.KindConflict) // p2 matches
+
+		// Within one transaction: p4 is written first; p5's condition matches it through an
+		// alternative, unless p4 is excluded.
+		scope := resources.Clause{Or: [][]resources.Clause{{{IDs: []string{"elsewhere"}}}, {{IDs: []string{"p4"}}}}}
+		ws = writes(patient("p4", 1, "55555555E"), patient("p5", 1, "55555555E"))
+		ws[1].IfNoneMatch = cond(cin("55555555E"), scope)
+		wantApplyError(t, transactor(t, s).Apply(ctx(t), ws), 1, resources.KindConflict)
+		ws = writes(patient("p4", 1, "55555555E"), patient("p5", 1, "55555555E"))
+		ws[1].IfNoneMatch = cond(cin("55555555E"), resources.Clause{NotIDs: []string{"p4"}})
+		if err := transactor(t, s).Apply(ctx(t), ws); err != nil {
+			t.Fatalf("p4 excluded: %v", err)
+		}
+	})
+
 	register("Apply_ConcurrentConditionalCreates_OneWins", func(t *testing.T, h Harness) {
 		s, _ := h.OpenFresh(t)
 		cond := &resources.Query{Clauses: []resources.Clause{{AnyKey: []string{resources.TokenKey("identifier", "urn:cin", "33333333C")}}}}

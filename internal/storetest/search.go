@@ -102,6 +102,12 @@ func init() {
 			{"ids", []resources.Clause{{IDs: []string{"a3", "b1", "zz"}}}, []string{"a3", "b1"}},
 			{"ids and owner", []resources.Clause{{IDs: []string{"a3", "b1"}}, owner("a")}, []string{"a3"}},
 			{"no match", []resources.Clause{owner("c")}, nil},
+			// NotIDs: the matches of a condition its caller may not see (Service.match).
+			{"not ids", []resources.Clause{{NotIDs: []string{"a1", "zz"}}}, []string{"a2", "a3", "b1"}},
+			{"owner and not ids", []resources.Clause{owner("a"), {NotIDs: []string{"a2"}}}, []string{"a1", "a3"}},
+			{"long not ids", []resources.Clause{{NotIDs: longList("x", "a1", "b1")}}, []string{"a2", "a3"}},
+			{"owner and long not ids", []resources.Clause{owner("a"), {NotIDs: longList("x", "a3")}}, []string{"a1", "a2"}},
+			{"or with not ids", []resources.Clause{{Or: [][]resources.Clause{{owner("b")}, {{NotIDs: []string{"a1", "a2", "b1"}}}}}}, []string{"a3", "b1"}},
 			// Or: the disjunction of conjunctions tenancy and consent build.
 			{"or of owners", []resources.Clause{{Or: [][]resources.Clause{{owner("a"), status("requested")}, {owner("b")}}}}, []string{"a1", "b1"}},
 			{"or with ids and nokey", []resources.Clause{{Or: [][]resources.Clause{
