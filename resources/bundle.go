@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -408,23 +409,17 @@ func (s *Service) resolveConditionalRefs(ctx context.Context, raw json.RawMessag
 		if !isCond || !Supported(typ) || strings.Contains(typ, "/") {
 			return ref
 		}
-		cond, err := s.condition(ctx, typ, query)
-		if err != nil {
-			firstErr = err
-			return ref
-		}
-		cond.Count = 2
-		page, err := s.Store.Search(ctx, cond)
+		matches, _, err := s.match(ctx, typ, query, 1)
 		switch {
 		case err != nil:
 			firstErr = err
-		case len(page.Resources) == 0:
+		case len(matches) == 0:
 			firstErr = Errorf(KindNotFound, "the conditional reference %s matches nothing", ref)
-		case len(page.Resources) > 1:
+		case len(matches) > 1:
 			firstErr = Errorf(KindPreconditionFailed, "the conditional reference %s matches more than one %s", ref, typ)
 		default:
 			changed = true
-			return typ + "/" + page.Resources[0].ID
+			return typ + "/" + matches[0].ID
 		}
 		return ref
 	})
@@ -529,7 +524,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 	for _, p := range order(http.MethodDelete) {
 		targets := []string{p.id}
 		if p.query != "" {
-			matches, err := s.conditionalMatches(ctx, p.typ, p.query, s.multipleDelete())
+			matches, _, err := s.conditionalMatches(ctx, p.typ, p.query, s.multipleDelete())
 			if err != nil {
 				return nil, fail(p, err)
 			}
@@ -573,7 +568,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 			return nil, fail(p, Errorf(KindBadRequest, "POST goes to a type, not %q", p.entry.Request.URL))
 		}
 		if c := p.entry.Request.IfNoneExist; c != "" {
-			matches, err := s.conditionalMatches(ctx, p.typ, c, false)
+			matches, recheck, err := s.conditionalMatches(ctx, p.typ, c, false)
 			if err != nil {
 				return nil, fail(p, err)
 			}
@@ -582,9 +577,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				s.mapPlaceholder(placeholders, p.entry.FullURL, p.typ, p.existing.ID)
 				continue
 			}
-			if p.cond, err = s.condition(ctx, p.typ, c); err != nil {
-				return nil, fail(p, err)
-			}
+			p.cond = recheck
 		}
 		p.id, p.created = NewID(), true
 		if err := claim(p, p.typ+"/"+p.id, true); err != nil {
@@ -594,7 +587,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 	}
 	for _, p := range order(http.MethodPut) {
 		if p.query != "" {
-			matches, err := s.conditionalMatches(ctx, p.typ, p.query, false)
+			matches, recheck, err := s.conditionalMatches(ctx, p.typ, p.query, false)
 			if err != nil {
 				return nil, fail(p, err)
 			}
@@ -602,9 +595,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 				// No If-Match: the version read below is checked by Apply (compare-and-set).
 				p.id = matches[0].ID
 			} else {
-				if p.cond, err = s.condition(ctx, p.typ, p.query); err != nil {
-					return nil, fail(p, err)
-				}
+				p.cond = recheck
 				p.id, p.created = NewID(), true
 			}
 		} else {
@@ -622,7 +613,7 @@ func (s *Service) transaction(ctx context.Context, entries []entryIn, opts Bundl
 
 	for _, p := range order(http.MethodPatch) {
 		if p.query != "" {
-			matches, err := s.conditionalMatches(ctx, p.typ, p.query, false)
+			matches, _, err := s.conditionalMatches(ctx, p.typ, p.query, false)
 			if err != nil {
 				return nil, fail(p, err)
 			}
@@ -813,33 +804,95 @@ func (s *Service) mapPlaceholder(m map[string]string, fullURL, typ, id string) {
 
 func (s *Service) multipleDelete() bool { return s.MultipleConditionalDelete }
 
-// conditionalMatches returns the current resources matching a condition: at most one unless
-// several are allowed (then up to MaxResolved); more is KindPreconditionFailed.
-func (s *Service) conditionalMatches(ctx context.Context, typ, query string, several bool) ([]*Resource, error) {
-	cond, err := s.condition(ctx, typ, query)
-	if err != nil {
-		return nil, err
-	}
+// conditionalMatches returns the current resources matching a condition that the caller may
+// see: at most one unless several are allowed (then up to MaxResolved); more is
+// KindPreconditionFailed. recheck is the condition a store tests again when it writes (match).
+func (s *Service) conditionalMatches(ctx context.Context, typ, query string, several bool) (matches []*Resource, recheck *Query, err error) {
 	limit := 1
 	if several {
 		limit = MaxResolved
 	}
-	cond.Count = limit + 1
-	page, err := s.Store.Search(ctx, cond)
+	matches, recheck, err = s.match(ctx, typ, query, limit)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(page.Resources) > limit {
-		return nil, Errorf(KindPreconditionFailed, "the condition %s?%s matches more than %d resource(s)", typ, query, limit)
+	if len(matches) > limit {
+		return nil, nil, Errorf(KindPreconditionFailed, "the condition %s?%s matches more than %d resource(s)", typ, query, limit)
 	}
-	return page.Resources, nil
+	return matches, recheck, nil
+}
+
+// maxJudgedMatches bounds the matches of a condition that match judges one by one; a condition
+// that matches more (across every organization) is searched with the caller's scope instead.
+const maxJudgedMatches = 32
+
+// match finds the current resources of typ that match the query of a conditional interaction
+// and that ctx's caller may see: up to limit+1 of them. recheck is the condition a store tests
+// again as it writes (Write.IfNoneMatch, Store.CreateIfNoneExist).
+//
+// A conditional interaction never matches, and so never reveals or changes, what its caller may
+// not see. Putting the caller's scope into the query says so, but a provider's or a CBO's scope
+// lists its patients and referrals, tens of thousands of ids for a busy clinic: every referral
+// push would make the store build, bind and scan that list, twice, the second time in the
+// embedded store's writer, which every write waits for (docs/benchmarks.md). A condition
+// selects a handful of resources (an identifier), so match searches it without the scope and
+// judges each match in memory as a read by id is judged (visibleAs). The matches the caller may
+// not see are excluded from recheck by id: a store that finds a match at write time has found
+// one the caller has not judged yet, which the caller looks at on its next round (a transaction
+// plans again after a conflict, Create looks again). A condition with more than
+// maxJudgedMatches matches is searched with the scope, and recheck carries it.
+func (s *Service) match(ctx context.Context, typ, query string, limit int) (visible []*Resource, recheck *Query, err error) {
+	q, err := s.ParseCondition(typ, query)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := s.access(ctx, typ)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sc != nil {
+		probe := *q
+		probe.Count = maxJudgedMatches + 1
+		page, err := s.Store.Search(ctx, &probe)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(page.Resources) <= maxJudgedMatches {
+			var hidden []string
+			for _, r := range page.Resources {
+				ok, err := s.visibleAs(ctx, r)
+				if err != nil {
+					return nil, nil, err
+				}
+				if ok {
+					visible = append(visible, r)
+				} else {
+					hidden = append(hidden, r.ID)
+				}
+			}
+			if len(hidden) > 0 {
+				q.Clauses = append(slices.Clip(q.Clauses), Clause{NotIDs: hidden})
+			}
+			return visible, q, nil
+		}
+		if _, err := s.scopeQuery(ctx, q); err != nil {
+			return nil, nil, err
+		}
+	}
+	probe := *q
+	probe.Count = limit + 1
+	page, err := s.Store.Search(ctx, &probe)
+	if err != nil {
+		return nil, nil, err
+	}
+	return page.Resources, q, nil
 }
 
 // ConditionalUpdate is PUT Type?query: no match creates (race-free, like a conditional
 // create), one match is updated (compare-and-set on its version), several are 412.
 func (s *Service) ConditionalUpdate(ctx context.Context, typ, query string, body []byte) (*Resource, bool, error) {
 	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
-		matches, err := s.conditionalMatches(ctx, typ, query, false)
+		matches, _, err := s.conditionalMatches(ctx, typ, query, false)
 		if err != nil {
 			return nil, false, err
 		}
@@ -886,7 +939,7 @@ func setID(body []byte, id string) ([]byte, error) {
 // server allows several (MultipleConditionalDelete), otherwise more than one is 412.
 func (s *Service) ConditionalDelete(ctx context.Context, typ, query string) (int, error) {
 	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
-		matches, err := s.conditionalMatches(ctx, typ, query, s.MultipleConditionalDelete)
+		matches, _, err := s.conditionalMatches(ctx, typ, query, s.MultipleConditionalDelete)
 		if err != nil {
 			return 0, err
 		}

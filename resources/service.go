@@ -216,19 +216,33 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 		s.afterWrite(ctx, r, note)
 		return r, true, nil
 	}
-	cond, err := s.condition(ctx, typ, ifNoneExist)
-	if err != nil {
-		return nil, false, err
+	for attempt := 0; attempt < maxWriteAttempts; attempt++ {
+		matches, recheck, err := s.conditionalMatches(ctx, typ, ifNoneExist, false)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(matches) == 1 {
+			return matches[0], false, nil
+		}
+		existing, err := s.Store.CreateIfNoneExist(ctx, r, recheck)
+		if err != nil {
+			return nil, false, err
+		}
+		if existing == nil {
+			s.afterWrite(ctx, r, note)
+			return r, true, nil
+		}
+		// A match stored since the caller's matches were judged: judge it too.
+		ok, err := s.visibleAs(ctx, existing)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			return existing, false, nil
+		}
+		backoff(ctx, attempt)
 	}
-	existing, err := s.Store.CreateIfNoneExist(ctx, r, cond)
-	if err != nil {
-		return nil, false, err
-	}
-	if existing != nil {
-		return existing, false, nil
-	}
-	s.afterWrite(ctx, r, note)
-	return r, true, nil
+	return nil, false, Errorf(KindConflict, "%s?%s keeps changing; try again", typ, ifNoneExist)
 }
 
 // ParseCondition parses the query of a conditional interaction. Unlike a search, every
@@ -249,19 +263,6 @@ func (s *Service) ParseCondition(typ, query string) (*Query, error) {
 		return nil, Errorf(KindBadRequest, "the condition selects nothing: give at least one search parameter")
 	}
 	return &sr.Query, nil
-}
-
-// condition parses the query of a conditional interaction and limits it to what the caller
-// may see: a conditional create never matches (and so never reveals) another tenant's data.
-func (s *Service) condition(ctx context.Context, typ, query string) (*Query, error) {
-	q, err := s.ParseCondition(typ, query)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.scopeQuery(ctx, q); err != nil {
-		return nil, err
-	}
-	return q, nil
 }
 
 // Update writes a new version of typ/id, creating it when it does not exist (the client
@@ -699,7 +700,7 @@ func (s *Service) patched(ctx context.Context, typ, id string, format PatchForma
 // ConditionalPatch is PATCH Type?query: the one match is patched (412 for several, 404 for
 // none).
 func (s *Service) ConditionalPatch(ctx context.Context, typ, query string, format PatchFormat, patch []byte) (*Resource, error) {
-	matches, err := s.conditionalMatches(ctx, typ, query, false)
+	matches, _, err := s.conditionalMatches(ctx, typ, query, false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,202 @@
+package resources_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/resources"
+)
+
+// Conditional interactions judge the matches of their condition as reads by id are judged
+// (Service.match): a match the caller may not see is neither returned nor counted, and the
+// condition a store tests again at write time excludes it. These tests look at both ways a
+// condition is answered (judged one by one, and past maxJudgedMatches matches searched with
+// the caller's scope) and at a match stored between the two looks.
+
+func patientCIN(cin string) []byte {
+	return []byte(`{"resourceType":"Patient","name":[{"family":"Doe"}],"identifier":[{"system":"urn:cin","value":"` + cin + `"}]}`)
+}
+
+func cinCondition(cin string) string { return "identifier=urn:cin|" + cin }
+
+// bundleIDs runs a transaction and returns, per entry, the id in its Location.
+func bundleIDs(t *testing.T, svc *resources.Service, ctx context.Context, entries ...string) []string {
+	t.Helper()
+	res, err := svc.ProcessBundle(ctx, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(entries, ",")+`]}`), resources.BundleOptions{})
+	if err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+	var ids []string
+	for _, e := range res.Entries {
+		// Location: Type/id/_history/n
+		parts := strings.Split(e.Location, "/")
+		if len(parts) < 2 {
+			t.Fatalf("entry without a location: %+v", e)
+		}
+		ids = append(ids, parts[1])
+	}
+	return ids
+}
+
+func TestConditional_MatchesTheCallerMayNotSee(t *testing.T) {
+	// prov-1 stores theirs patients with one CIN; prov-2 sees none of them.
+	for _, theirs := range []int{1, 40} {
+		t.Run(fmt.Sprintf("%d invisible matches", theirs), func(t *testing.T) {
+			store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+			w := &world{t: t, svc: newService(t, store, time.Hour)}
+			organizations(w, "prov-1", "prov-2")
+			prov1, prov2 := as(resources.RoleProvider, "prov-1"), as(resources.RoleProvider, "prov-2")
+			var hidden []string
+			for range theirs {
+				r, _, err := w.svc.Create(prov1, "Patient", patientCIN("11111111A"), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				hidden = append(hidden, r.ID)
+			}
+
+			// prov-2's conditional create creates its own patient, then finds it.
+			mine, created, err := w.svc.Create(prov2, "Patient", patientCIN("11111111A"), cinCondition("11111111A"))
+			if err != nil || !created || slices.Contains(hidden, mine.ID) {
+				t.Fatalf("prov-2's conditional create: %v, created %v, %v", mine, created, err)
+			}
+			again, created, err := w.svc.Create(prov2, "Patient", patientCIN("11111111A"), cinCondition("11111111A"))
+			if err != nil || created || again.ID != mine.ID {
+				t.Fatalf("prov-2's second conditional create: %v, created %v, %v; want its patient %s", again, created, err, mine.ID)
+			}
+
+			// prov-1 sees its own: one is found, several are 412.
+			got, created, err := w.svc.Create(prov1, "Patient", patientCIN("11111111A"), cinCondition("11111111A"))
+			switch {
+			case theirs == 1 && (err != nil || created || got.ID != hidden[0]):
+				t.Fatalf("prov-1's conditional create: %v, created %v, %v; want its patient %s", got, created, err, hidden[0])
+			case theirs > 1 && !resources.IsKind(err, resources.KindPreconditionFailed):
+				t.Fatalf("prov-1's conditional create with %d matches: %v, want 412", theirs, err)
+			}
+
+			// In a transaction: a conditional create of a CIN only prov-1 has creates, and a
+			// conditional reference resolves to prov-2's patient alone.
+			ids := bundleIDs(t, w.svc, prov2,
+				`{"fullUrl":"urn:uuid:p","resource":`+string(patientCIN("11111111A"))+`,"request":{"method":"POST","url":"Patient","ifNoneExist":"`+cinCondition("11111111A")+`"}}`,
+				`{"resource":{"resourceType":"Condition","subject":{"reference":"Patient?`+cinCondition("11111111A")+`"},"code":{"text":"housing"}},"request":{"method":"POST","url":"Condition"}}`)
+			if ids[0] != mine.ID {
+				t.Errorf("the transaction's conditional create answered %s, want prov-2's patient %s", ids[0], mine.ID)
+			}
+			cond, err := w.svc.Read(prov2, "Condition", ids[1])
+			if err != nil || !strings.Contains(string(cond.JSON), `"Patient/`+mine.ID+`"`) {
+				t.Fatalf("the conditional reference: %s, %v; want Patient/%s", cond.JSON, err, mine.ID)
+			}
+			for range theirs {
+				r, _, err := w.svc.Create(prov1, "Patient", patientCIN("22222222B"), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				hidden = append(hidden, r.ID)
+			}
+			ids = bundleIDs(t, w.svc, prov2,
+				`{"resource":`+string(patientCIN("22222222B"))+`,"request":{"method":"POST","url":"Patient","ifNoneExist":"`+cinCondition("22222222B")+`"}}`)
+			if slices.Contains(hidden, ids[0]) {
+				t.Fatalf("the transaction's conditional create answered prov-1's patient %s", ids[0])
+			}
+		})
+	}
+}
+
+// storeFirst stores a resource, through the service as a given caller, just before the first
+// conditional write reaches the store: a match that arrives between the caller's look and its
+// write.
+type storeFirst struct {
+	resources.Store
+	once  sync.Once
+	first func()
+}
+
+func (s *storeFirst) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
+	s.once.Do(s.first)
+	return s.Store.CreateIfNoneExist(ctx, r, cond)
+}
+
+func (s *storeFirst) Apply(ctx context.Context, writes []*resources.Write) error {
+	if slices.ContainsFunc(writes, func(w *resources.Write) bool { return w.IfNoneMatch != nil }) {
+		s.once.Do(s.first)
+	}
+	return s.Store.(resources.Transactor).Apply(ctx, writes)
+}
+
+func TestConditional_MatchStoredMeanwhile(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		by          string // who stores the match meanwhile
+		transaction bool
+	}{
+		{"invisible, create", "prov-1", false},
+		{"visible, create", "prov-2", false},
+		{"invisible, transaction", "prov-1", true},
+		{"visible, transaction", "prov-2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+			store := &storeFirst{Store: inner}
+			w := &world{t: t, svc: newService(t, store, time.Hour)}
+			organizations(w, "prov-1", "prov-2")
+			var meanwhile string
+			store.first = func() {
+				// Through a service on the inner store: the wrapper's once is taken.
+				other := newService(t, inner, time.Hour)
+				r, _, err := other.Create(as(resources.RoleProvider, tc.by), "Patient", patientCIN("33333333C"), "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				meanwhile = r.ID
+			}
+			prov2 := as(resources.RoleProvider, "prov-2")
+			var got string
+			var created bool
+			if tc.transaction {
+				got = bundleIDs(t, w.svc, prov2,
+					`{"resource":`+string(patientCIN("33333333C"))+`,"request":{"method":"POST","url":"Patient","ifNoneExist":"`+cinCondition("33333333C")+`"}}`)[0]
+				created = got != meanwhile
+			} else {
+				r, c, err := w.svc.Create(prov2, "Patient", patientCIN("33333333C"), cinCondition("33333333C"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, created = r.ID, c
+			}
+			if meanwhile == "" {
+				t.Fatal("nothing was stored meanwhile")
+			}
+			visible := tc.by == "prov-2"
+			if visible && (created || got != meanwhile) {
+				t.Errorf("a visible match stored meanwhile: answered %s (created %v), want %s", got, created, meanwhile)
+			}
+			if !visible && (!created || got == meanwhile) {
+				t.Errorf("an invisible match stored meanwhile: answered %s (created %v), want a new patient", got, created)
+			}
+			sr, err := resources.ParseSearch("Patient", map[string][]string{"identifier": {"urn:cin|33333333C"}}, w.svc.Base, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, err := w.svc.Search(resources.AsSystem(context.Background()), sr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 2
+			if visible {
+				want = 1
+			}
+			if len(page.Resources) != want {
+				body, _ := json.Marshal(page.Resources)
+				t.Errorf("%d patients with the CIN stored, want %d: %s", len(page.Resources), want, body)
+			}
+		})
+	}
+}
