@@ -303,7 +303,8 @@ func (c *memberChange) merge(o memberChange) {
 
 // settleMembers runs once writes have committed: the check of each written version's member
 // keys, and the fan-out of the membership its Coverage writes changed. A failure is retried in
-// the background (the writes stand; until the retry the keys lag the Coverage).
+// the background until it succeeds (the writes stand; until then the keys lag the Coverage).
+// What a process that stops leaves undone, SweepMembers does (membersweep.go).
 func (s *Service) settleMembers(ctx context.Context, rs []*Resource, ch memberChange) {
 	settle := func(ctx context.Context) error {
 		if err := s.checkMembers(ctx, rs); err != nil || len(ch.patients) == 0 {
@@ -316,13 +317,18 @@ func (s *Service) settleMembers(ctx context.Context, rs []*Resource, ch memberCh
 	}
 	go func() {
 		ctx := context.WithoutCancel(ctx)
-		for attempt := 1; attempt <= 5; attempt++ {
-			time.Sleep(time.Duration(attempt) * time.Second)
+		for attempt := 1; ; attempt++ {
+			time.Sleep(memberRetryPause(attempt))
 			err := settle(ctx)
 			if err == nil {
+				if attempt > 1 {
+					s.logger().Info("plan member keys brought up to date", "attempts", attempt)
+				}
 				return
 			}
-			s.logger().Warn("plan member keys not brought up to date", "attempt", attempt, "error", err)
+			if attempt <= 5 || attempt%10 == 0 {
+				s.logger().Warn("plan member keys not brought up to date", "attempt", attempt, "error", err)
+			}
 		}
 	}()
 }

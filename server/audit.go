@@ -276,9 +276,10 @@ func (a *auditor) purgeLoop(retention, interval time.Duration) {
 	}
 }
 
-// Close flushes the audit queue and stops the background work (the retention purge). Call it
-// after the HTTP server has shut down and before the store is closed.
+// Close flushes the audit queue and stops the background work (the retention purge, the sweep
+// of member keys). Call it after the HTTP server has shut down and before the store is closed.
 func (s *Server) Close() {
+	s.stopSweep()
 	if s.audit != nil {
 		s.audit.close()
 	}

@@ -87,6 +87,11 @@ type Server struct {
 	bulkGate *bulkGate // nil: bulk requests are not bounded
 	Echo     *echo.Echo
 	capCache
+	// sweep is the background repair of member keys started by Migrate (stopped by Close).
+	sweep struct {
+		stop context.CancelFunc
+		done chan struct{}
+	}
 }
 
 const fhirJSON = "application/fhir+json; charset=utf-8"
@@ -308,7 +313,34 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 
 // Migrate brings the data the store holds up to what this version of the server expects,
 // once per database: today the plans' member keys (resources.Service.MigrateMemberKeys). The
-// server calls it before it listens.
+// server calls it before it listens. It then starts, in the background, the repair of the
+// member keys a stopped process may have left unsettled (resources.Service.SweepMembers).
 func (s *Server) Migrate(ctx context.Context) error {
-	return s.svc.MigrateMemberKeys(ctx)
+	if err := s.svc.MigrateMemberKeys(ctx); err != nil {
+		return err
+	}
+	if s.sweep.done != nil {
+		return nil
+	}
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.sweep.stop, s.sweep.done = stop, make(chan struct{})
+	go func() {
+		defer close(s.sweep.done)
+		n, err := s.svc.SweepMembers(sweepCtx, resources.SweepWindow)
+		switch {
+		case err != nil && sweepCtx.Err() == nil:
+			s.log.Error("plan member keys: the sweep of recent writes failed", "error", err)
+		case n > 0:
+			s.log.Warn("plan member keys: repaired resources written before the last stop", "resources", n)
+		}
+	}()
+	return nil
+}
+
+// stopSweep stops the sweep Migrate started and waits for it (the store closes next).
+func (s *Server) stopSweep() {
+	if s.sweep.done != nil {
+		s.sweep.stop()
+		<-s.sweep.done
+	}
 }
