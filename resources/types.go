@@ -1,7 +1,6 @@
 package resources
 
 import (
-	"regexp"
 	"slices"
 
 	"github.com/calaimfhir/calaimfhir/profiles"
@@ -27,10 +26,21 @@ var typeSet = func() map[string]bool {
 // Supported reports whether typ is a stored resource type.
 func Supported(typ string) bool { return typeSet[typ] }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
-// ValidID reports whether id matches the R4 id datatype.
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+// ValidID reports whether id matches the R4 id datatype, [A-Za-z0-9\-\.]{1,64}. (A loop, not
+// the regular expression: every read and every reference checks an id, and the expression was
+// 1.3% of the CPU of reads by id.)
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParamType is a SearchParameter type (http://hl7.org/fhir/search-param-type).
 type ParamType string
