@@ -249,7 +249,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
 	}
-	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache}
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache,
+		searches: newStmtCache(conn, writeSearchStmts)}
 	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM audit_staged`).Scan(&wr.auditStaged); err != nil {
 		wr.close()
 		s.Close()
@@ -283,8 +284,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// readStmtCacheSize bounds the prepared read statements kept (stmtCache).
-const readStmtCacheSize = 256
+// readStmtCacheSize bounds the prepared read statements kept (stmtCache), writeSearchStmts
+// those of the writer's searches.
+const (
+	readStmtCacheSize = 256
+	writeSearchStmts  = 64
+)
 
 // Checkpoints (copying the WAL's pages back into the database file, and its fsync) run on a
 // connection of their own, every checkpointEvery: when the writer ran them (SQLite's
@@ -617,7 +622,7 @@ func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, co
 		existing = nil
 		q := *cond
 		q.Type, q.Count, q.After, q.Total = r.Type, 2, nil, false
-		page, err := search(w.ctx, w.conn, &q)
+		page, err := search(w.ctx, w.searches, &q)
 		if err != nil {
 			return err
 		}
@@ -1051,7 +1056,7 @@ func (s *Store) Apply(ctx context.Context, writes []*resources.Write) error {
 			if w.IfNoneMatch != nil {
 				q := *w.IfNoneMatch
 				q.Type, q.Count, q.After, q.Total = w.Resource.Type, 1, nil, false
-				page, err := search(wr.ctx, wr.conn, &q)
+				page, err := search(wr.ctx, wr.searches, &q)
 				if err != nil {
 					return &resources.ApplyError{Index: i, Err: mapErr(err)}
 				}

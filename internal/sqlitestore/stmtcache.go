@@ -14,7 +14,7 @@ import (
 // under searches and their snapshot history lookups). The least recently used text goes
 // when more than max are cached, so that unusual shapes cannot grow it without bound.
 type stmtCache struct {
-	db  *sql.DB
+	db  preparer
 	max int
 
 	mu  sync.Mutex
@@ -29,7 +29,14 @@ type cachedStmt struct {
 	evicted bool // out of the cache: the last user closes it
 }
 
-func newStmtCache(db *sql.DB, max int) *stmtCache {
+// preparer is the read pool (*sql.DB) or the write connection (*sql.Conn: the searches a
+// conditional write runs in the writer, each as often as the reads' shapes come back).
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func newStmtCache(db preparer, max int) *stmtCache {
 	return &stmtCache{db: db, max: max, lru: list.New(), m: map[string]*list.Element{}}
 }
 

@@ -69,6 +69,9 @@ type writer struct {
 	ctx   context.Context
 	stmts map[string]*sql.Stmt
 	multi map[multiKey]*sql.Stmt // the multi-row INSERTs among stmts, by shape
+	// searches are the conditional writes' searches prepared on the connection (the texts
+	// depend on the condition's shape, so they are bounded like the reads').
+	searches *stmtCache
 	// args is reused by the multi-row inserts.
 	args []any
 	// reruns counts the groups run a second time, with savepoints (Store.WriteStats).
@@ -166,6 +169,7 @@ func (w *writer) close() {
 	for _, st := range w.stmts {
 		st.Close()
 	}
+	w.searches.close()
 	w.conn.Close()
 }
 
