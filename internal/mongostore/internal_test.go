@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -333,6 +334,38 @@ func TestOpen_Unreachable_ReturnsUnavailable(t *testing.T) {
 	var e *resources.Error
 	if !asError(err, &e) || e.RetryAfter <= 0 {
 		t.Fatalf("unavailable without Retry-After: %#v", err)
+	}
+}
+
+// TestOpen_RefusesStaleReadsAndUnacknowledgedWrites: URI options under which the server could
+// not read back its own writes are refused before anything connects.
+func TestOpen_RefusesStaleReadsAndUnacknowledgedWrites(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		ok    bool
+	}{
+		{"", true},
+		{"readPreference=primary", true},
+		{"w=majority", true},
+		{"w=1", true},
+		{"readPreference=secondary", false},
+		{"readPreference=secondaryPreferred", false},
+		{"readPreference=nearest", false},
+		{"readPreference=primaryPreferred", false},
+		{"w=0", false},
+	} {
+		uri := "mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=200"
+		if tc.query != "" {
+			uri += "&" + tc.query
+		}
+		s, err := Open(testCtx(t), uri, Options{})
+		if s != nil {
+			s.Close()
+		}
+		refused := err != nil && strings.Contains(err.Error(), "remove the option")
+		if refused == tc.ok {
+			t.Errorf("%q: %v, want refused %v", tc.query, err, !tc.ok)
+		}
 	}
 }
 

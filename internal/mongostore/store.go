@@ -293,6 +293,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,10 +349,27 @@ var _ resources.Store = (*Store)(nil)
 
 // Open connects to the MongoDB deployment at uri, whose path names the database (default
 // "calaimfhir"), and creates the collections' indexes (idempotent).
+// checkConsistency refuses URI options under which the server's reads would not see its own
+// acknowledged writes. Every write is checked by reading back what it committed (version
+// compare-and-set, conditional-create claims, the plan member keys' check after commit): a
+// secondary may not have it yet, and w=0 does not wait for the write at all.
+func checkConsistency(cs *connstring.ConnString) error {
+	if rp := cs.ReadPreference; rp != "" && !strings.EqualFold(rp, "primary") {
+		return resources.Errorf(resources.KindInternal, "the MongoDB URI asks for readPreference=%s: this server reads from the primary only (its writes are checked by reading them back); remove the option", rp)
+	}
+	if cs.WNumberSet && cs.WNumber == 0 {
+		return resources.Errorf(resources.KindInternal, "the MongoDB URI asks for w=0 (unacknowledged writes): this server needs every write acknowledged; remove the option or use w=majority")
+	}
+	return nil
+}
+
 func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	cs, err := connstring.ParseAndValidate(uri)
 	if err != nil {
 		return nil, resources.Wrap(resources.KindInternal, err, "invalid MongoDB URI")
+	}
+	if err := checkConsistency(cs); err != nil {
+		return nil, err
 	}
 	dbName := cs.Database
 	if dbName == "" {
