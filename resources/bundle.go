@@ -840,52 +840,74 @@ const maxJudgedMatches = 32
 // not see are excluded from recheck by id: a store that finds a match at write time has found
 // one the caller has not judged yet, which the caller looks at on its next round (a transaction
 // plans again after a conflict, Create looks again). A condition with more than
-// maxJudgedMatches matches is searched with the scope, and recheck carries it.
+// maxJudgedMatches matches is searched with the scope, whose results are judged all the same
+// (a plan's member key can outlive the Coverage that gave it), and recheck carries the scope.
 func (s *Service) match(ctx context.Context, typ, query string, limit int) (visible []*Resource, recheck *Query, err error) {
 	q, err := s.ParseCondition(typ, query)
 	if err != nil {
 		return nil, nil, err
 	}
+	if t := s.tenant(ctx); t != nil {
+		q.Partition = t.org
+	}
 	sc, err := s.access(ctx, typ)
 	if err != nil {
 		return nil, nil, err
 	}
-	if sc != nil {
+	if sc == nil {
 		probe := *q
-		probe.Count = maxJudgedMatches + 1
+		probe.Count = limit + 1
 		page, err := s.Store.Search(ctx, &probe)
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(page.Resources) <= maxJudgedMatches {
-			var hidden []string
-			for _, r := range page.Resources {
-				ok, err := s.visibleAs(ctx, r)
-				if err != nil {
-					return nil, nil, err
-				}
-				if ok {
-					visible = append(visible, r)
-				} else {
-					hidden = append(hidden, r.ID)
-				}
-			}
-			if len(hidden) > 0 {
-				q.Clauses = append(slices.Clip(q.Clauses), Clause{NotIDs: hidden})
-			}
-			return visible, q, nil
-		}
-		if _, err := s.scopeQuery(ctx, q); err != nil {
-			return nil, nil, err
-		}
+		return page.Resources, q, nil
 	}
 	probe := *q
-	probe.Count = limit + 1
+	probe.Count = maxJudgedMatches + 1
+	want := maxJudgedMatches + 1 // judge every match
 	page, err := s.Store.Search(ctx, &probe)
 	if err != nil {
 		return nil, nil, err
 	}
-	return page.Resources, q, nil
+	if len(page.Resources) > maxJudgedMatches {
+		// Too many to judge all: the scope selects, and what it lets through is judged too
+		// (a plan's member key can outlive the Coverage that gave it).
+		if _, err := s.scopeQuery(ctx, q); err != nil {
+			return nil, nil, err
+		}
+		probe = *q
+		probe.Count = limit + 1
+		if page, err = s.Store.Search(ctx, &probe); err != nil {
+			return nil, nil, err
+		}
+		want = limit + 1
+	}
+	var hidden []string
+	for {
+		for _, r := range page.Resources {
+			ok, err := s.visibleAs(ctx, r)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				visible = append(visible, r)
+			} else {
+				hidden = append(hidden, r.ID)
+			}
+		}
+		if len(visible) >= want || page.Next == nil || len(hidden) > maxJudgedMatches {
+			break
+		}
+		probe.After = page.Next
+		if page, err = s.Store.Search(ctx, &probe); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(hidden) > 0 {
+		q.Clauses = append(slices.Clip(q.Clauses), Clause{NotIDs: hidden})
+	}
+	return visible, q, nil
 }
 
 // ConditionalUpdate is PUT Type?query: no match creates (race-free, like a conditional

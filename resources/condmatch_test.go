@@ -135,11 +135,18 @@ func TestConditional_MatchStoredMeanwhile(t *testing.T) {
 		name        string
 		by          string // who stores the match meanwhile
 		transaction bool
+		alsoHidden  bool // prov-1 stores one more before it
 	}{
-		{"invisible, create", "prov-1", false},
-		{"visible, create", "prov-2", false},
-		{"invisible, transaction", "prov-1", true},
-		{"visible, transaction", "prov-2", true},
+		{"invisible, create", "prov-1", false, false},
+		{"visible, create", "prov-2", false, false},
+		{"invisible, transaction", "prov-1", true, false},
+		{"visible, transaction", "prov-2", true, false},
+		// Two new matches: the store's check finds several, which is not the caller's 412
+		// unless it may see them.
+		{"two invisible, create", "prov-1", false, true},
+		{"invisible and visible, create", "prov-2", false, true},
+		{"two invisible, transaction", "prov-1", true, true},
+		{"invisible and visible, transaction", "prov-2", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inner := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
@@ -150,6 +157,11 @@ func TestConditional_MatchStoredMeanwhile(t *testing.T) {
 			store.first = func() {
 				// Through a service on the inner store: the wrapper's once is taken.
 				other := newService(t, inner, time.Hour)
+				if tc.alsoHidden {
+					if _, _, err := other.Create(as(resources.RoleProvider, "prov-1"), "Patient", patientCIN("33333333C"), ""); err != nil {
+						t.Error(err)
+					}
+				}
 				r, _, err := other.Create(as(resources.RoleProvider, tc.by), "Patient", patientCIN("33333333C"), "")
 				if err != nil {
 					t.Error(err)
@@ -189,13 +201,52 @@ func TestConditional_MatchStoredMeanwhile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := 2
+			want := 2 // the one stored meanwhile and the caller's
 			if visible {
 				want = 1
+			}
+			if tc.alsoHidden {
+				want++
 			}
 			if len(page.Resources) != want {
 				body, _ := json.Marshal(page.Resources)
 				t.Errorf("%d patients with the CIN stored, want %d: %s", len(page.Resources), want, body)
+			}
+		})
+	}
+}
+
+// A plan's member key that outlived its Coverage (a fan-out lost with its process) selects
+// the patient in the plan's scope; conditional interactions must still not match it, also
+// when the condition matches too many resources to judge them all without the scope.
+func TestConditional_StaleMemberKeyMatchesNothing(t *testing.T) {
+	for _, others := range []int{0, 40} {
+		t.Run(fmt.Sprintf("%d other matches", others), func(t *testing.T) {
+			store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+			w := &world{t: t, svc: newService(t, store, time.Hour)}
+			organizations(w, "plan-1", "prov-1")
+			stale := resources.MemberKey("Organization/plan-1")
+			storeVersion(t, store, "Patient", "left", 1, time.Now(), false,
+				`"name":[{"family":"Left"}],"identifier":[{"system":"urn:cin","value":"88888888H"}]`, stale)
+			for range others {
+				if _, _, err := w.svc.Create(as(resources.RoleProvider, "prov-1"), "Patient", patientCIN("88888888H"), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			plan := as(resources.RolePlan, "plan-1")
+			if sees(t, w.svc, plan, "Patient", "left") {
+				t.Fatal("plan-1 reads a patient without Coverage")
+			}
+			r, created, err := w.svc.Create(plan, "Patient", patientCIN("88888888H"), cinCondition("88888888H"))
+			if err != nil || !created || r.ID == "left" {
+				t.Fatalf("plan-1's conditional create: %v, created %v, %v; want a new patient", r, created, err)
+			}
+			// Its conditional reference finds the patient it just created, not the one it may not see.
+			ids := bundleIDs(t, w.svc, plan,
+				`{"resource":{"resourceType":"Condition","subject":{"reference":"Patient?`+cinCondition("88888888H")+`"},"code":{"text":"x"}},"request":{"method":"POST","url":"Condition"}}`)
+			cond, err := w.svc.Read(plan, "Condition", ids[0])
+			if err != nil || !strings.Contains(string(cond.JSON), `"Patient/`+r.ID+`"`) {
+				t.Fatalf("plan-1's conditional reference: %s, %v; want Patient/%s", cond.JSON, err, r.ID)
 			}
 		})
 	}

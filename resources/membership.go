@@ -318,7 +318,12 @@ func (s *Service) settleMembers(ctx context.Context, rs []*Resource, ch memberCh
 	go func() {
 		ctx := context.WithoutCancel(ctx)
 		for attempt := 1; ; attempt++ {
-			time.Sleep(memberRetryPause(attempt))
+			select {
+			case <-time.After(memberRetryPause(attempt)):
+			case <-s.done():
+				s.logger().Warn("plan member keys left to the next start's sweep: the service closed", "attempts", attempt-1)
+				return
+			}
 			err := settle(ctx)
 			if err == nil {
 				if attempt > 1 {

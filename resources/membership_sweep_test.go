@@ -16,6 +16,13 @@ import (
 // its commit leaves it: no member keys granted, checked or fanned out.
 func storeDirect(t *testing.T, store resources.Store, typ, id string, version int64, body string) {
 	t.Helper()
+	storeVersion(t, store, typ, id, version, time.Now(), false, body)
+}
+
+// storeVersion is storeDirect with the version's time, a tombstone (deleted), and keys of its
+// own (extra: member keys it was given while settled).
+func storeVersion(t *testing.T, store resources.Store, typ, id string, version int64, lu time.Time, deleted bool, body string, extra ...string) {
+	t.Helper()
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(`{"resourceType":"`+typ+`","id":"`+id+`",`+body+`}`), &doc); err != nil {
 		t.Fatal(err)
@@ -24,11 +31,26 @@ func storeDirect(t *testing.T, store resources.Store, typ, id string, version in
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &resources.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: time.Now().UTC(), JSON: enc,
+	r := &resources.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: lu.UTC(), JSON: enc, Deleted: deleted,
 		Keys: resources.ExtractKeysAt(typ, doc, "http://calaimfhir.test/fhir")}
+	r.Keys.Eq = append(r.Keys.Eq, extra...)
+	slices.Sort(r.Keys.Eq)
+	if deleted {
+		r.JSON, r.Keys = nil, resources.Keys{}
+	}
 	if err := store.Put(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func hasMemberKey(t *testing.T, store resources.Store, typ, id, plan string) bool {
+	t.Helper()
+	page, err := store.Search(context.Background(), &resources.Query{Type: typ, Count: 1, Clauses: []resources.Clause{
+		{IDs: []string{id}}, {AnyKey: []string{resources.MemberKey("Organization/" + plan)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(page.Resources) == 1
 }
 
 func TestSweepMembers_RepairsWhatAStoppedProcessLeft(t *testing.T) {
@@ -106,5 +128,32 @@ func TestSweepMembers_LooksBackFromTheNewestWrite(t *testing.T) {
 	}
 	if got := visibleIDs(t, w.svc, as(resources.RolePlan, "plan-1"), "Patient"); !slices.Equal(got, []string{"p1"}) {
 		t.Fatalf("after the sweep plan-1 finds %v, want [p1]", got)
+	}
+}
+
+// A Coverage written long before the window and ended (deleted, or its payor changed) by a
+// process that stopped before its fan-out: the sweep takes the plan's key away from the member
+// who left (its predecessor version names the plan).
+func TestSweepMembers_CoverageEndedBeforeTheStop(t *testing.T) {
+	for _, how := range []string{"deleted", "payor changed"} {
+		t.Run(how, func(t *testing.T) {
+			store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+			organizations(&world{t: t, svc: newService(t, store, time.Hour)}, "plan-1", "plan-2")
+			old := time.Now().Add(-24 * time.Hour)
+			plan1 := resources.MemberKey("Organization/plan-1")
+			storeVersion(t, store, "Patient", "p1", 1, old, false, `"name":[{"family":"One"}]`, plan1)
+			storeVersion(t, store, "Coverage", "cov", 1, old, false, `"status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/plan-1"}]`, plan1)
+			storeVersion(t, store, "Coverage", "cov", 2, time.Now(), how == "deleted", `"status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/plan-2"}]`)
+			svc := newService(t, store, time.Hour)
+			if _, err := svc.SweepMembers(context.Background(), resources.SweepWindow); err != nil {
+				t.Fatal(err)
+			}
+			if hasMemberKey(t, store, "Patient", "p1", "plan-1") {
+				t.Error("after the sweep p1 still carries plan-1's key")
+			}
+			if want := how == "payor changed"; hasMemberKey(t, store, "Patient", "p1", "plan-2") != want {
+				t.Errorf("after the sweep p1 carries plan-2's key: %v, want %v", !want, want)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package resources
 import (
 	"context"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -12,7 +13,7 @@ import (
 // A write's member keys are checked, and a Coverage write fanned out, once it commits, by the
 // process that wrote it (settleMembers). Two things stop that:
 //   - the database is unreachable: settleMembers retries in the background until it succeeds,
-//     with a growing pause, for as long as the process runs;
+//     with a growing pause, until the service closes;
 //   - the process stops between the commit and the settle (killed, crashed, redeployed).
 //     SweepMembers, which the server starts in the background with every process, settles
 //     again what was written in the SweepWindow before the newest write the store holds. A
@@ -27,21 +28,23 @@ import (
 // SweepWindow is how far back before the newest stored write SweepMembers looks.
 const SweepWindow = 15 * time.Minute
 
-// sweepPage is how many versions SweepMembers reads at a time.
-const sweepPage = 500
+// sweepPage is how many resources SweepMembers reads at a time. After each page it pauses as
+// long as the page took, so that it never takes more than half of what one request would.
+const sweepPage = 200
 
 // SweepMembers settles the member keys of the resources written in window before the newest
-// stored write: every Coverage written there is fanned out (as a Coverage write is), and every
-// other current resource about patients gets the member keys it lacks. Returns how many of
-// those lacked one (what the fan-outs set is not counted).
+// stored write: every Coverage written there is fanned out (as a Coverage write is), with the
+// plans its previous version named, and every other current resource about patients gets the
+// member keys it lacks. Returns how many of those lacked one (what the fan-outs set is not
+// counted).
 func (s *Service) SweepMembers(ctx context.Context, window time.Duration) (int, error) {
 	// Coverage last (it is about patients too; its fan-outs cover it): they then only take
 	// away the keys of plans a patient left and reach resources written before the window,
 	// and what was missing is counted.
-	types := append(slices.DeleteFunc(slices.Clone(memberTypes), func(t string) bool { return t == "Coverage" }), "Coverage")
+	types := slices.DeleteFunc(slices.Clone(memberTypes), func(t string) bool { return t == "Coverage" })
 	var newest time.Time
-	for _, typ := range types {
-		page, err := s.Store.History(ctx, &HistoryQuery{Type: typ, Count: 1})
+	for _, typ := range append(slices.Clip(types), "Coverage") {
+		page, err := s.Store.Search(ctx, &Query{Type: typ, Sort: SortLastUpdatedDesc, Count: 1})
 		if err != nil {
 			return 0, err
 		}
@@ -55,29 +58,17 @@ func (s *Service) SweepMembers(ctx context.Context, window time.Duration) (int, 
 	since := newest.Add(-window)
 	repaired := 0
 	for _, typ := range types {
-		// History is newest first: the first version of each id is its latest in the window.
-		seen := map[string]bool{}
-		named := map[string][]string{} // Coverage: patient -> plans, over the versions in the window
-		q := HistoryQuery{Type: typ, Since: since, Count: sweepPage}
+		// The current versions written since: a search (keyset pages, no count).
+		q := Query{Type: typ, Clauses: []Clause{{LastUpdated: []DateRange{{From: since}}}}, Count: sweepPage}
 		for {
-			page, err := s.Store.History(ctx, &q)
+			began := time.Now()
+			page, err := s.Store.Search(ctx, &q)
 			if err != nil {
 				return repaired, err
 			}
 			m := s.newMemberLookup() // a page's resources share patients (setVerified reads again)
-			for _, v := range page.Resources {
-				if typ == "Coverage" {
-					// Every version in the window: the patients and plans each named.
-					if k := s.keysOf(v); !v.Deleted && k != nil {
-						coveragePairs(k, named)
-					}
-					continue
-				}
-				if seen[v.ID] {
-					continue
-				}
-				seen[v.ID] = true
-				fixed, err := s.sweepOne(ctx, m, typ, v.ID)
+			for _, r := range page.Resources {
+				fixed, err := s.sweepOne(ctx, m, r)
 				if err != nil {
 					return repaired, err
 				}
@@ -89,35 +80,84 @@ func (s *Service) SweepMembers(ctx context.Context, window time.Duration) (int, 
 				break
 			}
 			q.After = page.Next
-		}
-		if len(named) > 0 {
-			gone := map[string]bool{}
-			for _, plans := range named {
-				for _, org := range plans {
-					gone[org] = true
-				}
-			}
-			ch := memberChange{patients: slices.Sorted(maps.Keys(named)), gone: sortedSet(gone)}
-			if err := s.fanOut(ctx, ch); err != nil {
+			if err := pause(ctx, time.Since(began)); err != nil {
 				return repaired, err
 			}
+		}
+	}
+	// Every Coverage version written since, tombstones included, and the version each
+	// replaced: the patients and plans they named.
+	named := map[string][]string{}
+	add := func(v *Resource) {
+		if k := s.keysOf(v); !v.Deleted && k != nil {
+			coveragePairs(k, named)
+		}
+	}
+	oldest := map[string]int64{} // id -> its oldest version in the window
+	q := HistoryQuery{Type: "Coverage", Since: since, Count: sweepPage}
+	for {
+		began := time.Now()
+		page, err := s.Store.History(ctx, &q)
+		if err != nil {
+			return repaired, err
+		}
+		for _, v := range page.Resources {
+			add(v)
+			oldest[v.ID] = v.VersionID // newest first: the last one seen is the oldest
+		}
+		if page.Next == nil {
+			break
+		}
+		q.After = page.Next
+		if err := pause(ctx, time.Since(began)); err != nil {
+			return repaired, err
+		}
+	}
+	for id, v := range oldest {
+		if v <= 1 {
+			continue
+		}
+		prev, err := s.Store.VRead(ctx, "Coverage", id, v-1)
+		switch {
+		case err == nil:
+			add(prev)
+		case IsKind(err, KindNotFound), IsKind(err, KindGone):
+		default:
+			return repaired, err
+		}
+	}
+	if len(named) > 0 {
+		gone := map[string]bool{}
+		for _, plans := range named {
+			for _, org := range plans {
+				gone[org] = true
+			}
+		}
+		ch := memberChange{patients: slices.Sorted(maps.Keys(named)), gone: sortedSet(gone)}
+		if err := s.fanOut(ctx, ch); err != nil {
+			return repaired, err
 		}
 	}
 	return repaired, nil
 }
 
-// sweepOne gives the current version of typ/id the member keys it lacks, and reports whether
-// it lacked one. The stores do not hand keys back, so the question is a search: this id,
-// without one of the keys its patients' plans give it.
-func (s *Service) sweepOne(ctx context.Context, m *memberLookup, typ, id string) (bool, error) {
-	cur, err := s.Store.Read(ctx, typ, id)
-	switch {
-	case IsKind(err, KindNotFound), IsKind(err, KindGone):
-		return false, nil
-	case err != nil:
-		return false, err
+// pause waits as long as the work before it took (the sweep's pace), or until ctx is done.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	patients := s.storedPatients(cur)
+}
+
+// sweepOne gives r, a current version, the member keys it lacks, and reports whether it
+// lacked one. The stores do not hand keys back, so the question is a search: this id, at this
+// version, without one of the keys its patients' plans give it.
+func (s *Service) sweepOne(ctx context.Context, m *memberLookup, r *Resource) (bool, error) {
+	patients := s.storedPatients(r)
 	want, err := m.keys(ctx, patients)
 	if err != nil || len(want) == 0 {
 		return false, err
@@ -126,15 +166,17 @@ func (s *Service) sweepOne(ctx context.Context, m *memberLookup, typ, id string)
 	for _, k := range want {
 		lacks = append(lacks, []Clause{{NoKey: []string{k}}})
 	}
-	page, err := s.Store.Search(ctx, &Query{Type: typ, Count: 1, Clauses: []Clause{{IDs: []string{id}}, {Or: lacks}}})
+	page, err := s.Store.Search(ctx, &Query{Type: r.Type, Count: 1, Clauses: []Clause{{IDs: []string{r.ID}}, {Or: lacks}}})
 	if err != nil || len(page.Resources) == 0 {
 		return false, err
 	}
-	return true, s.setVerified(ctx, typ, id, page.Resources[0].VersionID, patients, want)
+	return true, s.setVerified(ctx, r.Type, r.ID, page.Resources[0].VersionID, patients, want)
 }
 
 // memberRetryPause is the pause before the attempt-th background retry of a settle (from 1):
-// growing to a minute.
+// growing to a minute, with up to a quarter more at random, so that the retries of writes
+// that failed together (a database that went away) do not all come back at once.
 func memberRetryPause(attempt int) time.Duration {
-	return min(time.Duration(attempt)*time.Second, time.Minute)
+	d := min(time.Duration(attempt)*time.Second, time.Minute)
+	return d + rand.N(d/4+1)
 }

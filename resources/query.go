@@ -19,6 +19,12 @@ type Query struct {
 	After  *Cursor // resume strictly after this position
 	// Total asks for Page.Total to be computed.
 	Total bool
+	// Partition, on the condition of a conditional create (Write.IfNoneMatch,
+	// Store.CreateIfNoneExist), names whom the condition is judged for: the caller's
+	// organization (empty for an administrator or the server). A store that serializes
+	// conditional creates by condition keeps callers of different organizations apart, so that
+	// none waits for another's create or learns of it. Searches ignore it.
+	Partition string
 }
 
 // Clause is one condition. Exactly one of its fields is set; the values inside a field are

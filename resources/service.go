@@ -59,6 +59,27 @@ type Service struct {
 	last    time.Time
 
 	orgCache orgCache // tenancy.go
+
+	// closing ends the service's background work (the retries of membership.go): Close.
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+// done is closed once Close is called.
+func (s *Service) done() <-chan struct{} {
+	s.closeOnce.Do(func() { s.closing = make(chan struct{}) })
+	return s.closing
+}
+
+// Close stops the service's background work; call it before the store closes. The service's
+// methods must not be called after it.
+func (s *Service) Close() {
+	done := s.done()
+	select {
+	case <-done:
+	default:
+		close(s.closing)
+	}
 }
 
 // authorize runs the Authorize hook, if any.
@@ -225,6 +246,12 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 			return matches[0], false, nil
 		}
 		existing, err := s.Store.CreateIfNoneExist(ctx, r, recheck)
+		if IsKind(err, KindPreconditionFailed) {
+			// Several matches stored since the caller's look: judge them (a 412 is the
+			// caller's to get only for matches it may see).
+			backoff(ctx, attempt)
+			continue
+		}
 		if err != nil {
 			return nil, false, err
 		}

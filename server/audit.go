@@ -280,6 +280,7 @@ func (a *auditor) purgeLoop(retention, interval time.Duration) {
 // of member keys). Call it after the HTTP server has shut down and before the store is closed.
 func (s *Server) Close() {
 	s.stopSweep()
+	s.svc.Close()
 	if s.audit != nil {
 		s.audit.close()
 	}

@@ -23,8 +23,10 @@ import (
 // A search followed by an insert lets two concurrent requests both see "no match" and both
 // create. The gate here is a unique _id in the conditional_claims collection. The key of a
 // condition is the resource type plus a hash of its canonical encoding (clauses normalized and
-// sorted, so equal conditions written differently share a key). Claims form a chain of
-// generations "key|0", "key|1", ...; at any time the highest generation is the live one:
+// sorted, so equal conditions written differently share a key) and of its Partition (the
+// caller's organization; the clauses the Service adds for the caller, its scope and the matches
+// it may not see, are left out). Claims form a chain of generations "key|0", "key|1", ...; at
+// any time the highest generation is the live one:
 //
 //  1. Search the condition: one match => return it; several => KindPreconditionFailed.
 //  2. Insert claim "key|g" (starting at g=0) naming the new resource id. The insert succeeds for
@@ -73,9 +75,12 @@ type claim struct {
 func condKey(typ string, cond *resources.Query) string {
 	parts := make([]string, 0, len(cond.Clauses))
 	for _, c := range cond.Clauses {
-		if len(c.NotIDs) > 0 {
-			// The matches a caller may not see, excluded from its search (Service.match):
-			// creators of one condition share a chain whatever each excludes.
+		if len(c.NotIDs) > 0 || len(c.Or) > 0 {
+			// What the Service adds to a condition for its caller (Service.match): the caller's
+			// scope (an Or, never request syntax) and the matches it may not see (NotIDs).
+			// A caller's creates of one condition share a chain whatever it excludes, and
+			// whichever way its matches were found; other organizations' creates have chains
+			// of their own (Partition).
 			continue
 		}
 		var enc []any
@@ -86,12 +91,6 @@ func condKey(typ string, cond *resources.Query) string {
 			enc = []any{"nk", sortedUnique(c.NoKey)}
 		case len(c.IDs) > 0:
 			enc = []any{"i", sortedUnique(c.IDs)}
-		case len(c.Or) > 0:
-			alts := make([]string, 0, len(c.Or))
-			for _, alt := range c.Or {
-				alts = append(alts, condKey("", &resources.Query{Clauses: alt}))
-			}
-			enc = []any{"o", sortedUnique(alts)}
 		case len(c.Strings) > 0:
 			ms := make([]string, 0, len(c.Strings))
 			for _, m := range c.Strings {
@@ -114,6 +113,9 @@ func condKey(typ string, cond *resources.Query) string {
 		}
 		b, _ := json.Marshal(enc)
 		parts = append(parts, string(b))
+	}
+	if cond.Partition != "" {
+		parts = append(parts, `["p",`+strconv.Quote(cond.Partition)+`]`)
 	}
 	b, _ := json.Marshal(sortedUnique(parts))
 	sum := sha256.Sum256(b)

@@ -618,6 +618,29 @@ func TestValueSearch_ConcurrentUpdates(t *testing.T) {
 	}
 }
 
+// TestCondKey_PartitionNotScope: a caller's conditional creates of one condition share a claim
+// chain whatever scope or exclusions the Service added; another organization's have their own.
+func TestCondKey_PartitionNotScope(t *testing.T) {
+	cin := resources.Clause{AnyKey: []string{resources.TokenKey("identifier", "urn:cin", "1")}}
+	scope := resources.Clause{Or: [][]resources.Clause{{{AnyKey: []string{"tag"}}}, {{IDs: []string{"p1", "p2"}}}}}
+	key := func(partition string, cs ...resources.Clause) string {
+		return condKey("Patient", &resources.Query{Type: "Patient", Clauses: cs, Partition: partition})
+	}
+	mine := key("Organization/a", cin)
+	for name, other := range map[string]string{
+		"with the scope":  key("Organization/a", cin, scope),
+		"with exclusions": key("Organization/a", cin, resources.Clause{NotIDs: []string{"x"}}),
+		"with both":       key("Organization/a", scope, cin, resources.Clause{NotIDs: []string{"y", "z"}}),
+	} {
+		if other != mine {
+			t.Errorf("the condition %s has a chain of its own", name)
+		}
+	}
+	if key("Organization/b", cin) == mine || key("", cin) == mine {
+		t.Error("another organization's condition shares the chain")
+	}
+}
+
 // TestCondKey_ValueClauses: conditional-create keys tell value conditions apart and do not
 // depend on the order of alternatives.
 func TestCondKey_ValueClauses(t *testing.T) {

@@ -1008,9 +1008,10 @@ func (s *Store) History(ctx context.Context, q *resources.HistoryQuery) (*resour
 		return nil, mapErr(err)
 	}
 	if c := q.After; c != nil {
-		at := micros(c.LastUpdated)
-		where = append(where, "(lu < ? OR (lu = ? AND (id < ? OR (id = ? AND version < ?))))")
-		args = append(args, at, at, c.ID, c.ID, c.Version)
+		// A row value: the index range starts at the cursor (the same order written with
+		// ORs was a filter, and each page scanned again from the newest version).
+		where = append(where, "(lu, id, version) < (?, ?, ?)")
+		args = append(args, micros(c.LastUpdated), c.ID, c.Version)
 	}
 	limit := max(q.Count, 1)
 	rows, err := s.rq.QueryContext(ctx, fmt.Sprintf(

@@ -235,6 +235,41 @@ func init() {
 		}
 	})
 
+	// Versions that share a lastUpdated page in (lu, id, version) order, each exactly once.
+	register("History_PagesThroughEqualTimes", func(t *testing.T, h Harness) {
+		s, _ := h.OpenFresh(t)
+		at := now()
+		var want []string
+		for _, id := range []string{"c", "a", "b"} {
+			for v := int64(1); v <= 2; v++ {
+				r := task(id, v, "Organization/a", "requested")
+				r.LastUpdated = at
+				mustPut(t, s, r)
+			}
+		}
+		for _, id := range []string{"c", "b", "a"} {
+			want = append(want, id+"/2", id+"/1")
+		}
+		var got []string
+		q := &resources.HistoryQuery{Type: "Task", Count: 1}
+		for len(got) <= len(want) {
+			page, err := s.History(ctx(t), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page.Resources {
+				got = append(got, fmt.Sprintf("%s/%d", r.ID, r.VersionID))
+			}
+			if page.Next == nil {
+				break
+			}
+			q.After = page.Next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("history paged one at a time: %v, want %v", got, want)
+		}
+	})
+
 	register("History_InstanceAndType_NewestFirst", func(t *testing.T, h Harness) {
 		s, _ := h.OpenFresh(t)
 		mustPut(t, s, task("t1", 1, "Organization/a", "requested"))
