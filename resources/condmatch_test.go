@@ -251,3 +251,32 @@ func TestConditional_StaleMemberKeyMatchesNothing(t *testing.T) {
 		})
 	}
 }
+
+// Conditional update, patch and delete never act on what the caller may not see.
+func TestConditional_UpdatePatchDeleteLeaveOthersAlone(t *testing.T) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	organizations(w, "prov-1", "prov-2")
+	prov1, prov2 := as(resources.RoleProvider, "prov-1"), as(resources.RoleProvider, "prov-2")
+	theirs, _, err := w.svc.Create(prov1, "Patient", patientCIN("66666666F"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.svc.ConditionalDelete(prov2, "Patient", cinCondition("66666666F"))
+	if err != nil || n != 0 {
+		t.Fatalf("prov-2's conditional delete: %d deleted, %v; want none", n, err)
+	}
+	_, err = w.svc.ConditionalPatch(prov2, "Patient", cinCondition("66666666F"), resources.JSONPatch,
+		[]byte(`[{"op":"replace","path":"/name/0/family","value":"Changed"}]`))
+	if !resources.IsKind(err, resources.KindNotFound) {
+		t.Fatalf("prov-2's conditional patch: %v, want not found", err)
+	}
+	mine, created, err := w.svc.ConditionalUpdate(prov2, "Patient", cinCondition("66666666F"), patientCIN("66666666F"))
+	if err != nil || !created || mine.ID == theirs.ID {
+		t.Fatalf("prov-2's conditional update: %v, created %v, %v; want a patient of its own", mine, created, err)
+	}
+	got, err := w.svc.Read(prov1, "Patient", theirs.ID)
+	if err != nil || got.VersionID != 1 {
+		t.Fatalf("prov-1's patient after prov-2's conditional writes: %v, %v; want version 1", got, err)
+	}
+}
