@@ -46,7 +46,7 @@ func bundleIDs(t *testing.T, svc *resources.Service, ctx context.Context, entrie
 }
 
 func TestConditional_MatchesTheCallerMayNotSee(t *testing.T) {
-	// prov-1 stores theirs patients with one CIN; prov-2 sees none of them.
+	// prov-1 stores patients with one CIN; prov-2 sees none of them.
 	for _, theirs := range []int{1, 40} {
 		t.Run(fmt.Sprintf("%d invisible matches", theirs), func(t *testing.T) {
 			store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
