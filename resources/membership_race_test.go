@@ -82,3 +82,41 @@ func TestMembership_StaleSettingOfAnotherPlan(t *testing.T) {
 		t.Errorf("p1 is plan-2's member, yet plan-2's Condition search returns %v (read by id: %v)", got, sees(t, w.svc, plan2, "Condition", "c1"))
 	}
 }
+
+// failSetKeys fails the first n SetKeys, as a database that is briefly away.
+type failSetKeys struct {
+	resources.Store
+	left atomic.Int32
+}
+
+func (f *failSetKeys) SetKeys(ctx context.Context, typ, id string, v int64, prefix string, keys []string) error {
+	if f.left.Add(-1) >= 0 {
+		return resources.Errorf(resources.KindUnavailable, "the database is away")
+	}
+	return f.Store.SetKeys(ctx, typ, id, v, prefix, keys)
+}
+
+// A settle that fails is retried in the background until it succeeds: the plan then finds
+// what the Coverage's fan-out could not mark at first.
+func TestMembership_FailedSettleIsRetried(t *testing.T) {
+	store := &failSetKeys{Store: fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))}
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	t.Cleanup(w.svc.Close)
+	sys := resources.AsSystem(context.Background())
+	organizations(w, "plan-1")
+	w.put(sys, "Patient", "p1", `"name":[{"family":"One"}]`)
+	w.put(sys, "Condition", "c1", `"subject":{"reference":"Patient/p1"},"code":{"text":"housing"}`)
+	store.left.Store(2)
+	w.put(sys, "Coverage", "cov1", `"status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/plan-1"}]`)
+	plan := as(resources.RolePlan, "plan-1")
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Equal(visibleIDs(t, w.svc, plan, "Condition"), []string{"c1"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the Coverage, plan-1 still does not find c1 (SetKeys failures left: %d)", store.left.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if store.left.Load() > 0 {
+		t.Fatalf("c1 found before the failures were used up: %d left", store.left.Load())
+	}
+}
