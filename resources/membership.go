@@ -3,6 +3,7 @@ package resources
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -264,32 +265,33 @@ func (s *Service) coverageChange(typ string, old, doc map[string]any) memberChan
 		return memberChange{}
 	}
 	before, after := map[string][]string{}, map[string][]string{}
-	if old != nil {
-		k := extractKeysFor(typ, old, s.Base, map[string]bool{"beneficiary": true, "payor": true})
-		coveragePairs(&k, before)
-	}
-	if doc != nil {
-		k := extractKeysFor(typ, doc, s.Base, map[string]bool{"beneficiary": true, "payor": true})
-		coveragePairs(&k, after)
-	}
+	s.coverageDocPairs(old, before)
+	s.coverageDocPairs(doc, after)
 	// Every Coverage write fans out, also one that leaves the pairs as they were: a client
 	// that writes it again after a failure (a fan-out lost with its process) repairs the keys.
-	var ch memberChange
+	ch := pairsChange(before)
+	ch.merge(memberChange{patients: slices.Collect(maps.Keys(after))})
+	return ch
+}
+
+// coverageDocPairs adds, for a Coverage document (nil: none), each beneficiary's plans.
+func (s *Service) coverageDocPairs(doc map[string]any, into map[string][]string) {
+	if doc != nil {
+		k := extractKeysFor("Coverage", doc, s.Base, map[string]bool{"beneficiary": true, "payor": true})
+		coveragePairs(&k, into)
+	}
+}
+
+// pairsChange is the fan-out of Coverage that named pairs (patient -> plans) before: every
+// patient named, each of the plans named possibly gone.
+func pairsChange(pairs map[string][]string) memberChange {
 	gone := map[string]bool{}
-	for p, plans := range before {
-		ch.patients = append(ch.patients, p)
+	for _, plans := range pairs {
 		for _, org := range plans {
 			gone[org] = true
 		}
 	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			ch.patients = append(ch.patients, p)
-		}
-	}
-	slices.Sort(ch.patients)
-	ch.gone = sortedSet(gone)
-	return ch
+	return memberChange{patients: slices.Sorted(maps.Keys(pairs)), gone: sortedSet(gone)}
 }
 
 func (c *memberChange) merge(o memberChange) {

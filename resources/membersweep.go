@@ -2,7 +2,6 @@ package resources
 
 import (
 	"context"
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -89,8 +88,9 @@ func (s *Service) SweepMembers(ctx context.Context, window time.Duration) (int, 
 	// replaced: the patients and plans they named.
 	named := map[string][]string{}
 	add := func(v *Resource) {
-		if k := s.keysOf(v); !v.Deleted && k != nil {
-			coveragePairs(k, named)
+		if !v.Deleted {
+			doc, _ := decodeTop(v.JSON, []string{"beneficiary", "payor"})
+			s.coverageDocPairs(doc, named)
 		}
 	}
 	oldest := map[string]int64{} // id -> its oldest version in the window
@@ -127,14 +127,7 @@ func (s *Service) SweepMembers(ctx context.Context, window time.Duration) (int, 
 		}
 	}
 	if len(named) > 0 {
-		gone := map[string]bool{}
-		for _, plans := range named {
-			for _, org := range plans {
-				gone[org] = true
-			}
-		}
-		ch := memberChange{patients: slices.Sorted(maps.Keys(named)), gone: sortedSet(gone)}
-		if err := s.fanOut(ctx, ch); err != nil {
+		if err := s.fanOut(ctx, pairsChange(named)); err != nil {
 			return repaired, err
 		}
 	}

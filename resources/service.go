@@ -61,25 +61,21 @@ type Service struct {
 	orgCache orgCache // tenancy.go
 
 	// closing ends the service's background work (the retries of membership.go): Close.
-	closeOnce sync.Once
-	closing   chan struct{}
+	makeClosing, closeOnce sync.Once
+	closing                chan struct{}
 }
 
 // done is closed once Close is called.
 func (s *Service) done() <-chan struct{} {
-	s.closeOnce.Do(func() { s.closing = make(chan struct{}) })
+	s.makeClosing.Do(func() { s.closing = make(chan struct{}) })
 	return s.closing
 }
 
 // Close stops the service's background work; call it before the store closes. The service's
 // methods must not be called after it.
 func (s *Service) Close() {
-	done := s.done()
-	select {
-	case <-done:
-	default:
-		close(s.closing)
-	}
+	s.done()
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // authorize runs the Authorize hook, if any.
