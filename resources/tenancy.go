@@ -807,8 +807,8 @@ func (s *Service) visibleDoc(ctx context.Context, typ, id string, doc map[string
 // admits is l.admits, and for a plan's limit also whether typ/id (with keys k) is about one of
 // its members.
 func (s *Service) admits(ctx context.Context, l *limit, typ, id string, k *Keys) (bool, error) {
-	if l.admits(id, k) || l.member == "" {
-		return l.admits(id, k), nil
+	if ok := l.admits(id, k); ok || l.member == "" {
+		return ok, nil
 	}
 	patients := []string{id}
 	if typ != "Patient" {

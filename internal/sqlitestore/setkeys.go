@@ -44,16 +44,7 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 				return err
 			}
 		}
-		args := w.args[:0]
-		for _, k := range added {
-			if !resources.Unindexed(k) {
-				args = append(args, typ, k, lu, id)
-			}
-		}
-		err = w.insertRows(insKeys, 4, args)
-		clear(args)
-		w.args = args[:0]
-		if err != nil {
+		if err := w.insertKeys(typ, id, lu, added); err != nil {
 			return err
 		}
 		b, err := json.Marshal(next)

@@ -599,21 +599,26 @@ func (w *writer) putRow(r *resources.Resource) error {
 	k := &resources.Keys{} // a delete keeps no values
 	if !r.Deleted {
 		k = &r.Keys
-		// Keys go in with as few statements as their rows allow (multi-row inserts).
-		args := w.args[:0]
-		for _, key := range k.Eq {
-			if !resources.Unindexed(key) { // in eq_keys only
-				args = append(args, r.Type, key, lu, r.ID)
-			}
-		}
-		err := w.insertRows(insKeys, 4, args)
-		clear(args)
-		w.args = args[:0]
-		if err != nil {
+		if err := w.insertKeys(r.Type, r.ID, lu, k.Eq); err != nil {
 			return err
 		}
 	}
 	return w.putValues(r.Type, r.ID, k, current > 0)
+}
+
+// insertKeys stores the search_keys rows of keys for the version of typ/id at lu, with as few
+// statements as their rows allow (multi-row inserts); unindexed keys are in eq_keys only.
+func (w *writer) insertKeys(typ, id string, lu int64, keys []string) error {
+	args := w.args[:0]
+	for _, key := range keys {
+		if !resources.Unindexed(key) {
+			args = append(args, typ, key, lu, id)
+		}
+	}
+	err := w.insertRows(insKeys, 4, args)
+	clear(args)
+	w.args = args[:0]
+	return err
 }
 
 func (s *Store) CreateIfNoneExist(ctx context.Context, r *resources.Resource, cond *resources.Query) (*resources.Resource, error) {
