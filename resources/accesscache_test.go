@@ -13,6 +13,7 @@ import (
 
 	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
 	"github.com/calaimfhir/calaimfhir/internal/r4"
+	"github.com/calaimfhir/calaimfhir/internal/storetest"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -80,19 +81,6 @@ func taskBody(p, prov, cbo string) string {
 		`"requester":{"reference":"Organization/` + prov + `"},"owner":{"reference":"Organization/` + cbo + `"}`
 }
 
-func sees(t testing.TB, svc *resources.Service, ctx context.Context, typ, id string) bool {
-	t.Helper()
-	_, err := svc.Read(ctx, typ, id)
-	switch {
-	case err == nil:
-		return true
-	case resources.IsKind(err, resources.KindNotFound):
-		return false
-	}
-	t.Fatalf("read %s/%s: %v", typ, id, err)
-	return false
-}
-
 // visibleIDs lists the ids of typ a caller finds by searching for all of them.
 func visibleIDs(t testing.TB, svc *resources.Service, ctx context.Context, typ string) []string {
 	t.Helper()
@@ -147,14 +135,14 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 				if typ == "ServiceRequest" && name[:4] == "plan" {
 					continue // a plan sees requests of its members, checked through the patient
 				}
-				if got := sees(t, w.svc, ctx(), typ, id); got != want[name] {
+				if got := storetest.Reads(t, w.svc, ctx(), typ, id); got != want[name] {
 					t.Errorf("%s reads %s/%s: %v, want %v", name, typ, id, got, want[name])
 				}
 			}
 		}
 	}
 	check("p0") // every caller's sets are built and cached now
-	if sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-p0") {
+	if storetest.Reads(t, w.svc, callers["cbo-a"](), "Condition", "cond-p0") {
 		t.Errorf("cbo-a reads a Condition without a Consent")
 	}
 	before := w.svc.AccessSetBuilds()
@@ -162,11 +150,11 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 		p := fmt.Sprint("p", n)
 		w.referral(n, "prov-1", "plan-1", "cbo-a")
 		check(p)
-		if sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-"+p) {
+		if storetest.Reads(t, w.svc, callers["cbo-a"](), "Condition", "cond-"+p) {
 			t.Errorf("cbo-a reads cond-%s without a Consent", p)
 		}
 		w.consent(p, "prov-1", "cbo-a", "active")
-		if !sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-"+p) {
+		if !storetest.Reads(t, w.svc, callers["cbo-a"](), "Condition", "cond-"+p) {
 			t.Errorf("cbo-a does not read cond-%s under its new Consent", p)
 		}
 		// The CBO accepts the Task: its first write adds its tenant tag to the Task, which
@@ -183,7 +171,7 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 
 	// A reassignment takes the referral from cbo-a at once (a drop, then a rebuild).
 	w.put(resources.AsSystem(context.Background()), "Task", "task-p5", taskBody("p5", "prov-1", "cbo-b"))
-	if sees(t, w.svc, callers["cbo-a"](), "Patient", "p5") || !sees(t, w.svc, callers["cbo-b"](), "Patient", "p5") {
+	if storetest.Reads(t, w.svc, callers["cbo-a"](), "Patient", "p5") || !storetest.Reads(t, w.svc, callers["cbo-b"](), "Patient", "p5") {
 		t.Errorf("after reassigning task-p5 to cbo-b: cbo-a still sees p5, or cbo-b does not")
 	}
 	if w.svc.AccessSetBuilds() == before {
@@ -191,19 +179,19 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 	}
 	// Revoking a Consent takes the Condition away at once.
 	w.consent("p3", "prov-1", "cbo-a", "inactive")
-	if sees(t, w.svc, callers["cbo-a"](), "Condition", "cond-p3") {
+	if storetest.Reads(t, w.svc, callers["cbo-a"](), "Condition", "cond-p3") {
 		t.Errorf("cbo-a still reads cond-p3 after its Consent was revoked")
 	}
 	// A delete as well.
 	if _, err := w.svc.Delete(resources.AsSystem(context.Background()), "Task", "task-p5", 0, false); err != nil {
 		t.Fatal(err)
 	}
-	if sees(t, w.svc, callers["cbo-b"](), "Patient", "p5") {
+	if storetest.Reads(t, w.svc, callers["cbo-b"](), "Patient", "p5") {
 		t.Errorf("cbo-b still sees p5 after its Task was deleted")
 	}
 	// A payor change takes the member from plan-1.
 	w.put(resources.AsSystem(context.Background()), "Coverage", "cov-p4", `"status":"active","beneficiary":{"reference":"Patient/p4"},"payor":[{"reference":"Organization/plan-2"}]`)
-	if sees(t, w.svc, callers["plan-1"](), "Patient", "p4") || !sees(t, w.svc, callers["plan-2"](), "Patient", "p4") {
+	if storetest.Reads(t, w.svc, callers["plan-1"](), "Patient", "p4") || !storetest.Reads(t, w.svc, callers["plan-2"](), "Patient", "p4") {
 		t.Errorf("after the payor change: plan-1 still sees p4, or plan-2 does not")
 	}
 }
@@ -304,26 +292,26 @@ func TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL(t *testing.T) {
 	organizations(w, "prov-1", "plan-1", "cbo-a")
 	w.referral(0, "prov-1", "plan-1", "cbo-a")
 	cbo := func() context.Context { return as(resources.RoleCBO, "cbo-a") }
-	if !sees(t, w.svc, cbo(), "Patient", "p0") {
+	if !storetest.Reads(t, w.svc, cbo(), "Patient", "p0") {
 		t.Fatal("cbo-a does not see p0")
 	}
 	// Past the TTL, with no other writer, the sets are kept: nothing is read again.
 	builds := w.svc.AccessSetBuilds()
 	for i := 0; i < 5; i++ {
 		time.Sleep(ttl)
-		sees(t, w.svc, cbo(), "Patient", "p0")
+		storetest.Reads(t, w.svc, cbo(), "Patient", "p0")
 	}
 	if got := w.svc.AccessSetBuilds() - builds; got != 0 {
 		t.Errorf("with no other writer, %d sets were read again after their TTL", got)
 	}
 	other := &world{t: t, svc: newService(t, fhirtest.SQLite.Open(t, dir), ttl)}
 	other.referral(1, "prov-1", "plan-1", "cbo-a") // unknown to w.svc's cache
-	if sees(t, w.svc, cbo(), "Patient", "p1") {
+	if storetest.Reads(t, w.svc, cbo(), "Patient", "p1") {
 		t.Log("p1 visible before the TTL: the set was rebuilt early (a slow machine)")
 	}
 	// Within the TTL and a background rebuild, p1 shows.
 	deadline := time.Now().Add(2*ttl + 2*time.Second)
-	for !sees(t, w.svc, cbo(), "Patient", "p1") {
+	for !storetest.Reads(t, w.svc, cbo(), "Patient", "p1") {
 		if time.Now().After(deadline) {
 			t.Fatalf("p1 written by another process is still not visible after %s", 2*ttl+2*time.Second)
 		}
@@ -332,7 +320,7 @@ func TestAccessCache_ChangesFromAnotherProcessArriveWithinTheTTL(t *testing.T) {
 	// After twice the TTL with no requests, the first request rebuilds before it answers.
 	other.referral(2, "prov-1", "plan-1", "cbo-a")
 	time.Sleep(2*ttl + 20*time.Millisecond)
-	if !sees(t, w.svc, cbo(), "Patient", "p2") {
+	if !storetest.Reads(t, w.svc, cbo(), "Patient", "p2") {
 		t.Errorf("p2 not visible to the first request after twice the TTL")
 	}
 }
@@ -350,7 +338,7 @@ func TestAccessCache_ExtendedSetsOutliveTheirTTL(t *testing.T) {
 	look := func(p string) {
 		t.Helper()
 		for _, ctx := range callers {
-			if !sees(t, w.svc, resources.WithScopeCache(ctx), "Patient", p) {
+			if !storetest.Reads(t, w.svc, resources.WithScopeCache(ctx), "Patient", p) {
 				t.Fatalf("%v does not see %s", ctx.Value(callerKey{}), p)
 			}
 		}
@@ -425,7 +413,7 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 	if again := w.svc.AccessSetBuilds() - before; again != 0 {
 		t.Errorf("the kept failure was not used: %d more builds", again)
 	}
-	if !sees(t, w.svc, as(resources.RoleProvider, "prov-small"), "Condition", "cond-p9") {
+	if !storetest.Reads(t, w.svc, as(resources.RoleProvider, "prov-small"), "Condition", "cond-p9") {
 		t.Error("the small provider does not see its patient's Condition")
 	}
 	// A new referral (creations: sets only grow) keeps the failure.
@@ -495,7 +483,7 @@ func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
 			t.Fatalf("read past the failure's TTL: %v", err)
 		}
 	}
-	if !sees(t, w.svc, big(), "Patient", "p1") {
+	if !storetest.Reads(t, w.svc, big(), "Patient", "p1") {
 		t.Error("the provider does not see its patient once served again")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/internal/storetest"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -234,7 +235,7 @@ func TestConditional_StaleMemberKeyMatchesNothing(t *testing.T) {
 				}
 			}
 			plan := as(resources.RolePlan, "plan-1")
-			if sees(t, w.svc, plan, "Patient", "left") {
+			if storetest.Reads(t, w.svc, plan, "Patient", "left") {
 				t.Fatal("plan-1 reads a patient without Coverage")
 			}
 			r, created, err := w.svc.Create(plan, "Patient", patientCIN("88888888H"), cinCondition("88888888H"))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
+	"github.com/calaimfhir/calaimfhir/internal/storetest"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -54,7 +55,7 @@ func TestMembership_StaleSettingAfterCoverageDeleted(t *testing.T) {
 	close(hold.release)
 	<-done
 	plan := as(resources.RolePlan, "plan-1")
-	t.Logf("plan-1 reads Patient/p1: %v, Condition/c1: %v", sees(t, w.svc, plan, "Patient", "p1"), sees(t, w.svc, plan, "Condition", "c1"))
+	t.Logf("plan-1 reads Patient/p1: %v, Condition/c1: %v", storetest.Reads(t, w.svc, plan, "Patient", "p1"), storetest.Reads(t, w.svc, plan, "Condition", "c1"))
 	if got := visibleIDs(t, w.svc, plan, "Condition"); slices.Contains(got, "c1") {
 		t.Errorf("p1 has no Coverage, yet plan-1's Condition search returns %v", got)
 	}
@@ -79,7 +80,7 @@ func TestMembership_StaleSettingOfAnotherPlan(t *testing.T) {
 	<-done
 	plan2 := as(resources.RolePlan, "plan-2")
 	if got := visibleIDs(t, w.svc, plan2, "Condition"); !slices.Contains(got, "c1") {
-		t.Errorf("p1 is plan-2's member, yet plan-2's Condition search returns %v (read by id: %v)", got, sees(t, w.svc, plan2, "Condition", "c1"))
+		t.Errorf("p1 is plan-2's member, yet plan-2's Condition search returns %v (read by id: %v)", got, storetest.Reads(t, w.svc, plan2, "Condition", "c1"))
 	}
 }
 

@@ -81,8 +81,9 @@ func searchPages(t testing.TB, svc *resources.Service, ctx context.Context, sr *
 	return res.Resources
 }
 
-// reads reports whether ctx's caller can read typ/id (not found when not).
-func reads(t testing.TB, svc *resources.Service, ctx context.Context, typ, id string) bool {
+// Reads reports whether ctx's caller can read typ/id through svc (not found when not); any
+// other error fails the test.
+func Reads(t testing.TB, svc *resources.Service, ctx context.Context, typ, id string) bool {
 	t.Helper()
 	_, err := svc.Read(ctx, typ, id)
 	switch {
@@ -118,10 +119,10 @@ func init() {
 			if got := seen(t, svc, ctx, "Patient", "_id=p1"); len(got) == 1 != want {
 				t.Errorf("%s: Patient search %v, want found=%v", step, got, want)
 			}
-			if got := reads(t, svc, ctx, "Condition", "c1"); got != want {
+			if got := Reads(t, svc, ctx, "Condition", "c1"); got != want {
 				t.Errorf("%s: Condition read %v, want %v", step, got, want)
 			}
-			if got := reads(t, svc, ctx, "Patient", "p1"); got != want {
+			if got := Reads(t, svc, ctx, "Patient", "p1"); got != want {
 				t.Errorf("%s: Patient read %v, want %v", step, got, want)
 			}
 		}
@@ -171,7 +172,7 @@ func init() {
 			if got := seen(t, svc, ctx, "Condition", "patient=Patient/"+pid); len(got) != 1 {
 				t.Errorf("Condition of a patient of two plans: %v", got)
 			}
-			if !reads(t, svc, ctx, "Patient", pid) {
+			if !Reads(t, svc, ctx, "Patient", pid) {
 				t.Error("a patient of two plans is not read by one of them")
 			}
 		}
@@ -202,7 +203,7 @@ func init() {
 		if got := seen(t, svc, plan, "Patient", ""); len(got) != 7 {
 			t.Errorf("Patients: %v", got)
 		}
-		if !reads(t, svc, plan, "Patient", "m6") || reads(t, svc, plan, "Patient", "other") {
+		if !Reads(t, svc, plan, "Patient", "m6") || Reads(t, svc, plan, "Patient", "other") {
 			t.Error("reads by id do not follow membership")
 		}
 	})
