@@ -43,6 +43,12 @@ type world struct {
 	svc *resources.Service
 }
 
+// newWorld is a world on a fresh embedded store, which it returns too.
+func newWorld(t testing.TB) (*world, resources.Store) {
+	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
+	return &world{t: t, svc: newService(t, store, time.Hour)}, store
+}
+
 func (w *world) put(ctx context.Context, typ, id, body string) {
 	w.t.Helper()
 	if _, _, err := w.svc.Update(ctx, typ, id, []byte(fmt.Sprintf(`{"resourceType":%q,"id":%q,%s}`, typ, id, body)), 0); err != nil {
@@ -110,8 +116,7 @@ func organizations(w *world, orgs ...string) {
 }
 
 func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, _ := newWorld(t)
 	organizations(w, "prov-1", "prov-2", "plan-1", "plan-2", "cbo-a", "cbo-b")
 	w.referral(0, "prov-1", "plan-1", "cbo-a")
 
@@ -201,8 +206,7 @@ func TestAccessCache_CreationsExtendSetsWithoutRebuilding(t *testing.T) {
 // are built, extended and dropped while writes commit), then compares what each caller sees
 // through this service with what a second service, whose cache starts empty, sees.
 func TestAccessCache_AgreesWithFreshSetsUnderConcurrency(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, store := newWorld(t)
 	provs, plans, cbos := []string{"prov-1", "prov-2", "prov-3"}, []string{"plan-1", "plan-2"}, []string{"cbo-a", "cbo-b", "cbo-c", "cbo-d"}
 	organizations(w, append(append(slices.Clone(provs), plans...), cbos...)...)
 	callers := orgCallers(provs, plans, cbos)
@@ -364,8 +368,7 @@ func TestAccessCache_ExtendedSetsOutliveTheirTTL(t *testing.T) {
 // access away from the provider lets the next request try again. (Plans are not resolved into
 // sets: membership.go.)
 func TestAccessCache_TooLargeFailsOnceForEveryone(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, store := newWorld(t)
 	organizations(w, "prov-big", "prov-small", "plan-1", "cbo-a")
 	for i := 1; i <= 4; i++ {
 		w.referral(i, "prov-big", "plan-1", "cbo-a")

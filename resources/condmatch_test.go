@@ -50,8 +50,7 @@ func TestConditional_MatchesTheCallerMayNotSee(t *testing.T) {
 	// prov-1 stores patients with one CIN; prov-2 sees none of them.
 	for _, theirs := range []int{1, 40} {
 		t.Run(fmt.Sprintf("%d invisible matches", theirs), func(t *testing.T) {
-			store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-			w := &world{t: t, svc: newService(t, store, time.Hour)}
+			w, _ := newWorld(t)
 			organizations(w, "prov-1", "prov-2")
 			prov1, prov2 := as(resources.RoleProvider, "prov-1"), as(resources.RoleProvider, "prov-2")
 			var hidden []string
@@ -223,8 +222,7 @@ func TestConditional_MatchStoredMeanwhile(t *testing.T) {
 func TestConditional_StaleMemberKeyMatchesNothing(t *testing.T) {
 	for _, others := range []int{0, 40} {
 		t.Run(fmt.Sprintf("%d other matches", others), func(t *testing.T) {
-			store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-			w := &world{t: t, svc: newService(t, store, time.Hour)}
+			w, store := newWorld(t)
 			organizations(w, "plan-1", "prov-1")
 			stale := resources.MemberKey("Organization/plan-1")
 			storeVersion(t, store, "Patient", "left", 1, time.Now(), false,
@@ -255,8 +253,7 @@ func TestConditional_StaleMemberKeyMatchesNothing(t *testing.T) {
 
 // Conditional update, patch and delete never act on what the caller may not see.
 func TestConditional_UpdatePatchDeleteLeaveOthersAlone(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, _ := newWorld(t)
 	organizations(w, "prov-1", "prov-2")
 	prov1, prov2 := as(resources.RoleProvider, "prov-1"), as(resources.RoleProvider, "prov-2")
 	theirs, _, err := w.svc.Create(prov1, "Patient", patientCIN("66666666F"), "")

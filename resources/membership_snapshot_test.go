@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -14,8 +13,7 @@ import (
 // page: the snapshot shows its version of T, judged on keys extracted from JSON (no member
 // key), so the plan's traversal lost it before member keys were added there.
 func TestMembership_SnapshotPagingKeepsMemberResources(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, _ := newWorld(t)
 	sys := resources.AsSystem(context.Background())
 	organizations(w, "plan-1")
 	w.put(sys, "Patient", "p1", `"name":[{"family":"One"}]`)

@@ -109,8 +109,7 @@ func testSweepRepairs(t *testing.T, h storetest.Harness) {
 }
 
 func TestSweepMembers_LooksBackFromTheNewestWrite(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, store := newWorld(t)
 	organizations(w, "plan-1")
 	storeDirect(t, store, "Patient", "p1", 1, `"name":[{"family":"One"}]`)
 	storeDirect(t, store, "Coverage", "cov1", 1, `"status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/plan-1"}]`)

@@ -67,8 +67,7 @@ func TestMembership_CoverageBetweenLookupAndCommit(t *testing.T) {
 // TestMembership_StaleKeyIsNotServed: a member key that outlived its Coverage (a fan-out that
 // never ran) lets nothing through a plan's search, and is taken away.
 func TestMembership_StaleKeyIsNotServed(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, store := newWorld(t)
 	sys := resources.AsSystem(context.Background())
 	organizations(w, "plan-1")
 	w.put(sys, "Patient", "p1", `"name":[{"family":"One"}]`)

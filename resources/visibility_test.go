@@ -8,9 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/calaimfhir/calaimfhir/internal/fhirtest"
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
@@ -41,8 +39,7 @@ func orgCallers(provs, plans, cbos []string) []caller {
 // of the access-set cache: sets just built, sets extended in place by creations and first
 // writes, sets dropped by writes that take access away.
 func TestVisibility_JudgedAsTheScopeClauseSelects(t *testing.T) {
-	store := fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t))
-	w := &world{t: t, svc: newService(t, store, time.Hour)}
+	w, store := newWorld(t)
 	provs, plans, cbos := []string{"prov-1", "prov-2"}, []string{"plan-1", "plan-2"}, []string{"cbo-a", "cbo-b", "cbo-c"}
 	organizations(w, append(append(append([]string{}, provs...), plans...), cbos...)...)
 	callers := append([]caller{
