@@ -73,7 +73,7 @@ func TestQueryPlans_KeyDeleteByPrimaryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqlDelKeys, "Task", "t1", 1, `["a","b"]`)
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqlDelKeysIn+"(?, ?)", "Task", 1, "t1", "a", "b")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,10 +39,8 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 		if len(added) == 0 && len(removed) == 0 {
 			return nil
 		}
-		for _, k := range removed {
-			if _, err := w.exec(`DELETE FROM search_keys WHERE type = ? AND key = ? AND lu = ? AND id = ?`, typ, k, lu, id); err != nil {
-				return err
-			}
+		if err := w.deleteKeys(typ, id, lu, removed); err != nil {
+			return err
 		}
 		if err := w.insertKeys(typ, id, lu, added); err != nil {
 			return err

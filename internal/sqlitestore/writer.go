@@ -137,8 +137,10 @@ func (w *writer) insertRowsReturning(prefix string, width int, args []any, col s
 	})
 }
 
+// maxRowsPerInsert bounds the rows of one multi-row statement.
+const maxRowsPerInsert = 32
+
 func (w *writer) insertChunks(prefix string, width int, args []any, suffix string, run func(*sql.Stmt, []any) error) error {
-	const maxRowsPerInsert = 32
 	for len(args) > 0 {
 		n := min(len(args)/width, maxRowsPerInsert)
 		k := multiKey{prefix + "\x00" + suffix, width, n}
