@@ -516,8 +516,19 @@ func appendRefKeys(keys []string, p Param, v any, base string) []string {
 	if len(p.Targets) > 0 && !slices.Contains(p.Targets, typ) {
 		return keys
 	}
-	return append(keys, RefKey(p.Name, typ, id), RefIDKey(p.Name, id))
+	keys = append(keys, RefKey(p.Name, typ, id))
+	if bareRefIndexed(p) {
+		keys = append(keys, RefIDKey(p.Name, id))
+	}
+	return keys
 }
+
+// bareRefIndexed reports whether p's references are also indexed by id alone, for `p=id`.
+// Only a parameter that may refer to any type needs that key: for one with a list of target
+// types, `p=id` is asked as `p=T/id` for each of them (refQueryKeys), the same resources,
+// since a reference to another type is not indexed. Every key row costs a B-tree insert on
+// each write and a page in its commit; the id-alone keys were a fifth of a Task's.
+func bareRefIndexed(p Param) bool { return len(p.Targets) == 0 }
 
 // SplitLocalRef splits a relative reference "Type/id" or "Type/id/_history/n". Absolute URLs
 // and anything else report ok=false.

@@ -396,7 +396,9 @@ func parseComposite(typ, name string, values []string, base string) (Clause, err
 		param := CompositeValueParam(name, fk)
 		switch kind {
 		case ParamReference:
-			c.AnyKey = append(c.AnyKey, CompositeKey(name, fk, refQueryKey("", second, base)))
+			for _, rk := range refQueryKeys(Param{}, second, base) { // any target type, as indexed
+				c.AnyKey = append(c.AnyKey, CompositeKey(name, fk, rk))
+			}
 		case ParamQuantity:
 			m, err := numberMatch(param, second, true)
 			if err != nil {
@@ -497,7 +499,7 @@ func parseReference(p Param, modifier string, hasModifier bool, values []string,
 	switch {
 	case !hasModifier:
 		for _, v := range values {
-			keys = append(keys, refQueryKey(p.Name, v, base))
+			keys = append(keys, refQueryKeys(p, v, base)...)
 		}
 	case modifier == "identifier":
 		for _, v := range values {
@@ -689,19 +691,27 @@ func tokenQueryKey(param, v string) string {
 	return TokenKey(param, system, code)
 }
 
-func refQueryKey(param, v, base string) string {
+// refQueryKeys returns the keys of `p=v`, any of which matches.
+func refQueryKeys(p Param, v, base string) []string {
 	if base != "" {
 		if rest, ok := strings.CutPrefix(v, strings.TrimSuffix(base, "/")+"/"); ok {
 			v = rest
 		}
 	}
 	if typ, id, ok := SplitLocalRef(v); ok {
-		return RefKey(param, typ, id)
+		return []string{RefKey(p.Name, typ, id)}
 	}
 	if ValidID(v) {
-		return RefIDKey(param, v)
+		if bareRefIndexed(p) {
+			return []string{RefIDKey(p.Name, v)}
+		}
+		keys := make([]string, len(p.Targets))
+		for i, t := range p.Targets {
+			keys[i] = RefKey(p.Name, t, v)
+		}
+		return keys
 	}
-	return RefURLKey(param, v)
+	return []string{RefURLKey(p.Name, v)}
 }
 
 // ParseDateParam parses a date search value with an optional prefix (eq ne lt gt le ge sa eb)

@@ -85,7 +85,9 @@ func TestExtractKeys(t *testing.T) {
 	want := []string{
 		resources.TokenKey("status", "", "requested"), resources.TokenCodeKey("status", "requested"),
 		resources.TokenKey("identifier", "urn:referral", "R-1"), resources.TokenCodeKey("identifier", "R-1"), resources.TokenSystemKey("identifier", "urn:referral"),
-		resources.RefKey("patient", "Patient", "p1"), resources.RefIDKey("patient", "p1"),
+		// patient refers to Patient only: `patient=p1` is asked as `patient=Patient/p1`, so
+		// the id alone is not indexed; subject may refer to any type.
+		resources.RefKey("patient", "Patient", "p1"),
 		resources.RefKey("subject", "Patient", "p1"), resources.RefIDKey("subject", "p1"),
 		resources.RefURLKey("owner", "http://elsewhere.example/fhir/Organization/o9"),
 		resources.TokenKey("code", "http://hl7.org/fhir/CodeSystem/task-code", "fulfill"), resources.TokenCodeKey("code", "fulfill"), resources.TokenSystemKey("code", "http://hl7.org/fhir/CodeSystem/task-code"),

@@ -128,6 +128,9 @@ func TestSearch_BasicParameters(t *testing.T) {
 			{"Task?owner=Organization/cbo-a&status=requested", []string{"t1"}},
 			{"Task?patient=Patient/" + d.patients["ana"], []string{"t1", "t2"}},
 			{"Task?subject=" + d.patients["ben"], []string{"t3", "t4", "t5"}},
+			// patient refers to Patient alone: an id alone is asked as Patient/id.
+			{"Task?patient=" + d.patients["ana"], []string{"t1", "t2"}},
+			{"Task?owner=cbo-b,cbo-c", []string{"t4", "t5"}},
 			{"Task?identifier=urn:referral|t3", []string{"t3"}},
 			{"Task?identifier=t3", []string{"t3"}},
 			{"Task?identifier=urn:other|t3", nil},
