@@ -47,6 +47,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		if ph.Total.CPUPerRequest > 0 {
+			fmt.Fprintf(w, "  CPU time of this process per request: %.3f ms\n", ph.Total.CPUPerRequest)
+		}
 		for _, o := range ph.Ops {
 			if o.FirstError != "" {
 				fmt.Fprintf(w, "  %s: first error: %s\n", o.Op, o.FirstError)

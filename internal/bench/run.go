@@ -53,6 +53,11 @@ type OpResult struct {
 	P99             float64 `json:"p99_ms"`
 	Ceiling         float64 `json:"ratio_to_ceiling,omitempty"` // PerSecond ÷ the ceiling's, same clients
 	FirstError      string  `json:"first_error,omitempty"`
+	// CPUPerRequest (phase totals only): this process's CPU time per request, in ms: the
+	// server's and the harness's when the server runs in this process, the harness's alone
+	// with --url. Unlike requests per second it does not depend on how much of the CPUs the
+	// host lets the process have, so it compares builds on a shared machine.
+	CPUPerRequest float64 `json:"cpu_ms_per_request,omitempty"`
 }
 
 // Phase is the figures of one timed phase.
@@ -288,6 +293,7 @@ func (w *workload) phase(ctx context.Context, name string, clients int, dur time
 		}
 	}
 	results := make([]map[string]*opStats, clients)
+	cpu0 := processCPU()
 	start := time.Now()
 	deadline := start.Add(dur)
 	done := make(chan struct{})
@@ -335,6 +341,7 @@ func (w *workload) phase(ctx context.Context, name string, clients int, dur time
 		<-done
 	}
 	elapsed := time.Since(start).Seconds()
+	cpu := processCPU() - cpu0
 	ph := Phase{Name: name, Seconds: elapsed, Total: OpResult{Op: "total"}}
 	var all []time.Duration
 	for _, op := range names {
@@ -360,6 +367,9 @@ func (w *workload) phase(ctx context.Context, name string, clients int, dur time
 		ph.Total.Errors += merged.errors
 	}
 	t := summarize("total", &opStats{lat: all, errors: ph.Total.Errors}, elapsed)
+	if cpu > 0 && t.Count > 0 {
+		t.CPUPerRequest = cpu.Seconds() * 1000 / float64(t.Count)
+	}
 	ph.Total = t
 	return ph
 }
