@@ -119,3 +119,75 @@ func TestMigrateEqKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateSorts opens a database in the layout from before resources.sorts (the _sort
+// values in a sort_keys table, one row per resource and parameter) and checks that the store
+// moves them into the resources' rows and drops the table: _sort orders as before, and what
+// the migrated resources are then updated to sorts by its new value.
+func TestMigrateSorts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ id, owner string }{{"a", "org-c"}, {"b", "org-a"}, {"c", "org-b"}} {
+		if err := s.Put(ctx, testTask(r.id, 1, r.owner, r.id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE sort_keys (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, asc_value TEXT NOT NULL, desc_value TEXT NOT NULL, PRIMARY KEY (type, id, param)) WITHOUT ROWID`,
+		`INSERT INTO sort_keys SELECT r.type, r.id, j.key, j.value ->> 0, j.value ->> 1 FROM resources r, json_each(r.sorts) j`,
+		`ALTER TABLE resources DROP COLUMN sorts`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	var rows int
+	if err := db.QueryRow(`SELECT count(*) FROM sort_keys WHERE param = 'owner'`).Scan(&rows); err != nil || rows != 3 {
+		t.Fatalf("the old layout has %d owner rows (%v), want 3", rows, err)
+	}
+	db.Close()
+
+	s, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'sort_keys'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("sort_keys still there (%d, %v)", n, err)
+	}
+	order := func(desc bool) []string {
+		t.Helper()
+		page, err := s.Search(ctx, &resources.Query{Type: "Task", Count: 10, SortBy: []resources.SortField{{Param: "owner", Desc: desc}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range page.Resources {
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+	if got, want := order(false), []string{"b", "c", "a"}; !slices.Equal(got, want) {
+		t.Errorf("_sort=owner after the migration: %v, want %v", got, want)
+	}
+	if got, want := order(true), []string{"a", "c", "b"}; !slices.Equal(got, want) {
+		t.Errorf("_sort=-owner after the migration: %v, want %v", got, want)
+	}
+	if err := s.Put(ctx, testTask("a", 2, "org-0", "a")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := order(false), []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("_sort=owner after an update: %v, want %v", got, want)
+	}
+}

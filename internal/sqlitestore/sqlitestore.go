@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS resources (
 	deleted INTEGER NOT NULL,
 	json    BLOB,
 	eq_keys TEXT, -- the version's search_keys, a JSON array, to delete them by primary key
+	sorts   TEXT, -- the version's _sort values, {"param": [lowest, highest]} (NULL: none)
 	PRIMARY KEY (type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_type_lu ON resources (type, deleted, lu, id);
@@ -162,15 +164,6 @@ CREATE TABLE IF NOT EXISTS migrations (
 	at   INTEGER NOT NULL
 );
 
--- _sort values per parameter: the lowest (ascending) and highest (descending), order-preserving.
-CREATE TABLE IF NOT EXISTS sort_keys (
-	type       TEXT NOT NULL,
-	id         TEXT NOT NULL,
-	param      TEXT NOT NULL,
-	asc_value  TEXT NOT NULL,
-	desc_value TEXT NOT NULL,
-	PRIMARY KEY (type, id, param)
-) WITHOUT ROWID;
 `
 
 // Open opens (creating if needed) the database in dir.
@@ -229,6 +222,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))
 	}
 	if err := migrateUnindexedKeys(ctx, w); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", mapErr(err))
+	}
+	if err := migrateSorts(ctx, w); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrate: %w", mapErr(err))
 	}
@@ -348,6 +345,43 @@ func migrateEqKeys(ctx context.Context, w *sql.DB) error {
 	return tx.Commit()
 }
 
+// migrateSorts brings a database from before resources.sorts to the current layout, in one
+// transaction: the _sort values move from the sort_keys table (one row per resource and
+// parameter, eleven for a Task, each a B-tree insert on every create) into the resource's
+// row, and the table is dropped.
+func migrateSorts(ctx context.Context, w *sql.DB) error {
+	var n int
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sort_keys'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var cols int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('resources') WHERE name = 'sorts'`).Scan(&cols); err != nil {
+		return err
+	}
+	stmts := []string{
+		`UPDATE resources SET sorts = (SELECT json_group_object(s.param, json_array(s.asc_value, s.desc_value)) FROM sort_keys s WHERE s.type = resources.type AND s.id = resources.id)
+			WHERE deleted = 0 AND EXISTS (SELECT 1 FROM sort_keys s WHERE s.type = resources.type AND s.id = resources.id)`,
+		`DROP TABLE sort_keys`,
+	}
+	if cols == 0 {
+		stmts = append([]string{`ALTER TABLE resources ADD COLUMN sorts TEXT`}, stmts...)
+	}
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 // migrateUnindexedKeys deletes the search_keys rows of resources.Unindexed keys, which
 // databases written before those moved to resources.eq_keys alone hold (searches no longer
 // read them, and updates no longer delete them). PRAGMA user_version 3 marks a database
@@ -400,15 +434,14 @@ func (s *Store) Close() error {
 // search keys are prepared as they are first needed (writer.insertRows).
 const (
 	sqlSelVersion = `SELECT version, lu, eq_keys FROM resources WHERE type = ? AND id = ?`
-	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys`
+	sqlUpsertRes  = `INSERT INTO resources (type, id, version, lu, deleted, json, eq_keys, sorts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, lu = excluded.lu, deleted = excluded.deleted, json = excluded.json, eq_keys = excluded.eq_keys, sorts = excluded.sorts`
 	sqlInsHist = `INSERT INTO history (type, id, version, lu, deleted, json) VALUES (?, ?, ?, ?, ?, ?)`
 
 	insKeys    = `INSERT OR IGNORE INTO search_keys (type, key, lu, id) VALUES `
 	insStrings = `INSERT OR IGNORE INTO search_strings (type, param, value, id) VALUES `
 	insDates   = `INSERT INTO search_dates (type, param, lo, hi, id) VALUES `
 	insNumbers = `INSERT INTO search_numbers (type, param, v, id) VALUES `
-	insSorts   = `INSERT OR REPLACE INTO sort_keys (type, id, param, asc_value, desc_value) VALUES `
 )
 
 // unindexedSQL is resources.Unindexed in SQL, on the column col (json_each's value, or
@@ -425,7 +458,7 @@ func unindexedSQL(col string) string {
 // sqlDelKeysIn deletes some of a version's keys, given as "(?, ?, ...)" after it.
 const sqlDelKeysIn = `DELETE FROM search_keys WHERE type = ? AND lu = ? AND id = ? AND key IN `
 
-var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlSelStrings, sqlSelDates, sqlSelNumbers, sqlSelSorts}
+var writeStatements = []string{sqlSelVersion, sqlUpsertRes, sqlInsHist, sqlSelStrings, sqlSelDates, sqlSelNumbers}
 
 // Ping checks the database can be read and written: it takes the write lock and lets it go,
 // so another process holding the lock (or a read-only or vanished file) shows as unavailable.
@@ -576,7 +609,7 @@ func (w *writer) putRow(r *resources.Resource) error {
 	}
 	lu := micros(r.LastUpdated)
 	var body []byte
-	var eqKeys any // NULL for a delete: no keys
+	var eqKeys, sorts any // NULL for a delete: no keys
 	if !r.Deleted {
 		body = r.JSON
 		k, err := json.Marshal(r.Keys.Eq)
@@ -584,8 +617,11 @@ func (w *writer) putRow(r *resources.Resource) error {
 			return err
 		}
 		eqKeys = string(k) // TEXT: json_each reads a BLOB as JSONB
+		if sorts, err = sortsJSON(r.Keys.Sort); err != nil {
+			return err
+		}
 	}
-	if _, err := w.exec(sqlUpsertRes, r.Type, r.ID, r.VersionID, lu, r.Deleted, body, eqKeys); err != nil {
+	if _, err := w.exec(sqlUpsertRes, r.Type, r.ID, r.VersionID, lu, r.Deleted, body, eqKeys, sorts); err != nil {
 		return err
 	}
 	if _, err := w.exec(sqlInsHist, r.Type, r.ID, r.VersionID, lu, r.Deleted, body); err != nil {
@@ -624,6 +660,37 @@ func (w *writer) insertKeys(typ, id string, lu int64, keys []string) error {
 	w.args = args[:0]
 	return err
 }
+
+// sortsJSON is the resources.sorts value of a version's sort keys: NULL without any.
+func sortsJSON(keys []resources.SortKey) (any, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	m := make(map[string][2]string, len(keys))
+	for _, k := range keys {
+		m[k.Param] = [2]string{k.Asc, k.Desc}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// sortExpr is the SQL for a _sort parameter's value of the resource r (its lowest value
+// ascending, its highest descending), or missing when it has none. The parameter is one of
+// the server's (resources.LookupParam), quoted all the same.
+func sortExpr(param string, desc bool, missing string) string {
+	i := 0
+	if desc {
+		i = 1
+	}
+	path := `$."` + strings.ReplaceAll(param, `"`, `\"`) + `"[` + strconv.Itoa(i) + `]`
+	return "COALESCE(json_extract(r.sorts, " + sqlString(path) + "), " + sqlString(missing) + ")"
+}
+
+// sqlString quotes s as an SQL string literal.
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // deleteKeys deletes the search_keys rows of keys for the version of typ/id at lu, by primary
 // key, up to maxRowsPerInsert keys per statement. The keys are filtered here rather than in
@@ -836,7 +903,7 @@ func compileSearch(q *resources.Query) compiled {
 	var out compiled
 	out.count = "SELECT count(*) FROM " + from + " WHERE " + strings.Join(where, " AND ")
 	out.countArgs = slices.Clone(args)
-	// Order: the _sort parameters (through sort_keys, missing values last), then lastUpdated
+	// Order: the _sort parameters (from resources.sorts, missing values last), then lastUpdated
 	// and id. The keyset condition is the lexicographic "after" over that whole tuple.
 	type key struct{ expr, dir, cmp string }
 	lastDir, lastCmp := "ASC", ">"
@@ -844,19 +911,14 @@ func compileSearch(q *resources.Query) compiled {
 		lastDir, lastCmp = "DESC", "<"
 	}
 	var keys []key
-	var joinArgs []any
-	for i, f := range q.SortBy {
-		alias := fmt.Sprintf("o%d", i)
-		from += fmt.Sprintf(" LEFT JOIN sort_keys %s ON %s.type = r.type AND %s.id = r.id AND %s.param = ?", alias, alias, alias, alias)
-		joinArgs = append(joinArgs, f.Param)
+	for _, f := range q.SortBy {
 		if f.Desc {
-			keys = append(keys, key{fmt.Sprintf("COALESCE(%s.desc_value, '%s')", alias, resources.SortMissingDesc), "DESC", "<"})
+			keys = append(keys, key{sortExpr(f.Param, true, resources.SortMissingDesc), "DESC", "<"})
 		} else {
-			keys = append(keys, key{fmt.Sprintf("COALESCE(%s.asc_value, '%s')", alias, resources.SortMissingAsc), "ASC", ">"})
+			keys = append(keys, key{sortExpr(f.Param, false, resources.SortMissingAsc), "ASC", ">"})
 		}
 	}
 	keys = append(keys, key{lu, lastDir, lastCmp}, key{id, lastDir, lastCmp})
-	args = append(joinArgs, args...)
 	if c := q.After; c != nil {
 		vals := make([]any, 0, len(keys))
 		for _, v := range c.Values {

@@ -9,7 +9,7 @@ import (
 
 // Value rows on update.
 //
-// The string, date, number and sort-value rows of a resource carry no lastUpdated (unlike its
+// The string, date and number rows of a resource carry no lastUpdated (unlike its
 // search_keys rows, which move with every version), so the rows a new version shares with
 // the one it replaces can stay where they are: an update deletes only the rows the new
 // version no longer has and inserts only the ones it adds. A Task moving from requested to
@@ -21,12 +21,10 @@ const (
 	sqlSelStrings = `SELECT param, value FROM search_strings WHERE type = ? AND id = ?`
 	sqlSelDates   = `SELECT rowid, param, lo, hi FROM search_dates WHERE type = ? AND id = ?`
 	sqlSelNumbers = `SELECT rowid, param, v FROM search_numbers WHERE type = ? AND id = ?`
-	sqlSelSorts   = `SELECT param, asc_value, desc_value FROM sort_keys WHERE type = ? AND id = ?`
 
 	sqlDelStringRow = `DELETE FROM search_strings WHERE type = ? AND id = ? AND param = ? AND value = ?`
 	sqlDelDateRow   = `DELETE FROM search_dates WHERE rowid = ?`
 	sqlDelNumberRow = `DELETE FROM search_numbers WHERE rowid = ?`
-	sqlDelSortRow   = `DELETE FROM sort_keys WHERE type = ? AND id = ? AND param = ?`
 )
 
 // oldRow is a stored value row: what identifies it for a delete (its rowid, or its key
@@ -109,22 +107,6 @@ var valueTables = []valueTable{
 			for _, v := range k.Numbers {
 				if !keep(numberSame(v.Param, v.V)) {
 					args = append(args, typ, v.Param, v.V, id)
-				}
-			}
-			return args
-		}},
-	{sel: sqlSelSorts, del: sqlDelSortRow, width: 5, insert: insSorts,
-		scan: func(rows *sql.Rows) (string, oldRow, error) {
-			var r oldRow
-			var asc, desc string
-			err := rows.Scan(&r.p, &asc, &desc)
-			return r.p + valueSep + asc + valueSep + desc, r, err
-		},
-		delArgs: func(typ, id string, r oldRow) []any { return []any{typ, id, r.p} },
-		rows: func(typ, id string, k *resources.Keys, keep func(string) bool, args []any) []any {
-			for _, v := range k.Sort {
-				if !keep(v.Param + valueSep + v.Asc + valueSep + v.Desc) {
-					args = append(args, typ, id, v.Param, v.Asc, v.Desc)
 				}
 			}
 			return args
