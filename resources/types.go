@@ -458,6 +458,11 @@ var paramsByType = func() map[string][]Param {
 	for _, typ := range Types {
 		ps := append(slices.Clone(typeParams[typ]), valueParams[typ]...)
 		ps = append(ps, commonParams...)
+		for i, p := range ps {
+			if p.Type == ParamReference && p.Targets == nil {
+				ps[i].Targets = specTargets(typ, p.Paths)
+			}
+		}
 		m[typ] = ps
 	}
 	return m

@@ -96,7 +96,8 @@ func init() {
 			{"owner", []resources.Clause{owner("a")}, []string{"a1", "a2", "a3"}},
 			{"owner and status", []resources.Clause{owner("a"), status("requested")}, []string{"a1"}},
 			{"status or", []resources.Clause{status("requested", "completed")}, []string{"a1", "a3", "b1"}},
-			{"owner by id only", []resources.Clause{{AnyKey: []string{resources.RefIDKey("owner", "b")}}}, []string{"b1"}},
+			// owner=b: the id under each of owner's target types.
+			{"owner by id only", []resources.Clause{{AnyKey: []string{resources.RefKey("owner", "Practitioner", "b"), resources.RefKey("owner", "Organization", "b")}}}, []string{"b1"}},
 			{"identifier system|value", []resources.Clause{{AnyKey: []string{resources.TokenKey("identifier", "urn:test", "t-a2")}}}, []string{"a2"}},
 			{"identifier wrong system", []resources.Clause{{AnyKey: []string{resources.TokenKey("identifier", "urn:other", "t-a2")}}}, nil},
 			{"ids", []resources.Clause{{IDs: []string{"a3", "b1", "zz"}}}, []string{"a3", "b1"}},
