@@ -89,16 +89,20 @@ func TestParams_EveryR4ParameterIsSupported(t *testing.T) {
 	}
 }
 
-// TestUnindexed: present keys and system-only token keys (alone or in a composite) are the
-// ones a store may leave out of its index; every other form stays searchable by index.
+// TestUnindexed: present keys and token keys other than the code-only form (alone or in a
+// composite) are the ones a store may leave out of its index; every other form stays
+// searchable by index, and each unindexed token key but a system-only one relaxes to the
+// code-only key every resource with it also has.
 func TestUnindexed(t *testing.T) {
 	for key, want := range map[string]bool{
 		resources.PresentKey("owner"):                   true,
 		resources.TokenSystemKey("identifier", "urn:x"): true,
 		resources.CompositeKey("code-value-concept", resources.TokenSystemKey("", "http://loinc.org"), resources.TokenCodeKey("", "LA1")):  true,
 		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenSystemKey("", "http://loinc.org")):  true,
-		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenCodeKey("", "LA1")): false,
-		resources.TokenKey("identifier", "urn:x", "1"): false,
+		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenCodeKey("", "LA1")): true,
+		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenCodeKey("", "LA1")):                 false,
+		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.RefKey("", "Patient", "p")):              false,
+		resources.TokenKey("identifier", "urn:x", "1"): true,
 		resources.TokenKey("status", "", "final"):      true,
 		resources.CompositeKey("code-value-concept", resources.TokenKey("", "", "1-1"), resources.TokenCodeKey("", "LA1")): true,
 		resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenKey("", "", "LA1")): true,
@@ -111,6 +115,34 @@ func TestUnindexed(t *testing.T) {
 	} {
 		if got := resources.Unindexed(key); got != want {
 			t.Errorf("Unindexed(%q) = %v, want %v", key, got, want)
+		}
+	}
+	for key, want := range map[string]string{
+		resources.TokenKey("identifier", "urn:x", "1"):          resources.TokenCodeKey("identifier", "1"),
+		resources.TokenKey("status", "", "final"):               resources.TokenCodeKey("status", "final"),
+		resources.TokenCodeKey("status", "final"):               resources.TokenCodeKey("status", "final"),
+		resources.RefKey("subject", "Patient", "p1"):            resources.RefKey("subject", "Patient", "p1"),
+		resources.TokenKey("subject:identifier", "urn:x", "m1"): resources.TokenCodeKey("subject:identifier", "m1"),
+		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenKey("", "", "LA1")): resources.CompositeKey("code-value-concept", resources.TokenCodeKey("", "1-1"), resources.TokenCodeKey("", "LA1")),
+		resources.TokenSystemKey("identifier", "urn:x"): "",
+		resources.PresentKey("owner"):                   "",
+		resources.OfTypeKey("", "MA", "9"):              "",
+		resources.CompositeKey("code-value-concept", resources.TokenKey("", "http://loinc.org", "1-1"), resources.TokenSystemKey("", "http://loinc.org")): "",
+	} {
+		got, ok := resources.Relaxed(key)
+		if want == "" && ok || want != "" && got != want {
+			t.Errorf("Relaxed(%q) = %q, %v, want %q", key, got, ok, want)
+		}
+	}
+	// Every resource that has a key has its relaxation: the extraction writes both.
+	doc := map[string]any{"resourceType": "Observation", "status": "final",
+		"code":                 map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "88124-3"}}},
+		"valueCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "LA19952-3"}}},
+		"identifier":           []any{map[string]any{"system": "urn:x", "value": "o1"}}}
+	eq := resources.ExtractKeys("Observation", doc).Eq
+	for _, k := range eq {
+		if r, ok := resources.Relaxed(k); ok && !slices.Contains(eq, r) {
+			t.Errorf("%q relaxes to %q, which the extraction did not write", k, r)
 		}
 	}
 }

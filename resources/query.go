@@ -250,21 +250,75 @@ func IsPresentKey(key string) bool {
 
 // Unindexed says whether a store may leave key out of its key index and test it on each
 // candidate's own list of keys instead (Keys.Eq as stored with the version): present keys
-// (param:missing), system-only token keys (param=system|) and no-system token keys
-// (param=|code), alone or as a part of a composite; but not the :exact keys of string
-// parameters, which take the no-system form and are searched as often as the rest. Each of
-// these is rarely searched, and matches many resources when it is (every Task with a
-// status, every resource coded in a system), so a scan in page order soon finds a page;
-// together they were 40% of a screening Observation's keys and a third of a Task's, and
-// every key in an index is pages a write must dirty. A search whose only selective clause is
-// such a key scans the type: the embedded store's choice.
+// (param:missing), and every token key but the code-only form (param=code), alone or as a
+// part of a composite: param=system|code, param=|code, param=system|. Every resource with
+// a system|code or |code key also has the code-only key (Relaxed), which a store can
+// search by instead and then test the key itself: a code is rarely shared by two systems,
+// so the code-only key selects about the same resources. The :exact keys of string
+// parameters (which take the no-system form) stay indexed, and identifier:of-type keys
+// keep theirs unless their system is empty. Unindexed keys were 40% of a screening
+// Observation's keys before the system|code forms joined them, and now half; every key in
+// an index is a B-tree insert on each write and pages its commit must write.
 func Unindexed(key string) bool {
-	if IsPresentKey(key) || strings.HasSuffix(key, keySep+keyAny) ||
-		strings.Contains(key, keySep+keyAny+"$") || strings.Contains(key, "$"+keySep+keySep) {
+	if IsPresentKey(key) {
 		return true
 	}
 	param, rest, _ := strings.Cut(key, keySep)
-	return strings.HasPrefix(rest, keySep) && !strings.HasSuffix(param, ":exact")
+	switch {
+	case strings.HasSuffix(param, ":exact"):
+		return false
+	case param == "identifier:of-type":
+		return strings.HasPrefix(rest, keySep)
+	}
+	first, second, composite := strings.Cut(rest, "$"+keySep)
+	return !codeOnly(first) || composite && !codeOnly(second)
+}
+
+// codeOnly says whether part of a key (after the parameter, or a composite's second part)
+// is indexed: not a token (a reference, URL or uri), or a token's code-only form.
+func codeOnly(part string) bool {
+	return !strings.Contains(part, keySep) ||
+		strings.HasPrefix(part, keyAny+keySep) && !strings.HasSuffix(part, keySep+keyAny)
+}
+
+// Relaxed returns an indexed key that every resource with key also has: key itself if it is
+// indexed, else its code-only form (each token part's system dropped). ok is false when
+// there is none: a present key, or a system-only part (any code of a system).
+func Relaxed(key string) (string, bool) {
+	if !Unindexed(key) {
+		return key, true
+	}
+	if IsPresentKey(key) {
+		return "", false
+	}
+	param, rest, _ := strings.Cut(key, keySep)
+	if param == "identifier:of-type" {
+		return "", false
+	}
+	relax := func(part string) (string, bool) {
+		_, code, ok := strings.Cut(part, keySep)
+		switch {
+		case !ok:
+			return part, true
+		case code == keyAny || strings.Contains(code, keySep):
+			return "", false
+		}
+		return keyAny + keySep + code, true
+	}
+	first, second, composite := strings.Cut(rest, "$"+keySep)
+	f, ok := relax(first)
+	if !ok {
+		return "", false
+	}
+	out := param + keySep + f
+	if composite {
+		sec, ok := relax(second)
+		if !ok {
+			return "", false
+		}
+		out += "$" + keySep + sec
+	}
+	return out, !Unindexed(out)
 }
 
 // KeyParam returns the parameter name a key belongs to.

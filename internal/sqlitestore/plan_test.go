@@ -24,6 +24,7 @@ func TestQueryPlans_PollingUsesIndexes(t *testing.T) {
 		"owner:missing=true&status=requested",
 		"patient=Patient/p1&status=requested,accepted",
 		"identifier=urn:referral|R-1",
+		"code=http://hl7.org/fhir/CodeSystem/task-code|fulfill&_lastUpdated=gt2025-01-01T00:00:00Z",
 	} {
 		values, _ := url.ParseQuery(q)
 		sr, err := resources.ParseSearch("Task", values, "", true)

@@ -384,11 +384,14 @@ func migrateSorts(ctx context.Context, w *sql.DB) error {
 
 // migrateUnindexedKeys deletes the search_keys rows of resources.Unindexed keys, which
 // databases written before those moved to resources.eq_keys alone hold (searches no longer
-// read them, and updates no longer delete them). PRAGMA user_version 3 marks a database
-// without them; the deletion scans search_keys once.
+// read them, and updates no longer delete them). PRAGMA user_version 4 marks a database
+// without them (3: without those of before system|code keys joined them); the deletion
+// scans search_keys once.
+const unindexedVersion = 4
+
 func migrateUnindexedKeys(ctx context.Context, w *sql.DB) error {
 	var v int
-	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= 3 {
+	if err := w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v >= unindexedVersion {
 		return err
 	}
 	tx, err := w.BeginTx(ctx, nil)
@@ -399,7 +402,7 @@ func migrateUnindexedKeys(ctx context.Context, w *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM search_keys WHERE `+unindexedSQL("key")); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `PRAGMA user_version = 3`); err != nil {
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, unindexedVersion)); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -445,14 +448,24 @@ const (
 )
 
 // unindexedSQL is resources.Unindexed in SQL, on the column col (json_each's value, or
-// search_keys.key): the key ends in a present mark or a system-only token part (US then GS,
-// or US then RS), has a system-only token part before a composite's "$" (US, RS, "$") or a
-// no-system part after it ("$", US, US), or its parameter (up to the first US) is followed by
-// a no-system part (US, US) and does not end in ":exact". TestUnindexedSQL holds the
-// definitions together.
+// search_keys.key), for the migration that drops the rows of unindexed keys: a present key
+// (ends in US, GS); else, but for an :exact parameter (indexed) and identifier:of-type
+// (unindexed when its system is empty), a key whose part after the parameter, or a
+// composite's second part (after "$", US), is a token (holds a US) other than a code-only
+// one (RS, US, then a code that is not RS). TestUnindexedSQL holds the definitions together.
 func unindexedSQL(col string) string {
-	return strings.ReplaceAll(`substr(COL, -2) IN (char(31, 29), char(31, 30)) OR instr(COL, char(31, 30, 36)) > 0 OR instr(COL, char(36, 31, 31)) > 0 OR `+
-		`(substr(COL, instr(COL, char(31)), 2) = char(31, 31) AND NOT (instr(COL, char(31)) > 6 AND substr(COL, instr(COL, char(31)) - 6, 6) = ':exact'))`, "COL", col)
+	rest := `substr(COL, instr(COL, char(31)) + 1)`
+	cut := `instr(` + rest + `, '$' || char(31))`
+	first := `(CASE WHEN ` + cut + ` > 0 THEN substr(` + rest + `, 1, ` + cut + ` - 1) ELSE ` + rest + ` END)`
+	second := `substr(` + rest + `, ` + cut + ` + 2)`
+	codeOnly := func(x string) string {
+		return `(instr(` + x + `, char(31)) = 0 OR (substr(` + x + `, 1, 2) = char(30, 31) AND substr(` + x + `, -2) <> char(31, 30)))`
+	}
+	param := `substr(COL, 1, instr(COL, char(31)) - 1)`
+	sql := `(substr(COL, -2) = char(31, 29) OR (NOT (instr(COL, char(31)) > 6 AND substr(COL, instr(COL, char(31)) - 6, 6) = ':exact') AND ` +
+		`CASE WHEN ` + param + ` = 'identifier:of-type' THEN substr(` + rest + `, 1, 1) = char(31) ` +
+		`ELSE NOT ` + codeOnly(first) + ` OR (` + cut + ` > 0 AND NOT ` + codeOnly(second) + `) END))`
+	return strings.ReplaceAll(sql, "COL", col)
 }
 
 // sqlDelKeysIn deletes some of a version's keys, given as "(?, ?, ...)" after it.
@@ -831,15 +844,32 @@ func compileSearch(q *resources.Query) compiled {
 	driven := false
 	// Drive from the key table when a clause names one key: its (type, key, lu, id) index
 	// returns matches already in page order, so a page costs a short range scan.
+	// Failing that, a clause naming one unindexed key that has an indexed relaxation
+	// (identifier=system|value: identifier=value) drives by that, and is kept to be tested on
+	// each candidate's keys.
+	drive := func(key string) {
+		driven = true
+		from = "search_keys k0 CROSS JOIN resources r ON r.type = k0.type AND r.id = k0.id"
+		where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
+		args = []any{q.Type, key}
+		lu, id = "k0.lu", "k0.id"
+	}
 	for i, c := range clauses {
 		if len(c.AnyKey) == 1 && !resources.Unindexed(c.AnyKey[0]) {
-			driven = true
-			from = "search_keys k0 CROSS JOIN resources r ON r.type = k0.type AND r.id = k0.id"
-			where = []string{"k0.type = ?", "k0.key = ?", "r.deleted = 0"}
-			args = []any{q.Type, c.AnyKey[0]}
-			lu, id = "k0.lu", "k0.id"
+			drive(c.AnyKey[0])
 			clauses = append(append([]resources.Clause{}, clauses[:i]...), clauses[i+1:]...)
 			break
+		}
+	}
+	if !driven {
+		for _, c := range clauses {
+			if len(c.AnyKey) != 1 {
+				continue
+			}
+			if key, ok := resources.Relaxed(c.AnyKey[0]); ok {
+				drive(key)
+				break
+			}
 		}
 	}
 	for _, c := range clauses {
