@@ -46,19 +46,10 @@ func TestMigrateEqKeys(t *testing.T) {
 	if !slices.ContainsFunc(unindexed, resources.IsPresentKey) || slices.IndexFunc(unindexed, func(k string) bool { return !resources.IsPresentKey(k) }) < 0 {
 		t.Fatalf("the test Task's unindexed keys are not of both kinds: %q", unindexed)
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmt := range []string{
+	db := oldLayout(t, dir,
 		`ALTER TABLE resources DROP COLUMN eq_keys`,
 		`CREATE INDEX search_keys_resource ON search_keys (type, id)`,
-		`PRAGMA user_version = 0`,
-	} {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
+		`PRAGMA user_version = 0`)
 	for _, k := range unindexed {
 		if _, err := db.Exec(`INSERT INTO search_keys (type, key, lu, id) SELECT type, ?, lu, id FROM resources WHERE deleted = 0`, k); err != nil {
 			t.Fatal(err)
@@ -66,15 +57,7 @@ func TestMigrateEqKeys(t *testing.T) {
 	}
 	db.Close()
 
-	s, err = Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var n int
-	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'search_keys_resource'`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("search_keys_resource still there (%d, %v)", n, err)
-	}
+	s = reopenGone(t, dir, "search_keys_resource")
 	keyRows := func(id string) int {
 		t.Helper()
 		var n int
@@ -138,34 +121,17 @@ func TestMigrateSorts(t *testing.T) {
 	}
 	s.Close()
 
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmt := range []string{
+	db := oldLayout(t, dir,
 		`CREATE TABLE sort_keys (type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, asc_value TEXT NOT NULL, desc_value TEXT NOT NULL, PRIMARY KEY (type, id, param)) WITHOUT ROWID`,
 		`INSERT INTO sort_keys SELECT r.type, r.id, j.key, j.value ->> 0, j.value ->> 1 FROM resources r, json_each(r.sorts) j`,
-		`ALTER TABLE resources DROP COLUMN sorts`,
-	} {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
+		`ALTER TABLE resources DROP COLUMN sorts`)
 	var rows int
 	if err := db.QueryRow(`SELECT count(*) FROM sort_keys WHERE param = 'owner'`).Scan(&rows); err != nil || rows != 3 {
 		t.Fatalf("the old layout has %d owner rows (%v), want 3", rows, err)
 	}
 	db.Close()
 
-	s, err = Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var n int
-	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'sort_keys'`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("sort_keys still there (%d, %v)", n, err)
-	}
+	s = reopenGone(t, dir, "sort_keys")
 	order := func(desc bool) []string {
 		t.Helper()
 		page, err := s.Search(ctx, &resources.Query{Type: "Task", Count: 10, SortBy: []resources.SortField{{Param: "owner", Desc: desc}}})
@@ -190,4 +156,36 @@ func TestMigrateSorts(t *testing.T) {
 	if got, want := order(false), []string{"a", "b", "c"}; !slices.Equal(got, want) {
 		t.Errorf("_sort=owner after an update: %v, want %v", got, want)
 	}
+}
+
+// oldLayout runs stmts on the (closed) store's database in dir, to give it the layout of an
+// older build; the caller closes the connection it returns.
+func oldLayout(t *testing.T, dir string, stmts ...string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range stmts {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return db
+}
+
+// reopenGone opens the store in dir again (closed when the test ends), which migrates it,
+// and checks that the table or index named gone no longer exists.
+func reopenGone(t *testing.T, dir, gone string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = ?`, gone).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%s still there (%d, %v)", gone, n, err)
+	}
+	return s
 }
