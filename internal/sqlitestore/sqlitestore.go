@@ -1042,7 +1042,28 @@ func anyKeySQL(keys []string) (string, []any) {
 		}
 	}
 	if len(unindexed) > 0 {
-		ors = append(ors, "EXISTS (SELECT 1 FROM json_each(r.eq_keys) j WHERE j.value IN ("+placeholders(len(unindexed))+"))")
+		// When every unindexed key relaxes to an indexed one (identifier=system|a,system|b:
+		// identifier=a or b), a probe of those rows rules out most candidates before their
+		// eq_keys are parsed.
+		var relaxed []string
+		for _, k := range unindexed {
+			r, ok := resources.Relaxed(k)
+			if !ok {
+				relaxed = nil
+				break
+			}
+			if !slices.Contains(relaxed, r) {
+				relaxed = append(relaxed, r)
+			}
+		}
+		cond := "EXISTS (SELECT 1 FROM json_each(r.eq_keys) j WHERE j.value IN (" + placeholders(len(unindexed)) + "))"
+		if len(relaxed) > 0 && len(relaxed) <= longList {
+			cond = "(EXISTS (SELECT 1 FROM search_keys k WHERE k.type = r.type AND k.key IN (" + placeholders(len(relaxed)) + ") AND k.lu = r.lu AND k.id = r.id) AND " + cond + ")"
+			for _, k := range relaxed {
+				args = append(args, k)
+			}
+		}
+		ors = append(ors, cond)
 		for _, k := range unindexed {
 			args = append(args, k)
 		}

@@ -99,6 +99,7 @@ func init() {
 			// owner=b: the id under each of owner's target types.
 			{"owner by id only", []resources.Clause{{AnyKey: []string{resources.RefKey("owner", "Practitioner", "b"), resources.RefKey("owner", "Organization", "b")}}}, []string{"b1"}},
 			{"identifier system|value", []resources.Clause{{AnyKey: []string{resources.TokenKey("identifier", "urn:test", "t-a2")}}}, []string{"a2"}},
+			{"identifier system|value, two", []resources.Clause{{AnyKey: []string{resources.TokenKey("identifier", "urn:test", "t-a2"), resources.TokenKey("identifier", "urn:test", "t-b1"), resources.TokenKey("identifier", "urn:other", "t-a3")}}}, []string{"a2", "b1"}},
 			{"identifier wrong system", []resources.Clause{{AnyKey: []string{resources.TokenKey("identifier", "urn:other", "t-a2")}}}, nil},
 			{"ids", []resources.Clause{{IDs: []string{"a3", "b1", "zz"}}}, []string{"a3", "b1"}},
 			{"ids and owner", []resources.Clause{{IDs: []string{"a3", "b1"}}, owner("a")}, []string{"a3"}},
