@@ -206,7 +206,7 @@ func startBenchServer(ctx context.Context, mongoURI string) (base, storeName str
 		}
 	}()
 	scfg := &serveConfig{data: dir, mongoURI: mongoURI, maxBodyBytes: 10 << 20, maxEntries: 1000, readCacheMB: sqlitestore.DefaultReadCacheBytes >> 20}
-	store, storeName, _, err := openStore(ctx, scfg)
+	store, storeName, _, err := openStore(ctx, scfg, nil) // a fresh store: nothing to migrate
 	if err != nil {
 		return "", "", nil, nil, err
 	}

@@ -199,7 +199,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	store, storeName, where, err := openStore(ctx, cfg)
+	store, storeName, where, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -458,7 +458,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func openStore(ctx context.Context, cfg *serveConfig) (resources.Store, string, string, error) {
+func openStore(ctx context.Context, cfg *serveConfig, log *slog.Logger) (resources.Store, string, string, error) {
 	if cfg.mongoURI != "" {
 		s, err := mongostore.Open(ctx, cfg.mongoURI, mongostore.Options{})
 		if err != nil {
@@ -466,7 +466,7 @@ func openStore(ctx context.Context, cfg *serveConfig) (resources.Store, string, 
 		}
 		return s, "mongodb", "MongoDB", nil
 	}
-	opts := sqlitestore.Options{ReadCacheBytes: int64(cfg.readCacheMB) << 20}
+	opts := sqlitestore.Options{ReadCacheBytes: int64(cfg.readCacheMB) << 20, Log: log}
 	if cfg.readCacheMB <= 0 {
 		opts.ReadCacheBytes = -1
 	}

@@ -3,9 +3,12 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/calaimfhir/calaimfhir/resources"
 )
@@ -188,4 +191,26 @@ func reopenGone(t *testing.T, dir, gone string) *Store {
 		t.Fatalf("%s still there (%d, %v)", gone, n, err)
 	}
 	return s
+}
+
+// TestMigrateLogged: a migration step still running after a second is logged, and again when
+// it ends; a quick one, or one without a logger, says nothing.
+func TestMigrateLogged(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	quick := func(context.Context, *sql.DB) error { return nil }
+	slow := func(context.Context, *sql.DB) error { time.Sleep(1200 * time.Millisecond); return nil }
+	if err := migrateLogged(context.Background(), nil, log, "quick", quick); err != nil || buf.Len() != 0 {
+		t.Fatalf("a quick step: %v, logged %q", err, buf.String())
+	}
+	if err := migrateLogged(context.Background(), nil, nil, "slow, no logger", slow); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateLogged(context.Background(), nil, log, "slow", slow); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	if !strings.Contains(got, "older version up to date, once") || !strings.Contains(got, "brought up to date") || strings.Count(got, "step=slow") != 2 {
+		t.Errorf("a slow step logged %q", got)
+	}
 }

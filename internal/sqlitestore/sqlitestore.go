@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,6 +42,9 @@ type Options struct {
 	// ReadCacheBytes bounds the cache of current versions that serves Read (readcache.go;
 	// default DefaultReadCacheBytes); negative turns it off.
 	ReadCacheBytes int64
+
+	// Log, when set, hears of migrations of an older database that take more than a second.
+	Log *slog.Logger
 
 	// noCheckpointer turns the background checkpoints off (tests that count WAL pages).
 	noCheckpointer bool
@@ -213,21 +217,19 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("create schema: %w", mapErr(err))
 	}
-	if err := migrateAuditPostings(ctx, w); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("migrate: %w", mapErr(err))
-	}
-	if err := migrateEqKeys(ctx, w); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("migrate: %w", mapErr(err))
-	}
-	if err := migrateUnindexedKeys(ctx, w); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("migrate: %w", mapErr(err))
-	}
-	if err := migrateSorts(ctx, w); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("migrate: %w", mapErr(err))
+	for _, m := range []struct {
+		name string
+		run  func(context.Context, *sql.DB) error
+	}{
+		{"audit postings", migrateAuditPostings},
+		{"key lists", migrateEqKeys},
+		{"unindexed key rows", migrateUnindexedKeys},
+		{"_sort values", migrateSorts},
+	} {
+		if err := migrateLogged(ctx, w, opts.Log, m.name, m.run); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("migrate %s: %w", m.name, mapErr(err))
+		}
 	}
 	for _, p := range []struct {
 		dst  **sql.Stmt
@@ -313,6 +315,29 @@ func (s *Store) checkpoints() {
 			s.checkExternal(context.Background())
 		}
 	}
+}
+
+// migrateLogged runs one migration step. A step that has work to do on a large database (a
+// scan of a table written by an older build) can hold start-up for a minute, so one still
+// running after a second is logged, and again when it ends.
+func migrateLogged(ctx context.Context, w *sql.DB, log *slog.Logger, name string, run func(context.Context, *sql.DB) error) error {
+	if log == nil {
+		return run(ctx, w)
+	}
+	start := time.Now()
+	said := make(chan struct{})
+	slow := time.AfterFunc(time.Second, func() {
+		defer close(said)
+		log.Info("embedded store: bringing a database written by an older version up to date, once", "step", name)
+	})
+	err := run(ctx, w)
+	if !slow.Stop() {
+		<-said // the first line before the second
+		if err == nil {
+			log.Info("embedded store: brought up to date", "step", name, "seconds", time.Since(start).Seconds())
+		}
+	}
+	return err
 }
 
 // migrateEqKeys brings a database created before resources.eq_keys existed to the current
