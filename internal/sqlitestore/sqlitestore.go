@@ -745,14 +745,9 @@ func (w *writer) deleteKeys(typ, id string, lu int64, keys []string) error {
 	defer func() { clear(args); w.args = args[:0] }()
 	for len(indexed) > 0 {
 		n := min(len(indexed), maxRowsPerInsert)
-		k := multiKey{sqlDelKeysIn, 1, n}
-		st, ok := w.multi[k]
-		if !ok {
-			var err error
-			if st, err = w.stmt(sqlDelKeysIn + "(" + placeholders(n) + ")"); err != nil {
-				return err
-			}
-			w.multi[k] = st
+		st, err := w.multiStmt(multiKey{sqlDelKeysIn, 1, n}, func() string { return sqlDelKeysIn + "(" + placeholders(n) + ")" })
+		if err != nil {
+			return err
 		}
 		args = append(args[:0], typ, lu, id)
 		for _, key := range indexed[:n] {

@@ -68,7 +68,7 @@ type writer struct {
 	// the other callers' writes in it. A caller's context bounds its wait in the queue only.
 	ctx   context.Context
 	stmts map[string]*sql.Stmt
-	multi map[multiKey]*sql.Stmt // the multi-row INSERTs among stmts, by shape
+	multi map[multiKey]*sql.Stmt // the multi-row statements among stmts, by shape
 	// searches are the conditional writes' searches prepared on the connection (the texts
 	// depend on the condition's shape, so they are bounded like the reads').
 	searches *stmtCache
@@ -143,15 +143,12 @@ const maxRowsPerInsert = 32
 func (w *writer) insertChunks(prefix string, width int, args []any, suffix string, run func(*sql.Stmt, []any) error) error {
 	for len(args) > 0 {
 		n := min(len(args)/width, maxRowsPerInsert)
-		k := multiKey{prefix + "\x00" + suffix, width, n}
-		st, ok := w.multi[k]
-		if !ok {
+		st, err := w.multiStmt(multiKey{prefix + "\x00" + suffix, width, n}, func() string {
 			row := "(" + placeholders(width) + ")"
-			var err error
-			if st, err = w.stmt(prefix + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + suffix); err != nil {
-				return err
-			}
-			w.multi[k] = st
+			return prefix + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + suffix
+		})
+		if err != nil {
+			return err
 		}
 		if err := run(st, args[:n*width]); err != nil {
 			return err
@@ -161,7 +158,20 @@ func (w *writer) insertChunks(prefix string, width int, args []any, suffix strin
 	return nil
 }
 
-// multiKey names a multi-row INSERT: its prefix, row width and number of rows.
+// multiStmt returns the statement of shape k, prepared from text() the first time.
+func (w *writer) multiStmt(k multiKey, text func() string) (*sql.Stmt, error) {
+	if st, ok := w.multi[k]; ok {
+		return st, nil
+	}
+	st, err := w.stmt(text())
+	if err != nil {
+		return nil, err
+	}
+	w.multi[k] = st
+	return st, nil
+}
+
+// multiKey names a multi-row statement: its prefix, row width and number of rows.
 type multiKey struct {
 	prefix      string
 	width, rows int
