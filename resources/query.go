@@ -263,15 +263,22 @@ func Unindexed(key string) bool {
 	if IsPresentKey(key) {
 		return true
 	}
-	param, rest, _ := strings.Cut(key, keySep)
+	param, first, second, composite := keyParts(key)
 	switch {
 	case strings.HasSuffix(param, ":exact"):
 		return false
 	case param == "identifier:of-type":
-		return strings.HasPrefix(rest, keySep)
+		return strings.HasPrefix(first, keySep)
 	}
-	first, second, composite := strings.Cut(rest, "$"+keySep)
 	return !codeOnly(first) || composite && !codeOnly(second)
+}
+
+// keyParts splits a key into its parameter and what follows, and that into a composite's
+// two parts (composite false: first is all of it).
+func keyParts(key string) (param, first, second string, composite bool) {
+	param, rest, _ := strings.Cut(key, keySep)
+	first, second, composite = strings.Cut(rest, "$"+keySep)
+	return param, first, second, composite
 }
 
 // codeOnly says whether part of a key (after the parameter, or a composite's second part)
@@ -291,7 +298,7 @@ func Relaxed(key string) (string, bool) {
 	if IsPresentKey(key) {
 		return "", false
 	}
-	param, rest, _ := strings.Cut(key, keySep)
+	param, first, second, composite := keyParts(key)
 	if param == "identifier:of-type" {
 		return "", false
 	}
@@ -305,7 +312,6 @@ func Relaxed(key string) (string, bool) {
 		}
 		return keyAny + keySep + code, true
 	}
-	first, second, composite := strings.Cut(rest, "$"+keySep)
 	f, ok := relax(first)
 	if !ok {
 		return "", false
