@@ -3,42 +3,51 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/calaimfhir/calaimfhir/resources"
 )
 
-// The audit trail (resources.AuditLog) lives in two tables of its own: audit_events, one row per
-// record with the record as JSON and the columns searches filter on, and audit_keys, the
-// postings of agent, entity and entity-type keys (resources.AuditKeys), so that "this agent"
-// or "this entity" is one index range. audit_events is indexed on time for the date filter,
-// the newest-first order and the retention purge.
+// The audit trail (resources.AuditLog) lives in tables of its own: audit_events, one row per
+// record with the columns searches filter on and the rest of the record in rec, and audit_keys,
+// the postings of agent, entity and entity-type keys (resources.AuditKeys), so that "this
+// agent" or "this entity" is one index range. audit_events is indexed on time for the date
+// filter, the newest-first order and the retention purge.
 //
 // Every request writes a record, so the layout keeps inserts cheap (BenchmarkAudit in
-// server/audit_test.go): audit_events is keyed by id alone (ids begin with the time, so records
-// are appended), and audit_keys has one row per key per batch, not per record: the records of a
-// batch that share a key (the caller's agent keys, the type read: nearly all of them) share one
-// posting, which lists their ids in ids (a JSON array) and carries the latest time of them in t
-// and the least id in id; a key only one record of the batch has (most entity keys) is a row
-// with ids NULL, meaning id alone, as every row was before postings were grouped. Per-record key
-// rows were three quarters of the cost of a record (26–37 µs each, four of five rows landing on
-// the same few leaves); a batch's hot keys now cost one row each.
+// server/audit_test.go): nearly all of a record's cost is the pages its rows take in the WAL,
+// so the rows are kept small.
+//   - audit_events is keyed by id alone (ids begin with the time, so records are appended), and
+//     rec holds only what the columns do not, in a compact binary form (encodeAuditRec); rows
+//     written before that hold the whole record as JSON, which decodeAuditRow still reads.
+//   - audit_keys has one row per key per batch, not per record. The records of a batch that
+//     share a key (the caller's agent keys, the type read: nearly all of them) share one range
+//     posting: id and last are the least and greatest of their ids, t the latest time. A range
+//     also spans records of the batch without the key, so a search tests every record it finds
+//     against the query (resources.AuditQuery.Matches); such a record is one of the batch's, so
+//     a range costs a search at most the batch it was written with. A key only one record of
+//     the batch has is a row with last NULL, meaning id alone. (Rows of older builds may list
+//     their records' ids in ids, a JSON array, instead: searches still read them.) Per-record
+//     key rows were three quarters of the cost of a record (26–37 µs each), and the id lists
+//     that replaced them a fifth of a record's bytes.
 //
 // Entity keys are the exception: nearly every record reads or writes its own resource, so
 // their postings land one per record on leaves scattered over the whole key order, and each
 // such leaf is one more page in the commit (WAL frames were a third of a record's cost after
 // grouping). They are appended instead to audit_staged, in time order (a few pages per
 // batch), and moved into audit_keys once auditStageMax rows have gathered: in one statement,
-// grouped by key into postings like a batch's, so each key's leaf is written once per move
+// grouped by key into postings that list their ids, so each key's leaf is written once per move
 // rather than once per record. Searches read the staged rows too (a scan of at most
 // auditStageMax rows: audit searches are an administrator's, and rare).
 //
 // Purges delete a posting once its t is older than every record left (see PurgeAudit); a
-// posting that also lists records purged before it is harmless, since searches join postings
-// to audit_events.
+// posting that also lists or spans records purged before it is harmless, since searches join
+// postings to audit_events.
 const auditSchema = `
 CREATE TABLE IF NOT EXISTS audit_events (
 	id      TEXT    NOT NULL PRIMARY KEY,
@@ -46,7 +55,7 @@ CREATE TABLE IF NOT EXISTS audit_events (
 	action  TEXT    NOT NULL,
 	outcome INTEGER NOT NULL,
 	subtype TEXT    NOT NULL,
-	rec     BLOB    NOT NULL  -- the resources.AuditRecord as JSON
+	rec     BLOB    NOT NULL  -- the rest of the resources.AuditRecord (encodeAuditRec), or all of it as JSON
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_events_t ON audit_events (t, id);
 
@@ -54,7 +63,8 @@ CREATE TABLE IF NOT EXISTS audit_keys (
 	key TEXT    NOT NULL,
 	t   INTEGER NOT NULL, -- the latest time of the posting's records
 	id  TEXT    NOT NULL, -- its least record id
-	ids TEXT,             -- every record id, a JSON array; NULL: id alone
+	ids TEXT,             -- every record id, a JSON array; NULL: id alone (or a range)
+	last TEXT,            -- the greatest record id of a range posting; NULL: not a range
 	PRIMARY KEY (key, t, id)
 ) WITHOUT ROWID;
 
@@ -82,14 +92,25 @@ func migrateAuditPostings(ctx context.Context, w *sql.DB) error {
 	return err
 }
 
+// migrateAuditRanges adds audit_keys.last to a database made before range postings: its rows
+// have none, so nothing else changes.
+func migrateAuditRanges(ctx context.Context, w *sql.DB) error {
+	var n int
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('audit_keys') WHERE name = 'last'`).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	_, err := w.ExecContext(ctx, `ALTER TABLE audit_keys ADD COLUMN last TEXT`)
+	return err
+}
+
 var _ resources.AuditLog = (*Store)(nil)
 
-// auditPosting is one audit_keys row.
+// auditPosting is one audit_keys row of a batch.
 type auditPosting struct {
-	key string
-	t   int64
-	id  string
-	ids []string // nil when the posting has one record (id)
+	key  string
+	t    int64
+	id   string
+	last string // "" when the posting has one record (id)
 }
 
 // auditPostings groups the keys of recs into one posting per key, in the order keys first
@@ -111,10 +132,7 @@ func auditPostings(recs []*resources.AuditRecord) (postings []auditPosting, stag
 				continue
 			}
 			p := &out[i]
-			if p.ids == nil {
-				p.ids = []string{p.id}
-			}
-			p.ids = append(p.ids, r.ID)
+			p.last = max(p.last, p.id, r.ID)
 			p.t = max(p.t, t)
 			p.id = min(p.id, r.ID)
 		}
@@ -129,21 +147,19 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 	if len(recs) == 0 {
 		return nil
 	}
-	bodies := make([][]byte, len(recs))
-	size := 0
+	var buf []byte
+	ends := make([]int, len(recs))
 	for i, r := range recs {
-		body, err := json.Marshal(r)
-		if err != nil {
-			return resources.Wrap(resources.KindInternal, err, "unencodable audit record")
-		}
-		bodies[i] = body
-		size += len(body)
+		buf = encodeAuditRec(buf, r)
+		ends[i] = len(buf)
 	}
-	return s.submit(ctx, size, func(w *writer) error {
+	return s.submit(ctx, len(buf), func(w *writer) error {
 		args := w.args[:0]
 		defer func() { clear(args); w.args = args[:0] }()
+		start := 0
 		for i, r := range recs {
-			args = append(args, r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, bodies[i])
+			args = append(args, r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, buf[start:ends[i]:ends[i]])
+			start = ends[i]
 		}
 		stored := make(map[string]bool, len(recs))
 		if err := w.insertRowsReturning(`INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES `, 6, args,
@@ -156,6 +172,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 				fresh = append(fresh, r)
 			}
 		}
+		clear(args)
 		args = args[:0]
 		postings, staged := auditPostings(fresh)
 		if err := w.insertRows(`INSERT OR IGNORE INTO audit_staged (t, id, key) VALUES `, 3, staged); err != nil {
@@ -168,17 +185,13 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 			}
 		}
 		for _, p := range postings {
-			var ids any // NULL
-			if p.ids != nil {
-				b, err := json.Marshal(p.ids)
-				if err != nil {
-					return err
-				}
-				ids = string(b)
+			var last any // NULL
+			if p.last != "" {
+				last = p.last
 			}
-			args = append(args, p.key, p.t, p.id, ids)
+			args = append(args, p.key, p.t, p.id, last)
 		}
-		return w.insertRows(`INSERT OR IGNORE INTO audit_keys (key, t, id, ids) VALUES `, 4, args)
+		return w.insertRows(`INSERT OR IGNORE INTO audit_keys (key, t, id, last) VALUES `, 4, args)
 	})
 }
 
@@ -198,25 +211,163 @@ func (w *writer) moveStaged() error {
 	return nil
 }
 
+// auditColumns are the columns decodeAuditRow reads, in its order.
+const auditColumns = `id, t, action, outcome, subtype, rec`
+
 // ReadAudit implements resources.AuditLog.
 func (s *Store) ReadAudit(ctx context.Context, id string) (*resources.AuditRecord, error) {
-	var body []byte
-	err := s.r.QueryRowContext(ctx, `SELECT rec FROM audit_events WHERE id = ?`, id).Scan(&body)
+	r, err := scanAudit(s.r.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, resources.Errorf(resources.KindNotFound, "AuditEvent/%s is not known", id)
 	}
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return decodeAudit(body)
+	return r, err
 }
 
-func decodeAudit(body []byte) (*resources.AuditRecord, error) {
-	var r resources.AuditRecord
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, resources.Wrap(resources.KindInternal, err, "unreadable audit record")
+// auditRow is one row of auditColumns.
+type auditRow struct {
+	id, action, subtype string
+	t                   int64
+	outcome             int
+	rec                 []byte
+}
+
+func (c *auditRow) dest() []any {
+	return []any{&c.id, &c.t, &c.action, &c.outcome, &c.subtype, &c.rec}
+}
+
+func (c *auditRow) decode() (*resources.AuditRecord, error) {
+	return decodeAuditRow(c.id, c.t, c.action, c.outcome, c.subtype, c.rec)
+}
+
+// scanAudit reads and decodes one row of auditColumns.
+func scanAudit(row interface{ Scan(...any) error }) (*resources.AuditRecord, error) {
+	var c auditRow
+	if err := row.Scan(c.dest()...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		return nil, mapErr(err)
 	}
-	return &r, nil
+	return c.decode()
+}
+
+// The compact form of rec (encodeAuditRec): a version byte, then the record's fields that
+// audit_events has no column for. Integers are varints; strings and the entity list are a
+// length, then their bytes or entries; Start is the microseconds it comes before Recorded.
+// Rows of older builds hold the record as JSON, which begins with '{'.
+const auditRecV1 = 1
+
+// auditRecStrings are the string fields of the compact form, in its order.
+func auditRecStrings(r *resources.AuditRecord) [11]*string {
+	return [11]*string{&r.Method, &r.Subject, &r.ClientID, &r.Org, &r.Role, &r.Address, &r.RequestID,
+		&r.Type, &r.Query, &r.Operation, &r.Path}
+}
+
+// encodeAuditRec appends the compact rec of r to buf.
+func encodeAuditRec(buf []byte, r *resources.AuditRecord) []byte {
+	buf = append(buf, auditRecV1)
+	buf = binary.AppendVarint(buf, micros(r.Recorded)-micros(r.Start))
+	buf = binary.AppendVarint(buf, int64(r.Status))
+	for _, f := range auditRecStrings(r) {
+		buf = binary.AppendUvarint(buf, uint64(len(*f)))
+		buf = append(buf, *f...)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(r.Entities)))
+	for _, e := range r.Entities {
+		buf = binary.AppendUvarint(buf, uint64(len(e)))
+		buf = append(buf, e...)
+	}
+	return buf
+}
+
+// decodeAuditRow rebuilds a record from its audit_events row.
+func decodeAuditRow(id string, t int64, action string, outcome int, subtype string, rec []byte) (*resources.AuditRecord, error) {
+	if len(rec) > 0 && rec[0] == '{' {
+		var r resources.AuditRecord
+		if err := json.Unmarshal(rec, &r); err != nil {
+			return nil, resources.Wrap(resources.KindInternal, err, "unreadable audit record")
+		}
+		return &r, nil
+	}
+	r := &resources.AuditRecord{ID: id, Recorded: fromMicros(t), Action: action, Outcome: outcome, Subtype: subtype}
+	d := auditDecoder{b: rec}
+	if v := d.byte(); v != auditRecV1 && d.err == nil {
+		d.err = fmt.Errorf("rec version %d", v)
+	}
+	r.Start = fromMicros(t - d.varint())
+	r.Status = int(d.varint())
+	for _, f := range auditRecStrings(r) {
+		*f = d.string()
+	}
+	if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) { // each entity takes a byte at least
+		r.Entities = make([]string, n)
+		for i := range r.Entities {
+			r.Entities[i] = d.string()
+		}
+	} else if n > 0 && d.err == nil {
+		d.err = errors.New("entity count beyond the record")
+	}
+	if d.err == nil && len(d.b) > 0 {
+		d.err = errors.New("bytes after the record")
+	}
+	if d.err != nil {
+		return nil, resources.Wrap(resources.KindInternal, d.err, "unreadable audit record "+id)
+	}
+	return r, nil
+}
+
+// auditDecoder reads the compact form; after the first error every read returns zero.
+type auditDecoder struct {
+	b   []byte
+	err error
+}
+
+func (d *auditDecoder) fail(what string) {
+	if d.err == nil {
+		d.err = errors.New("truncated " + what)
+	}
+	d.b = nil
+}
+
+func (d *auditDecoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("version")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *auditDecoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("integer")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *auditDecoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("length")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *auditDecoder) string() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("string")
+		return ""
+	}
+	v := string(d.b[:n])
+	d.b = d.b[n:]
+	return v
 }
 
 // SearchAudit implements resources.AuditLog. Values reach SQL only as bound parameters.
@@ -251,11 +402,13 @@ func (s *Store) SearchAudit(ctx context.Context, q *resources.AuditQuery) (*reso
 		}
 	}
 	for _, clause := range q.Keys {
-		// A posting stands for its id alone (ids NULL) or for every id it lists; entity keys
-		// may still be staged.
-		where = append(where, "id IN (SELECT coalesce(j.value, k.id) FROM audit_keys k LEFT JOIN json_each(k.ids) j WHERE "+in("k.key", len(clause))+
+		// A posting stands for its id alone, for every id it lists (ids) or for the records
+		// of its range (last), some of which may lack the key: rows are tested below. Entity
+		// keys may still be staged.
+		where = append(where, "id IN (SELECT e.id FROM audit_keys k JOIN audit_events e ON e.id BETWEEN k.id AND k.last WHERE "+in("k.key", len(clause))+
+			" UNION ALL SELECT coalesce(j.value, k.id) FROM audit_keys k LEFT JOIN json_each(k.ids) j WHERE "+in("k.key", len(clause))+" AND k.last IS NULL"+
 			" UNION ALL SELECT id FROM audit_staged WHERE "+in("key", len(clause))+")")
-		for range 2 {
+		for range 3 {
 			for _, k := range clause {
 				args = append(args, k)
 			}
@@ -267,28 +420,30 @@ func (s *Store) SearchAudit(ctx context.Context, q *resources.AuditQuery) (*reso
 		args = append(args, t, t, q.After.ID)
 	}
 	count := max(q.Count, 1)
-	query := "SELECT rec FROM audit_events"
+	query := "SELECT " + auditColumns + " FROM audit_events"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY t DESC, id DESC LIMIT ?"
-	args = append(args, count+1)
+	query += " ORDER BY t DESC, id DESC"
+	if len(q.Keys) == 0 {
+		// Every row found matches: the page is the first count+1 of them.
+		query += " LIMIT ?"
+		args = append(args, count+1)
+	}
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	page := &resources.AuditPage{}
-	for rows.Next() {
-		var body []byte
-		if err := rows.Scan(&body); err != nil {
-			return nil, mapErr(err)
-		}
-		r, err := decodeAudit(body)
+	for len(page.Records) <= count && rows.Next() {
+		r, err := scanAudit(rows)
 		if err != nil {
 			return nil, err
 		}
-		page.Records = append(page.Records, r)
+		if q.Matches(r) {
+			page.Records = append(page.Records, r)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, mapErr(err)
@@ -322,18 +477,18 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 			if cut, err = purgeCut(w, end); err != nil {
 				return err
 			}
-			rows, err := w.conn.QueryContext(w.ctx, `SELECT rec FROM audit_events WHERE t < ?`, cut)
+			rows, err := w.conn.QueryContext(w.ctx, `SELECT `+auditColumns+` FROM audit_events WHERE t < ?`, cut)
 			if err != nil {
 				return err
 			}
 			keys := map[string]bool{}
 			for rows.Next() {
-				var body []byte
-				if err := rows.Scan(&body); err != nil {
+				var c auditRow
+				if err := rows.Scan(c.dest()...); err != nil {
 					rows.Close()
 					return err
 				}
-				if r, err := decodeAudit(body); err == nil {
+				if r, err := c.decode(); err == nil {
 					for _, k := range resources.AuditKeys(r) {
 						keys[k] = true
 					}

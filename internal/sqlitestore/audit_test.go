@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,9 +27,9 @@ func TestAuditPostings(t *testing.T) {
 	})
 	us := func(sec int) int64 { return at.Add(time.Duration(sec) * time.Second).UnixMicro() }
 	want := []auditPosting{
-		{key: "a|nurse", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
-		{key: "a|Organization/plan", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
-		{key: "t|Patient", t: us(5), id: "r1", ids: []string{"r2", "r1", "r3"}},
+		{key: "a|nurse", t: us(5), id: "r1", last: "r3"},
+		{key: "a|Organization/plan", t: us(5), id: "r1", last: "r3"},
+		{key: "t|Patient", t: us(5), id: "r1", last: "r3"},
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(auditPosting{})); diff != "" {
 		t.Errorf("postings (-want +got):\n%s", diff)
@@ -60,13 +61,57 @@ func auditRecords(n int, end time.Time) []*resources.AuditRecord {
 	return out
 }
 
-// orphanPostings counts audit_keys rows none of whose records is left.
+// orphanPostings counts audit_keys rows none of whose records is left: for a range posting,
+// no record left in its range has its key.
 func orphanPostings(t *testing.T, s *Store) int {
 	t.Helper()
-	var n int
-	err := s.r.QueryRow(`SELECT count(*) FROM audit_keys k WHERE NOT EXISTS (
-		SELECT 1 FROM audit_events e WHERE e.id IN (SELECT coalesce(j.value, k.id) FROM json_each(coalesce(k.ids, '[null]')) j))`).Scan(&n)
+	keys := map[string][]string{} // record id: its keys
+	var ids []string              // every record left, in order
+	rows, err := s.r.Query(`SELECT ` + auditColumns + ` FROM audit_events ORDER BY id`)
 	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		r, err := scanAudit(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[r.ID] = resources.AuditKeys(r)
+		ids = append(ids, r.ID)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = s.r.Query(`SELECT key, id, coalesce(ids, ''), coalesce(last, '') FROM audit_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var key, id, list, last string
+		if err := rows.Scan(&key, &id, &list, &last); err != nil {
+			t.Fatal(err)
+		}
+		recs := []string{id}
+		switch {
+		case last != "":
+			lo, _ := slices.BinarySearch(ids, id)
+			hi, found := slices.BinarySearch(ids, last)
+			if found {
+				hi++
+			}
+			recs = ids[lo:hi]
+		case list != "":
+			if err := json.Unmarshal([]byte(list), &recs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.ContainsFunc(recs, func(id string) bool { return slices.Contains(keys[id], key) }) {
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -226,4 +271,51 @@ func mustJSON(t *testing.T, r *resources.AuditRecord) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestAuditRec: a record goes through its row (the columns and the compact rec) unchanged,
+// whatever its fields hold; a rec cut short or with bytes after it is an error, not a panic
+// or a wrong record; a JSON rec of an older build still reads.
+func TestAuditRec(t *testing.T) {
+	at := time.Date(2026, 12, 7, 21, 0, 0, 123456000, time.UTC)
+	full := &resources.AuditRecord{ID: "00066212-a", Recorded: at, Start: at.Add(-1500 * time.Microsecond),
+		Subtype: "transaction", Action: "E", Outcome: resources.AuditMinorFailure, Status: 422, Method: "POST",
+		Subject: "nurse-7", ClientID: "ehr", Org: "Organization/clinic-1", Role: "clinic", Address: "2001:db8::1",
+		RequestID: "r-1", Type: "Bundle", Query: "name=garc%C3%ADa&_count=5", Operation: "$submit", Path: "/fhir/x",
+		Entities: []string{"Patient/a/_history/1", "Task/ü/_history/2", strings.Repeat("x", 300)}}
+	typical := &resources.AuditRecord{ID: "000662121783cf5ee41456eb8023ef9c", Recorded: at, Start: at.Add(-300 * time.Microsecond),
+		Subtype: "read", Action: "R", Status: 200, Method: "GET", Subject: "nurse-7", ClientID: "plan-app",
+		Org: "Organization/plan-1", Role: "plan", Address: "10.1.2.3", RequestID: "174c3b218a1517cc",
+		Type: "Patient", Entities: []string{"Patient/p-1"}}
+	for _, r := range []*resources.AuditRecord{
+		full, typical,
+		{ID: "bare", Recorded: at}, // zero Start, no strings, no entities
+		{ID: "late", Recorded: at, Start: at.Add(time.Second), Status: -1, Entities: []string{""}},
+	} {
+		rec := encodeAuditRec(nil, r)
+		got, err := decodeAuditRow(r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, rec)
+		if err != nil {
+			t.Fatalf("%s: %v", r.ID, err)
+		}
+		if diff := cmp.Diff(r, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", r.ID, diff)
+		}
+	}
+	// What the columns hold is not repeated, nor JSON's names: a read's record is a third.
+	if c, j := len(encodeAuditRec(nil, typical)), len(mustJSON(t, typical)); c*3 > j {
+		t.Errorf("compact rec of a read %d bytes, JSON %d: want a third at most", c, j)
+	}
+	rec := encodeAuditRec(nil, full)
+	for n := range len(rec) {
+		if r, err := decodeAuditRow(full.ID, micros(at), "E", 4, "transaction", rec[:n]); err == nil || !resources.IsKind(err, resources.KindInternal) {
+			t.Errorf("rec cut to %d bytes: %+v, %v; want an internal error", n, r, err)
+		}
+	}
+	if _, err := decodeAuditRow(full.ID, micros(at), "E", 4, "transaction", append(slices.Clip(rec), 0)); err == nil {
+		t.Error("rec with a byte after it decoded")
+	}
+	got, err := decodeAuditRow("ignored", 0, "", 0, "", mustJSON(t, full))
+	if err != nil || !cmp.Equal(full, got) {
+		t.Errorf("JSON rec: %+v, %v", got, err)
+	}
 }

@@ -222,6 +222,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		run  func(context.Context, *sql.DB) error
 	}{
 		{"audit postings", migrateAuditPostings},
+		{"audit range postings", migrateAuditRanges},
 		{"key lists", migrateEqKeys},
 		{"unindexed key rows", migrateUnindexedKeys},
 		{"_sort values", migrateSorts},
