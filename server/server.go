@@ -239,9 +239,16 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		elapsed := time.Since(start)
 		s.metrics.observeRequest(interaction, typ, status, elapsed)
-		s.log.Info("request", "request_id", id, "method", req.Method, "route", c.Path(),
-			"interaction", interaction, "type", typ, "status", status,
-			"duration_ms", float64(elapsed.Microseconds())/1000, "bytes_out", c.Response().Size)
+		// The access log line is built as a record rather than through Logger.Info: that
+		// would box each value and walk the stack for a source position nobody asks for, a
+		// quarter of the line's cost (BenchmarkReadPath).
+		if ctx := req.Context(); s.log.Enabled(ctx, slog.LevelInfo) {
+			r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+			r.AddAttrs(slog.String("request_id", id), slog.String("method", req.Method), slog.String("route", c.Path()),
+				slog.String("interaction", interaction), slog.String("type", typ), slog.Int("status", status),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.Int64("bytes_out", c.Response().Size))
+			_ = s.log.Handler().Handle(ctx, r)
+		}
 		return nil
 	}
 }
