@@ -153,3 +153,77 @@ func logPagesByTable(b *testing.B, db *sql.DB, wal string, pageSize int) {
 	}
 	b.Logf("WAL frames by table or index: %v", by)
 }
+
+// BenchmarkWALPagesAudit is BenchmarkWALPages for the audit trail: WAL frames per record,
+// appended in the server's batches of 256 from 16 callers reading 2,000 patients, so that a
+// layout's bytes per record can be compared on a busy host (with WALPAGES_BY_TABLE=1, by table):
+//
+//	go test ./internal/sqlitestore -run '^$' -bench WALPagesAudit -benchtime 51200x
+func BenchmarkWALPagesAudit(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(context.Background(), dir, Options{noCheckpointer: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.submit(ctx, 0, func(w *writer) error {
+		_, err := w.conn.ExecContext(w.ctx, "PRAGMA wal_autocheckpoint = 0")
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer other.Close()
+	wal := filepath.Join(dir, FileName+"-wal")
+	walFrames := func() int64 {
+		fi, err := os.Stat(wal)
+		if err != nil {
+			return 0
+		}
+		return max(0, (fi.Size()-32)/int64(24+s.PageSize()))
+	}
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	record := func(i int) *resources.AuditRecord {
+		t := at.Add(time.Duration(i) * 50 * time.Microsecond) // 20,000 requests/s
+		caller := (i * 7) % 16
+		return &resources.AuditRecord{ID: fmt.Sprintf("%016x%016x", t.UnixMicro(), uint64(i)*0x9e3779b97f4a7c15), Recorded: t,
+			Start: t.Add(-400 * time.Microsecond), Subtype: "read", Action: "R", Status: 200, Method: "GET",
+			Subject: fmt.Sprintf("cbo-%02d-worker", caller), ClientID: fmt.Sprintf("cbo-%02d-app", caller),
+			Org: fmt.Sprintf("Organization/bench-cbo-%02d", caller), Role: "cbo", Address: "10.1.2.3",
+			RequestID: fmt.Sprintf("%016x", uint64(i)*0xbf58476d1ce4e5b9), Type: "Patient",
+			Entities: []string{fmt.Sprintf("Patient/bench-member-%06d", (i*7919)%2000)}}
+	}
+	const batch = 256
+	var next int
+	appendBatch := func() {
+		recs := make([]*resources.AuditRecord, batch)
+		for j := range recs {
+			recs[j] = record(next)
+			next++
+		}
+		if err := s.AppendAudit(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 64 { // a trail to append to
+		appendBatch()
+	}
+	var busy, logFrames, done int
+	if err := other.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
+		b.Fatalf("checkpoint: busy %d, %v", busy, err)
+	}
+	start := walFrames()
+	b.ResetTimer()
+	for k := 0; k < b.N; k += batch {
+		appendBatch()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(walFrames()-start)/float64(b.N), "wal-pages/record")
+	if os.Getenv("WALPAGES_BY_TABLE") != "" {
+		logPagesByTable(b, other, wal, s.PageSize())
+	}
+}
