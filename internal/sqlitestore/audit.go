@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,35 +20,31 @@ import (
 // agent" or "this entity" is one index range. audit_events is indexed on time for the date
 // filter, the newest-first order and the retention purge.
 //
-// Every request writes a record, so the layout keeps inserts cheap (BenchmarkAudit in
-// server/audit_test.go): nearly all of a record's cost is the pages its rows take in the WAL,
-// so the rows are kept small.
+// Every request writes a record, so the layout keeps appends cheap (BenchmarkAudit in
+// server/audit_test.go, BenchmarkWALPagesAudit here): nearly all of a record's cost is the
+// pages its rows add to the commit's WAL frames.
 //   - audit_events is keyed by id alone (ids begin with the time, so records are appended), and
 //     rec holds only what the columns do not, in a compact binary form (encodeAuditRec); rows
 //     written before that hold the whole record as JSON, which decodeAuditRow still reads.
-//   - audit_keys has one row per key per batch, not per record. The records of a batch that
-//     share a key (the caller's agent keys, the type read: nearly all of them) share one range
-//     posting: id and last are the least and greatest of their ids, t the latest time. A range
-//     also spans records of the batch without the key, so a search tests every record it finds
-//     against the query (resources.AuditQuery.Matches); such a record is one of the batch's, so
-//     a range costs a search at most the batch it was written with. A key only one record of
-//     the batch has is a row with last NULL, meaning id alone. (Rows of older builds may list
-//     their records' ids in ids, a JSON array, instead: searches still read them.) Per-record
-//     key rows were three quarters of the cost of a record (26–37 µs each), and the id lists
-//     that replaced them a fifth of a record's bytes.
+//   - A batch writes nothing else. Postings are keyed by key, so a batch's would land on as many
+//     leaves as it has distinct keys, scattered over the key order: each caller's three agent
+//     keys, the type, and one entity per record. Even grouped one per key per batch, those
+//     leaves were 70% of the trail's WAL frames. Instead, once auditPostEvery records have
+//     gathered past the watermark (audit_posted.t: every record recorded before it has its
+//     postings), one job posts all of them (postAudit): grouped by key, so each key's leaf is
+//     written once per round rather than once per batch, and the watermark moves past them.
+//     A record older than the watermark when it arrives (a batch retried late) is posted by
+//     its own batch.
+//   - A posting stands for one record (id, ids and last NULL), for the records it lists (ids, a
+//     JSON array, up to auditListMax), or for a range of ids (id to last), when more records of
+//     a round share its key. A range also spans records without the key, and the records past
+//     the watermark have no postings yet, so a search reads those too and tests every record
+//     it finds against the query (resources.AuditQuery.Matches): at most auditPostEvery
+//     records, and per range at most its round. Audit searches are an administrator's, and rare.
 //
-// Entity keys are the exception: nearly every record reads or writes its own resource, so
-// their postings land one per record on leaves scattered over the whole key order, and each
-// such leaf is one more page in the commit (WAL frames were a third of a record's cost after
-// grouping). They are appended instead to audit_staged, in time order (a few pages per
-// batch), and moved into audit_keys once auditStageMax rows have gathered: in one statement,
-// grouped by key into postings that list their ids, so each key's leaf is written once per move
-// rather than once per record. Searches read the staged rows too (a scan of at most
-// auditStageMax rows: audit searches are an administrator's, and rare).
-//
-// Purges delete a posting once its t is older than every record left (see PurgeAudit); a
-// posting that also lists or spans records purged before it is harmless, since searches join
-// postings to audit_events.
+// Purges delete a posting once its t (the latest time of its records) is older than every
+// record left (see PurgeAudit); a posting that also lists or spans records purged before it is
+// harmless, since searches join postings to audit_events.
 const auditSchema = `
 CREATE TABLE IF NOT EXISTS audit_events (
 	id      TEXT    NOT NULL PRIMARY KEY,
@@ -60,25 +57,23 @@ CREATE TABLE IF NOT EXISTS audit_events (
 CREATE INDEX IF NOT EXISTS audit_events_t ON audit_events (t, id);
 
 CREATE TABLE IF NOT EXISTS audit_keys (
-	key TEXT    NOT NULL,
-	t   INTEGER NOT NULL, -- the latest time of the posting's records
-	id  TEXT    NOT NULL, -- its least record id
-	ids TEXT,             -- every record id, a JSON array; NULL: id alone (or a range)
-	last TEXT,            -- the greatest record id of a range posting; NULL: not a range
+	key  TEXT    NOT NULL,
+	t    INTEGER NOT NULL, -- the latest time of the posting's records
+	id   TEXT    NOT NULL, -- its least record id
+	ids  TEXT,             -- every record id, a JSON array; NULL: id alone, or a range
+	last TEXT,             -- the greatest record id of a range; NULL: not a range
 	PRIMARY KEY (key, t, id)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS audit_staged (
-	t   INTEGER NOT NULL, -- the record's time
-	id  TEXT    NOT NULL, -- the record
-	key TEXT    NOT NULL, -- one of its entity keys
-	PRIMARY KEY (t, id, key)
-) WITHOUT ROWID;
+-- One row: the watermark. Records recorded (t) before it have their postings in audit_keys.
+CREATE TABLE IF NOT EXISTS audit_posted (t INTEGER NOT NULL);
 `
 
-// auditStageMax is how many staged entity keys make the next batch move them all into
-// audit_keys (a variable for tests).
-var auditStageMax = 16384
+// auditPostEvery is how many records past the watermark make the next batch post them all
+// (a variable for tests); auditListMax the most record ids one posting lists.
+var auditPostEvery = 16384
+
+const auditListMax = 64
 
 // migrateAuditPostings adds audit_keys.ids to a database made before postings were grouped:
 // its rows, one per record and key, are postings of one record each (ids NULL), so nothing
@@ -103,46 +98,100 @@ func migrateAuditRanges(ctx context.Context, w *sql.DB) error {
 	return err
 }
 
-var _ resources.AuditLog = (*Store)(nil)
-
-// auditPosting is one audit_keys row of a batch.
-type auditPosting struct {
-	key  string
-	t    int64
-	id   string
-	last string // "" when the posting has one record (id)
+// migrateAuditPosted sets the watermark of a database that has none: past every record, whose
+// postings are all in audit_keys once the entity keys an older build staged in audit_staged are
+// moved there, as it did, and that table is dropped. A new database's watermark is 0.
+func migrateAuditPosted(ctx context.Context, w *sql.DB) error {
+	var n int
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM audit_posted`).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'audit_staged'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		for _, stmt := range []string{`INSERT OR IGNORE INTO audit_keys (key, t, id, ids)
+			SELECT key, max(t), min(id), CASE WHEN count(*) > 1 THEN json_group_array(id) END
+			FROM audit_staged GROUP BY key`, `DROP TABLE audit_staged`} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_posted (t) SELECT coalesce(max(t) + 1, 0) FROM audit_events`); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
-// auditPostings groups the keys of recs into one posting per key, in the order keys first
-// appear, but for entity keys, which it returns as rows of audit_staged (t, id, key, flat).
-func auditPostings(recs []*resources.AuditRecord) (postings []auditPosting, staged []any) {
+var _ resources.AuditLog = (*Store)(nil)
+
+// auditPosting is the posting of one key for a set of records.
+type auditPosting struct {
+	key  string
+	t    int64    // the latest time of the records
+	id   string   // the least of their ids
+	ids  []string // every id, in the order given
+	last string   // the greatest id
+}
+
+// auditPostings groups the keys of recs into one posting per key, sorted by key (the order of
+// audit_keys, so that the inserts walk its leaves once).
+func auditPostings(recs []*resources.AuditRecord) []auditPosting {
 	var out []auditPosting
 	at := map[string]int{}
 	for _, r := range recs {
 		t := micros(r.Recorded)
 		for _, k := range resources.AuditKeys(r) {
-			if strings.HasPrefix(k, resources.AuditEntityKey) {
-				staged = append(staged, t, r.ID, k)
-				continue
-			}
 			i, ok := at[k]
 			if !ok {
 				at[k] = len(out)
-				out = append(out, auditPosting{key: k, t: t, id: r.ID})
+				out = append(out, auditPosting{key: k, t: t, id: r.ID, ids: []string{r.ID}, last: r.ID})
 				continue
 			}
 			p := &out[i]
-			p.last = max(p.last, p.id, r.ID)
 			p.t = max(p.t, t)
 			p.id = min(p.id, r.ID)
+			p.last = max(p.last, r.ID)
+			p.ids = append(p.ids, r.ID)
 		}
 	}
-	return out, staged
+	slices.SortFunc(out, func(a, b auditPosting) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+// insertPostings writes postings as audit_keys rows: one record alone, a list of up to
+// auditListMax, or else a range.
+func (w *writer) insertPostings(postings []auditPosting) error {
+	args := w.args[:0]
+	defer func() { clear(args); w.args = args[:0] }()
+	for _, p := range postings {
+		var ids, last any // NULL
+		switch {
+		case len(p.ids) == 1:
+		case len(p.ids) <= auditListMax:
+			b, err := json.Marshal(p.ids)
+			if err != nil {
+				return err
+			}
+			ids = string(b)
+		default:
+			last = p.last
+		}
+		args = append(args, p.key, p.t, p.id, ids, last)
+	}
+	return w.insertRows(`INSERT OR IGNORE INTO audit_keys (key, t, id, ids, last) VALUES `, 5, args)
 }
 
 // AppendAudit implements resources.AuditLog: the batch is one job of the writer (writer.go),
 // committed with whatever resource writes are waiting at the time. Records stored by an earlier
-// call are skipped, and so are their keys.
+// call are skipped. The records go in without postings, but for those older than the
+// watermark; every auditPostEvery records, the batch posts the rest too (postAudit).
 func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -154,60 +203,130 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 		ends[i] = len(buf)
 	}
 	return s.submit(ctx, len(buf), func(w *writer) error {
+		posted, err := w.auditPosted()
+		if err != nil {
+			return err
+		}
 		args := w.args[:0]
-		defer func() { clear(args); w.args = args[:0] }()
 		start := 0
 		for i, r := range recs {
 			args = append(args, r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, buf[start:ends[i]:ends[i]])
 			start = ends[i]
 		}
 		stored := make(map[string]bool, len(recs))
-		if err := w.insertRowsReturning(`INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES `, 6, args,
-			"id", func(id string) { stored[id] = true }); err != nil {
-			return err
-		}
-		fresh := make([]*resources.AuditRecord, 0, len(recs))
-		for _, r := range recs {
-			if stored[r.ID] {
-				fresh = append(fresh, r)
-			}
-		}
+		err = w.insertRowsReturning(`INSERT OR IGNORE INTO audit_events (id, t, action, outcome, subtype, rec) VALUES `, 6, args,
+			"id", func(id string) { stored[id] = true })
 		clear(args)
-		args = args[:0]
-		postings, staged := auditPostings(fresh)
-		if err := w.insertRows(`INSERT OR IGNORE INTO audit_staged (t, id, key) VALUES `, 3, staged); err != nil {
+		w.args = args[:0]
+		if err != nil {
 			return err
 		}
-		w.auditStaged += len(staged) / 3
-		if w.auditStaged >= auditStageMax {
-			if err := w.moveStaged(); err != nil {
-				return err
+		var late []*resources.AuditRecord
+		for _, r := range recs {
+			switch {
+			case !stored[r.ID]:
+			case micros(r.Recorded) < posted:
+				late = append(late, r)
+			default:
+				w.auditTent = append(w.auditTent, r)
 			}
 		}
-		for _, p := range postings {
-			var last any // NULL
-			if p.last != "" {
-				last = p.last
-			}
-			args = append(args, p.key, p.t, p.id, last)
+		if err := w.insertPostings(auditPostings(late)); err != nil {
+			return err
 		}
-		return w.insertRows(`INSERT OR IGNORE INTO audit_keys (key, t, id, last) VALUES `, 4, args)
+		if w.auditUnpostedNow() >= auditPostEvery {
+			return w.postAudit(posted)
+		}
+		return nil
 	})
 }
 
-// moveStaged moves every staged entity key into audit_keys, one posting per key (see the
-// layout at the top). w.auditStaged counts the rows staged since the last move, as a hint:
-// a move that is rolled back with its group is simply done again later.
-func (w *writer) moveStaged() error {
-	if _, err := w.exec(`INSERT OR IGNORE INTO audit_keys (key, t, id, ids)
-		SELECT key, max(t), min(id), CASE WHEN count(*) > 1 THEN json_group_array(id) END
-		FROM audit_staged GROUP BY key`); err != nil {
+// auditUnpostedNow is how many records are past the watermark, this group's included.
+func (w *writer) auditUnpostedNow() int {
+	if w.auditRound >= 0 {
+		return len(w.auditTent) - w.auditRound
+	}
+	return w.auditUnposted + len(w.auditTent)
+}
+
+// auditCommitted keeps what the group's jobs did to the records past the watermark.
+func (w *writer) auditCommitted() {
+	if w.auditRound >= 0 {
+		clear(w.auditPending)
+		w.auditPending = append(w.auditPending[:0], w.auditTent[w.auditRound:]...)
+		w.auditKnown = true
+	} else if w.auditKnown {
+		w.auditPending = append(w.auditPending, w.auditTent...)
+	}
+	w.auditUnposted = w.auditUnpostedNow()
+	w.auditDropped()
+}
+
+// auditDropped forgets what the group's jobs did: their transaction was rolled back.
+func (w *writer) auditDropped() {
+	clear(w.auditTent)
+	w.auditTent = w.auditTent[:0]
+	w.auditRound = -1
+}
+
+// auditPosted reads the watermark in the writer's transaction.
+func (w *writer) auditPosted() (int64, error) {
+	st, err := w.stmt(`SELECT t FROM audit_posted`)
+	if err != nil {
+		return 0, err
+	}
+	var t int64
+	err = st.QueryRowContext(w.ctx).Scan(&t)
+	return t, err
+}
+
+// postAudit posts every record recorded at or after the watermark posted and moves the
+// watermark past them: from memory when the writer holds them all (auditKnown), else read back
+// (after Open found some). A record read back that cannot be decoded gets no postings (it can
+// be found by time only); the round goes on without it.
+func (w *writer) postAudit(posted int64) error {
+	var recs []*resources.AuditRecord
+	next := posted
+	switch {
+	case w.auditRound >= 0: // a round of this group posted the rest
+		recs = w.auditTent[w.auditRound:]
+	case w.auditKnown:
+		recs = append(slices.Clip(w.auditPending), w.auditTent...)
+	default:
+		st, err := w.stmt(`SELECT ` + auditColumns + ` FROM audit_events WHERE t >= ?`)
+		if err != nil {
+			return err
+		}
+		rows, err := st.QueryContext(w.ctx, posted)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var c auditRow
+			if err := rows.Scan(c.dest()...); err != nil {
+				rows.Close()
+				return err
+			}
+			next = max(next, c.t+1)
+			if r, err := c.decode(); err == nil {
+				recs = append(recs, r)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	for _, r := range recs {
+		next = max(next, micros(r.Recorded)+1)
+	}
+	if err := w.insertPostings(auditPostings(recs)); err != nil {
 		return err
 	}
-	if _, err := w.exec(`DELETE FROM audit_staged`); err != nil {
+	if _, err := w.exec(`UPDATE audit_posted SET t = ?`, next); err != nil {
 		return err
 	}
-	w.auditStaged = 0
+	w.auditRound = len(w.auditTent)
 	return nil
 }
 
@@ -403,12 +522,12 @@ func (s *Store) SearchAudit(ctx context.Context, q *resources.AuditQuery) (*reso
 	}
 	for _, clause := range q.Keys {
 		// A posting stands for its id alone, for every id it lists (ids) or for the records
-		// of its range (last), some of which may lack the key: rows are tested below. Entity
-		// keys may still be staged.
+		// of its range (last), some of which may lack the key; records past the watermark
+		// have no postings yet. Rows are tested against the query below.
 		where = append(where, "id IN (SELECT e.id FROM audit_keys k JOIN audit_events e ON e.id BETWEEN k.id AND k.last WHERE "+in("k.key", len(clause))+
 			" UNION ALL SELECT coalesce(j.value, k.id) FROM audit_keys k LEFT JOIN json_each(k.ids) j WHERE "+in("k.key", len(clause))+" AND k.last IS NULL"+
-			" UNION ALL SELECT id FROM audit_staged WHERE "+in("key", len(clause))+")")
-		for range 3 {
+			" UNION ALL SELECT id FROM audit_events WHERE t >= (SELECT t FROM audit_posted))")
+		for range 2 {
 			for _, k := range clause {
 				args = append(args, k)
 			}
@@ -477,6 +596,16 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 			if cut, err = purgeCut(w, end); err != nil {
 				return err
 			}
+			posted, err := w.auditPosted()
+			if err != nil {
+				return err
+			}
+			if cut > posted && w.auditKnown {
+				// Records past the watermark go too: the next round reads back those left.
+				w.auditKnown = false
+				clear(w.auditPending)
+				w.auditPending = w.auditPending[:0]
+			}
 			rows, err := w.conn.QueryContext(w.ctx, `SELECT `+auditColumns+` FROM audit_events WHERE t < ?`, cut)
 			if err != nil {
 				return err
@@ -503,9 +632,6 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 				if _, err := w.exec(`DELETE FROM audit_keys WHERE key = ? AND t < ?`, k, cut); err != nil {
 					return err
 				}
-			}
-			if _, err := w.exec(`DELETE FROM audit_staged WHERE t < ?`, cut); err != nil {
-				return err
 			}
 			_, err = w.exec(`DELETE FROM audit_events WHERE t < ?`, cut)
 			return err

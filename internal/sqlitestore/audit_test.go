@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -22,22 +23,20 @@ func TestAuditPostings(t *testing.T) {
 		return &resources.AuditRecord{ID: id, Recorded: at.Add(time.Duration(sec) * time.Second),
 			Subject: "nurse", Org: "Organization/plan", Type: "Patient", Entities: []string{entity}}
 	}
-	got, staged := auditPostings([]*resources.AuditRecord{
+	got := auditPostings([]*resources.AuditRecord{
 		rec("r2", 2, "Patient/a"), rec("r1", 5, "Patient/b"), rec("r3", 1, "Patient/a/_history/3"),
 	})
 	us := func(sec int) int64 { return at.Add(time.Duration(sec) * time.Second).UnixMicro() }
-	want := []auditPosting{
-		{key: "a|nurse", t: us(5), id: "r1", last: "r3"},
-		{key: "a|Organization/plan", t: us(5), id: "r1", last: "r3"},
-		{key: "t|Patient", t: us(5), id: "r1", last: "r3"},
+	all := []string{"r2", "r1", "r3"}
+	want := []auditPosting{ // by key
+		{key: "a|Organization/plan", t: us(5), id: "r1", ids: all, last: "r3"},
+		{key: "a|nurse", t: us(5), id: "r1", ids: all, last: "r3"},
+		{key: "e|Patient/a", t: us(2), id: "r2", ids: []string{"r2", "r3"}, last: "r3"}, // any version
+		{key: "e|Patient/b", t: us(5), id: "r1", ids: []string{"r1"}, last: "r1"},
+		{key: "t|Patient", t: us(5), id: "r1", ids: all, last: "r3"},
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(auditPosting{})); diff != "" {
 		t.Errorf("postings (-want +got):\n%s", diff)
-	}
-	// Entity keys are staged one row per record (t, id, key).
-	wantStaged := []any{us(2), "r2", "e|Patient/a", us(5), "r1", "e|Patient/b", us(1), "r3", "e|Patient/a"}
-	if diff := cmp.Diff(wantStaged, staged); diff != "" {
-		t.Errorf("staged (-want +got):\n%s", diff)
 	}
 }
 
@@ -123,9 +122,9 @@ func TestAuditPurge_Rounds(t *testing.T) {
 	ctx := context.Background()
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(3*purgeBatch+300, end)
-	// Entity keys move from audit_staged to audit_keys every 700 rows here, so both hold some.
-	defer func(n int) { auditStageMax = n }(auditStageMax)
-	auditStageMax = 700
+	// Records are posted every 700 here, so some are and some wait past the watermark.
+	defer func(n int) { auditPostEvery = n }(auditPostEvery)
+	auditPostEvery = 700
 	for _, cut := range []int{0, 7, purgeBatch, 2*purgeBatch + 513, len(recs)} {
 		t.Run(fmt.Sprint("cut=", cut), func(t *testing.T) {
 			s, err := Open(ctx, t.TempDir(), Options{})
@@ -170,14 +169,121 @@ func TestAuditPurge_Rounds(t *testing.T) {
 			if o := orphanPostings(t, s); o != 0 {
 				t.Errorf("%d postings list only purged records", o)
 			}
-			var staged, moved int
-			if err := s.r.QueryRow(`SELECT count(*) FROM audit_staged WHERE t < ?`, micros(before)).Scan(&staged); err != nil || staged != 0 {
-				t.Errorf("%d staged keys of purged records (%v)", staged, err)
-			}
-			if err := s.r.QueryRow(`SELECT count(*) FROM audit_keys WHERE key LIKE 'e|%' AND ids IS NOT NULL`).Scan(&moved); err != nil || (cut < purgeBatch && moved == 0) {
-				t.Errorf("%d moved entity postings with several records, want some (%v)", moved, err)
+			// A round of 700 has about 230 records of each caller (a range), 14 of a patient (a list).
+			var ranges, lists int
+			if err := s.r.QueryRow(`SELECT count(last), count(ids) FROM audit_keys`).Scan(&ranges, &lists); err != nil ||
+				(cut < purgeBatch && (ranges == 0 || lists == 0)) {
+				t.Errorf("%d range and %d list postings, want some of each (%v)", ranges, lists, err)
 			}
 		})
+	}
+}
+
+// TestAudit_LateRecord: a record older than the watermark when it arrives (a batch retried
+// after a posting round) is posted by its own batch, and found by its keys.
+func TestAudit_LateRecord(t *testing.T) {
+	ctx := context.Background()
+	defer func(n int) { auditPostEvery = n }(auditPostEvery)
+	auditPostEvery = 100
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	end := time.Now().UTC().Truncate(time.Microsecond)
+	recs := auditRecords(300, end)
+	late := recs[10]
+	recs = slices.Delete(recs, 10, 11)
+	for i := 0; i < len(recs); i += 50 {
+		if err := s.AppendAudit(ctx, recs[i:min(i+50, len(recs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var posted int64
+	if err := s.r.QueryRow(`SELECT t FROM audit_posted`).Scan(&posted); err != nil || posted <= micros(late.Recorded) {
+		t.Fatalf("watermark %d, want past the late record's %d (%v)", posted, micros(late.Recorded), err)
+	}
+	late.Entities = []string{"Patient/late-one"}
+	if err := s.AppendAudit(ctx, []*resources.AuditRecord{late}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM audit_keys WHERE key = 'e|Patient/late-one' AND id = ?`, late.ID).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d postings of the late record's entity (%v)", n, err)
+	}
+	for _, key := range []string{"e|Patient/late-one", "a|" + late.Subject} {
+		q := resources.AuditQuery{Keys: [][]string{{key}}, Count: 1000}
+		if got := searchIDs(t, s, q); !slices.Contains(got, late.ID) {
+			t.Errorf("search %s: the late record is not found", key)
+		}
+	}
+}
+
+// TestMigrateAuditPosted: a database of the build that staged entity keys in audit_staged
+// (and posted the other keys with each batch) gets its staged keys moved into audit_keys, the
+// table dropped and the watermark past its records, which every search still finds.
+func TestMigrateAuditPosted(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	recs := auditRecords(90, time.Now().UTC().Truncate(time.Microsecond))
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{`DROP TABLE audit_posted`,
+		`CREATE TABLE audit_staged (t INTEGER NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (t, id, key)) WITHOUT ROWID`} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	for _, r := range recs {
+		if _, err := db.Exec(`INSERT INTO audit_events (id, t, action, outcome, subtype, rec) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.ID, micros(r.Recorded), r.Action, r.Outcome, r.Subtype, mustJSON(t, r)); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range resources.AuditKeys(r) {
+			stmt := `INSERT OR IGNORE INTO audit_keys (key, t, id) VALUES (?, ?, ?)`
+			if strings.HasPrefix(k, resources.AuditEntityKey) {
+				stmt = `INSERT INTO audit_staged (key, t, id) VALUES (?, ?, ?)`
+			}
+			if _, err := db.Exec(stmt, k, micros(r.Recorded), r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+
+	if s, err = Open(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var staged, posted int64
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'audit_staged'`).Scan(&staged); err != nil || staged != 0 {
+		t.Errorf("audit_staged left (%v)", err)
+	}
+	if err := s.r.QueryRow(`SELECT t FROM audit_posted`).Scan(&posted); err != nil || posted != micros(recs[len(recs)-1].Recorded)+1 {
+		t.Errorf("watermark %d, want just past the last record (%v)", posted, err)
+	}
+	for _, key := range []string{"e|Patient/p7", "a|ben", "t|Patient"} {
+		q := resources.AuditQuery{Keys: [][]string{{key}}, Count: 1000}
+		var want []string
+		for _, r := range recs {
+			if q.Matches(r) {
+				want = append(want, r.ID)
+			}
+		}
+		if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
+			t.Errorf("search %s (-want +got):\n%s", key, diff)
+		}
+	}
+	var entityPostings int
+	if err := s.r.QueryRow(`SELECT count(*) FROM audit_keys WHERE key LIKE 'e|%'`).Scan(&entityPostings); err != nil || entityPostings != 50 {
+		t.Errorf("%d entity postings, want one per patient, 50 (%v)", entityPostings, err)
 	}
 }
 
@@ -318,4 +424,107 @@ func TestAuditRec(t *testing.T) {
 	if err != nil || !cmp.Equal(full, got) {
 		t.Errorf("JSON rec: %+v, %v", got, err)
 	}
+}
+
+// postingsOnly checks that, with the watermark past every record, searches by key find
+// exactly the records recs: every record has its postings, none is doubled, none is stray.
+func postingsOnly(t *testing.T, s *Store, recs []*resources.AuditRecord) {
+	t.Helper()
+	var posted, newest int64
+	if err := s.r.QueryRow(`SELECT (SELECT t FROM audit_posted), (SELECT max(t) FROM audit_events)`).Scan(&posted, &newest); err != nil || posted <= newest {
+		t.Fatalf("watermark %d, newest record %d: want every record posted (%v)", posted, newest, err)
+	}
+	for _, key := range []string{"t|Patient", "a|ben", "e|Patient/p7", "a|Organization/plan"} {
+		q := resources.AuditQuery{Keys: [][]string{{key}}, Count: 5000}
+		var want []string
+		for _, r := range recs {
+			if q.Matches(r) {
+				want = append(want, r.ID)
+			}
+		}
+		if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
+			t.Errorf("search %s (-want +got):\n%s", key, diff)
+		}
+	}
+	if o := orphanPostings(t, s); o != 0 {
+		t.Errorf("%d postings of no record", o)
+	}
+}
+
+// TestAudit_RoundAfterReopen: records past the watermark when the store closed are read back
+// by the next round.
+func TestAudit_RoundAfterReopen(t *testing.T) {
+	ctx := context.Background()
+	defer func(n int) { auditPostEvery = n }(auditPostEvery)
+	auditPostEvery = 100
+	dir := t.TempDir()
+	recs := auditRecords(210, time.Now().UTC().Truncate(time.Microsecond))
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 150; i += 50 { // a round after 100; 50 left past the watermark
+		if err := s.AppendAudit(ctx, recs[i:i+50]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if s, err = Open(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 110 past the watermark: a round
+		t.Fatal(err)
+	}
+	postingsOnly(t, s, recs)
+}
+
+// TestAudit_RoundsSurviveRollbacks: a posting round in a group that is run again (a job beside
+// it failed) is run again with it, and the records appended after it in the group are the
+// next round's.
+func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
+	ctx := context.Background()
+	defer func(n int) { auditPostEvery = n }(auditPostEvery)
+	auditPostEvery = 100
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs := auditRecords(230, time.Now().UTC().Truncate(time.Microsecond))
+	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
+		t.Fatal(err)
+	}
+	release := hold(t, s)
+	errs := make(chan error, 3)
+	go func() { errs <- s.AppendAudit(ctx, recs[60:120]) }() // 120 past the watermark: a round
+	waitQueued(t, s, 1)
+	boom := errors.New("boom")
+	go func() {
+		errs <- s.submit(ctx, 0, func(w *writer) error {
+			if _, err := w.exec(`UPDATE audit_posted SET t = 0`); err != nil {
+				return err
+			}
+			return boom
+		})
+	}()
+	waitQueued(t, s, 2)
+	go func() { errs <- s.AppendAudit(ctx, recs[120:150]) }()
+	waitQueued(t, s, 3)
+	release()
+	var failed int
+	for range 3 {
+		if err := <-errs; errors.Is(err, boom) {
+			failed++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d jobs failed, want the one", failed)
+	}
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 30 + 80 past the watermark: a round
+		t.Fatal(err)
+	}
+	postingsOnly(t, s, recs)
 }

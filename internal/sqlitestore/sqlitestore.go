@@ -223,6 +223,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}{
 		{"audit postings", migrateAuditPostings},
 		{"audit range postings", migrateAuditRanges},
+		{"audit watermark", migrateAuditPosted},
 		{"key lists", migrateEqKeys},
 		{"unindexed key rows", migrateUnindexedKeys},
 		{"_sort values", migrateSorts},
@@ -249,13 +250,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
 	}
-	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache,
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache, auditRound: -1,
 		searches: newStmtCache(conn, writeSearchStmts)}
-	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM audit_staged`).Scan(&wr.auditStaged); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE t >= (SELECT t FROM audit_posted)`).Scan(&wr.auditUnposted); err != nil {
 		wr.close()
 		s.Close()
-		return nil, fmt.Errorf("count staged audit keys: %w", mapErr(err))
+		return nil, fmt.Errorf("count audit records without postings: %w", mapErr(err))
 	}
+	wr.auditKnown = wr.auditUnposted == 0
 	if wr.dataVersion, err = wr.dataVersionNow(); err != nil {
 		wr.close()
 		s.Close()

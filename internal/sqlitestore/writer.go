@@ -82,8 +82,16 @@ type writer struct {
 	cache       *readCache
 	written     []*resources.Resource
 	dataVersion int64
-	// auditStaged counts the audit_staged rows written since the last move (audit.go).
-	auditStaged int
+	// The audit records past the watermark (audit.go): auditUnposted counts those committed,
+	// and auditPending holds them while auditKnown (false once Open found some, until the next
+	// round). auditTent holds those this group's jobs appended, and auditRound the length
+	// auditTent had when one of them ran a posting round (-1: none ran); like written, they
+	// are kept or dropped with the group (auditCommitted, auditDropped).
+	auditUnposted int
+	auditPending  []*resources.AuditRecord
+	auditKnown    bool
+	auditTent     []*resources.AuditRecord
+	auditRound    int
 }
 
 // stmt returns the statement for query, prepared on the write connection the first time.
@@ -283,6 +291,7 @@ func (w *writer) runGroup(group []*job) {
 	// own fails with err.
 	abort := func(err error) {
 		w.conn.ExecContext(w.ctx, "ROLLBACK")
+		w.auditDropped()
 		for i := range results {
 			if results[i] == nil {
 				results[i] = err
@@ -309,6 +318,7 @@ func (w *writer) runGroup(group []*job) {
 	for _, j := range group {
 		if err := runJob(w, j); err != nil {
 			w.conn.ExecContext(w.ctx, "ROLLBACK")
+			w.auditDropped()
 			if len(group) == 1 {
 				results[0] = err
 				answer()
@@ -339,6 +349,7 @@ func (w *writer) runGroup(group []*job) {
 	if w.cache != nil {
 		w.cache.committed(w.written) // before the answers: a caller reads its own write
 	}
+	w.auditCommitted()
 	answer()
 }
 
@@ -350,11 +361,13 @@ func (w *writer) runSavepoints(group []*job, results []error, abort func(error))
 			abort(err)
 			return false
 		}
-		mark := len(w.written)
+		mark, auditMark, auditRound := len(w.written), len(w.auditTent), w.auditRound
 		if err := runJob(w, j); err != nil {
 			results[i] = err
 			clear(w.written[mark:])
 			w.written = w.written[:mark]
+			clear(w.auditTent[auditMark:])
+			w.auditTent, w.auditRound = w.auditTent[:auditMark], auditRound
 			// ROLLBACK TO undoes the job's writes but keeps the savepoint open; RELEASE
 			// closes it. If SQLite has rolled the whole transaction back itself (a full
 			// disk, an I/O error), the savepoint is gone and ROLLBACK TO fails: the jobs
