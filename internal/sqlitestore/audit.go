@@ -75,26 +75,25 @@ var auditPostEvery = 16384
 
 const auditListMax = 64
 
-// migrateAuditPostings adds audit_keys.ids to a database made before postings were grouped:
-// its rows, one per record and key, are postings of one record each (ids NULL), so nothing
-// else changes.
+// migrateAuditPostings adds audit_keys.ids to a database made before postings were grouped,
+// and migrateAuditRanges audit_keys.last to one made before range postings: their rows have
+// none (one record each, or a list), so nothing else changes.
 func migrateAuditPostings(ctx context.Context, w *sql.DB) error {
-	var n int
-	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('audit_keys') WHERE name = 'ids'`).Scan(&n); err != nil || n > 0 {
-		return err
-	}
-	_, err := w.ExecContext(ctx, `ALTER TABLE audit_keys ADD COLUMN ids TEXT`)
-	return err
+	return addColumn(ctx, w, "audit_keys", "ids TEXT")
 }
 
-// migrateAuditRanges adds audit_keys.last to a database made before range postings: its rows
-// have none, so nothing else changes.
 func migrateAuditRanges(ctx context.Context, w *sql.DB) error {
+	return addColumn(ctx, w, "audit_keys", "last TEXT")
+}
+
+// addColumn adds the column (its name, then its type) to table unless it is there.
+func addColumn(ctx context.Context, w *sql.DB, table, column string) error {
+	name, _, _ := strings.Cut(column, " ")
 	var n int
-	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('audit_keys') WHERE name = 'last'`).Scan(&n); err != nil || n > 0 {
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, table, name).Scan(&n); err != nil || n > 0 {
 		return err
 	}
-	_, err := w.ExecContext(ctx, `ALTER TABLE audit_keys ADD COLUMN last TEXT`)
+	_, err := w.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+column)
 	return err
 }
 

@@ -154,18 +154,7 @@ func TestAuditPurge_Rounds(t *testing.T) {
 			if want := len(recs) - len(left); n != int64(want) {
 				t.Errorf("purged %d, want %d", n, want)
 			}
-			for _, key := range [][]string{{"a|ben"}, {"e|Patient/p7"}, {"t|Patient"}, {"a|ann", "a|cy"}} {
-				q := resources.AuditQuery{Keys: [][]string{key}, Count: 5000}
-				var want []string
-				for _, r := range left {
-					if q.Matches(r) {
-						want = append(want, r.ID)
-					}
-				}
-				if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
-					t.Errorf("search %v after the purge (-want +got):\n%s", key, diff)
-				}
-			}
+			wantSearches(t, s, left, []string{"a|ben"}, []string{"e|Patient/p7"}, []string{"t|Patient"}, []string{"a|ann", "a|cy"})
 			if o := orphanPostings(t, s); o != 0 {
 				t.Errorf("%d postings list only purged records", o)
 			}
@@ -183,13 +172,7 @@ func TestAuditPurge_Rounds(t *testing.T) {
 // after a posting round) is posted by its own batch, and found by its keys.
 func TestAudit_LateRecord(t *testing.T) {
 	ctx := context.Background()
-	defer func(n int) { auditPostEvery = n }(auditPostEvery)
-	auditPostEvery = 100
-	s, err := Open(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openPostingEvery(t, 100)
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(300, end)
 	late := recs[10]
@@ -269,18 +252,7 @@ func TestMigrateAuditPosted(t *testing.T) {
 	if err := s.r.QueryRow(`SELECT t FROM audit_posted`).Scan(&posted); err != nil || posted != micros(recs[len(recs)-1].Recorded)+1 {
 		t.Errorf("watermark %d, want just past the last record (%v)", posted, err)
 	}
-	for _, key := range []string{"e|Patient/p7", "a|ben", "t|Patient"} {
-		q := resources.AuditQuery{Keys: [][]string{{key}}, Count: 1000}
-		var want []string
-		for _, r := range recs {
-			if q.Matches(r) {
-				want = append(want, r.ID)
-			}
-		}
-		if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
-			t.Errorf("search %s (-want +got):\n%s", key, diff)
-		}
-	}
+	wantSearches(t, s, recs, []string{"e|Patient/p7"}, []string{"a|ben"}, []string{"t|Patient"})
 	var entityPostings int
 	if err := s.r.QueryRow(`SELECT count(*) FROM audit_keys WHERE key LIKE 'e|%'`).Scan(&entityPostings); err != nil || entityPostings != 50 {
 		t.Errorf("%d entity postings, want one per patient, 50 (%v)", entityPostings, err)
@@ -355,6 +327,25 @@ func TestMigrateAuditPostings(t *testing.T) {
 	}
 }
 
+// wantSearches checks that a search by each clause of keys finds exactly the records of recs
+// (sorted by id) that match it.
+func wantSearches(t *testing.T, s *Store, recs []*resources.AuditRecord, clauses ...[]string) {
+	t.Helper()
+	for _, clause := range clauses {
+		q := resources.AuditQuery{Keys: [][]string{clause}, Count: 5000}
+		var want []string
+		for _, r := range recs {
+			if q.Matches(r) {
+				want = append(want, r.ID)
+			}
+		}
+		slices.Sort(want)
+		if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
+			t.Errorf("search %v (-want +got):\n%s", clause, diff)
+		}
+	}
+}
+
 // searchIDs returns the ids of the first page q finds, sorted.
 func searchIDs(t *testing.T, s *Store, q resources.AuditQuery) []string {
 	t.Helper()
@@ -426,6 +417,20 @@ func TestAuditRec(t *testing.T) {
 	}
 }
 
+// openPostingEvery opens a fresh store whose posting rounds come every n records.
+func openPostingEvery(t *testing.T, n int) *Store {
+	t.Helper()
+	old := auditPostEvery
+	t.Cleanup(func() { auditPostEvery = old })
+	auditPostEvery = n
+	s, err := Open(context.Background(), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // postingsOnly checks that, with the watermark past every record, searches by key find
 // exactly the records recs: every record has its postings, none is doubled, none is stray.
 func postingsOnly(t *testing.T, s *Store, recs []*resources.AuditRecord) {
@@ -434,18 +439,7 @@ func postingsOnly(t *testing.T, s *Store, recs []*resources.AuditRecord) {
 	if err := s.r.QueryRow(`SELECT (SELECT t FROM audit_posted), (SELECT max(t) FROM audit_events)`).Scan(&posted, &newest); err != nil || posted <= newest {
 		t.Fatalf("watermark %d, newest record %d: want every record posted (%v)", posted, newest, err)
 	}
-	for _, key := range []string{"t|Patient", "a|ben", "e|Patient/p7", "a|Organization/plan"} {
-		q := resources.AuditQuery{Keys: [][]string{{key}}, Count: 5000}
-		var want []string
-		for _, r := range recs {
-			if q.Matches(r) {
-				want = append(want, r.ID)
-			}
-		}
-		if diff := cmp.Diff(want, searchIDs(t, s, q)); diff != "" {
-			t.Errorf("search %s (-want +got):\n%s", key, diff)
-		}
-	}
+	wantSearches(t, s, recs, []string{"t|Patient"}, []string{"a|ben"}, []string{"e|Patient/p7"}, []string{"a|Organization/plan"})
 	if o := orphanPostings(t, s); o != 0 {
 		t.Errorf("%d postings of no record", o)
 	}
@@ -484,13 +478,7 @@ func TestAudit_RoundAfterReopen(t *testing.T) {
 // next round's.
 func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
 	ctx := context.Background()
-	defer func(n int) { auditPostEvery = n }(auditPostEvery)
-	auditPostEvery = 100
-	s, err := Open(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openPostingEvery(t, 100)
 	recs := auditRecords(230, time.Now().UTC().Truncate(time.Microsecond))
 	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
 		t.Fatal(err)

@@ -43,19 +43,8 @@ func BenchmarkWALPages(b *testing.B) {
 	const group = 4
 	for _, op := range []string{"create", "update-task"} {
 		b.Run(op, func(b *testing.B) {
-			dir := b.TempDir()
-			s, err := Open(context.Background(), dir, Options{noCheckpointer: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s, other, wal, walFrames := walBench(b)
 			ctx := context.Background()
-			if err := s.submit(ctx, 0, func(w *writer) error {
-				_, err := w.conn.ExecContext(w.ctx, "PRAGMA wal_autocheckpoint = 0")
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
 			// A population to write among, so that pages are not all shared.
 			for i := range members {
 				var ws []*resources.Write
@@ -66,23 +55,7 @@ func BenchmarkWALPages(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer other.Close()
-			var busy, logFrames, done int
-			if err := other.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
-				b.Fatalf("checkpoint: busy %d, %v", busy, err)
-			}
-			walFrames := func() int64 {
-				fi, err := os.Stat(filepath.Join(dir, FileName+"-wal"))
-				if err != nil {
-					return 0
-				}
-				return max(0, (fi.Size()-32)/int64(24+s.PageSize()))
-			}
-			start := walFrames()
+			start := walStart(b, other, walFrames)
 			version := map[int]int64{}
 			next := members
 			b.ResetTimer()
@@ -119,10 +92,48 @@ func BenchmarkWALPages(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(walFrames()-start)/float64(b.N), "wal-pages/write")
 			if os.Getenv("WALPAGES_BY_TABLE") != "" {
-				logPagesByTable(b, other, filepath.Join(dir, FileName+"-wal"), s.PageSize())
+				logPagesByTable(b, other, wal, s.PageSize())
 			}
 		})
 	}
+}
+
+// walBench opens a store for counting WAL frames: no checkpoints but walStart's, a second
+// connection (other) to run them and name pages, the WAL's path and its frame count.
+func walBench(b *testing.B) (s *Store, other *sql.DB, wal string, frames func() int64) {
+	dir := b.TempDir()
+	s, err := Open(context.Background(), dir, Options{noCheckpointer: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.submit(context.Background(), 0, func(w *writer) error {
+		_, err := w.conn.ExecContext(w.ctx, "PRAGMA wal_autocheckpoint = 0")
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if other, err = sql.Open("sqlite", "file:"+filepath.Join(dir, FileName)); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { other.Close() })
+	wal = filepath.Join(dir, FileName+"-wal")
+	return s, other, wal, func() int64 {
+		fi, err := os.Stat(wal)
+		if err != nil {
+			return 0
+		}
+		return max(0, (fi.Size()-32)/int64(24+s.PageSize()))
+	}
+}
+
+// walStart empties the WAL (a full checkpoint) and returns its frame count from there.
+func walStart(b *testing.B, other *sql.DB, frames func() int64) int64 {
+	var busy, logFrames, done int
+	if err := other.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
+		b.Fatalf("checkpoint: busy %d, %v", busy, err)
+	}
+	return frames()
 }
 
 // logPagesByTable logs how many of the WAL's frames belong to each table and index (the
@@ -160,32 +171,8 @@ func logPagesByTable(b *testing.B, db *sql.DB, wal string, pageSize int) {
 //
 //	go test ./internal/sqlitestore -run '^$' -bench WALPagesAudit -benchtime 51200x
 func BenchmarkWALPagesAudit(b *testing.B) {
-	dir := b.TempDir()
-	s, err := Open(context.Background(), dir, Options{noCheckpointer: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, other, wal, walFrames := walBench(b)
 	ctx := context.Background()
-	if err := s.submit(ctx, 0, func(w *writer) error {
-		_, err := w.conn.ExecContext(w.ctx, "PRAGMA wal_autocheckpoint = 0")
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer other.Close()
-	wal := filepath.Join(dir, FileName+"-wal")
-	walFrames := func() int64 {
-		fi, err := os.Stat(wal)
-		if err != nil {
-			return 0
-		}
-		return max(0, (fi.Size()-32)/int64(24+s.PageSize()))
-	}
 	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 	record := func(i int) *resources.AuditRecord {
 		t := at.Add(time.Duration(i) * 50 * time.Microsecond) // 20,000 requests/s
@@ -212,11 +199,7 @@ func BenchmarkWALPagesAudit(b *testing.B) {
 	for range 64 { // a trail to append to
 		appendBatch()
 	}
-	var busy, logFrames, done int
-	if err := other.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil || busy != 0 {
-		b.Fatalf("checkpoint: busy %d, %v", busy, err)
-	}
-	start := walFrames()
+	start := walStart(b, other, walFrames)
 	b.ResetTimer()
 	for k := 0; k < b.N; k += batch {
 		appendBatch()
