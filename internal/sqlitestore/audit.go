@@ -29,8 +29,8 @@ import (
 //   - A batch writes nothing else. Postings are keyed by key, so a batch's would land on as many
 //     leaves as it has distinct keys, scattered over the key order: each caller's three agent
 //     keys, the type, and one entity per record. Even grouped one per key per batch, those
-//     leaves were 70% of the trail's WAL frames. Instead, once auditPostEvery records have
-//     gathered past the watermark (audit_posted.t: every record recorded before it has its
+//     leaves were 70% of the trail's WAL frames. Instead, once the records gathered past the
+//     watermark have auditPostEvery keys (audit_posted.t: every record recorded before it has its
 //     postings), one job posts all of them (postAudit): grouped by key, so each key's leaf is
 //     written once per round rather than once per batch, and the watermark moves past them.
 //     A record older than the watermark when it arrives (a batch retried late) is posted by
@@ -69,8 +69,9 @@ CREATE TABLE IF NOT EXISTS audit_keys (
 CREATE TABLE IF NOT EXISTS audit_posted (t INTEGER NOT NULL);
 `
 
-// auditPostEvery is how many records past the watermark make the next batch post them all
-// (a variable for tests); auditListMax the most record ids one posting lists.
+// auditPostEvery is how many postings to come (keys of the records past the watermark) make
+// the next batch post them all, which bounds a round's work whatever its records (a variable
+// for tests); auditListMax the most record ids one posting lists.
 var auditPostEvery = 16384
 
 const auditListMax = 64
@@ -228,6 +229,8 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 				late = append(late, r)
 			default:
 				w.auditTent = append(w.auditTent, r)
+				// A record without keys counts too: searches read it until it is posted.
+				w.auditTentKeys = append(w.auditTentKeys, max(1, len(resources.AuditKeys(r))))
 			}
 		}
 		if err := w.insertPostings(auditPostings(late)); err != nil {
@@ -240,12 +243,18 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 	})
 }
 
-// auditUnpostedNow is how many records are past the watermark, this group's included.
+// auditUnpostedNow is how many postings the records past the watermark have to come, this
+// group's included (a round's size: a transaction Bundle's record has one per entry).
 func (w *writer) auditUnpostedNow() int {
+	n := w.auditUnposted
+	from := 0
 	if w.auditRound >= 0 {
-		return len(w.auditTent) - w.auditRound
+		n, from = 0, w.auditRound
 	}
-	return w.auditUnposted + len(w.auditTent)
+	for _, k := range w.auditTentKeys[from:] {
+		n += k
+	}
+	return n
 }
 
 // auditCommitted keeps what the group's jobs did to the records past the watermark.
@@ -264,7 +273,7 @@ func (w *writer) auditCommitted() {
 // auditDropped forgets what the group's jobs did: their transaction was rolled back.
 func (w *writer) auditDropped() {
 	clear(w.auditTent)
-	w.auditTent = w.auditTent[:0]
+	w.auditTent, w.auditTentKeys = w.auditTent[:0], w.auditTentKeys[:0]
 	w.auditRound = -1
 }
 

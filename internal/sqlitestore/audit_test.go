@@ -122,9 +122,10 @@ func TestAuditPurge_Rounds(t *testing.T) {
 	ctx := context.Background()
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(3*purgeBatch+300, end)
-	// Records are posted every 700 here, so some are and some wait past the watermark.
+	// Records are posted every 700 here (four keys each), so some are and some wait past the
+	// watermark.
 	defer func(n int) { auditPostEvery = n }(auditPostEvery)
-	auditPostEvery = 700
+	auditPostEvery = 4 * 700
 	for _, cut := range []int{0, 7, purgeBatch, 2*purgeBatch + 513, len(recs)} {
 		t.Run(fmt.Sprint("cut=", cut), func(t *testing.T) {
 			s, err := Open(ctx, t.TempDir(), Options{})
@@ -172,7 +173,7 @@ func TestAuditPurge_Rounds(t *testing.T) {
 // after a posting round) is posted by its own batch, and found by its keys.
 func TestAudit_LateRecord(t *testing.T) {
 	ctx := context.Background()
-	s := openPostingEvery(t, 100)
+	s := openPostingEvery(t, 400)
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(300, end)
 	late := recs[10]
@@ -417,7 +418,8 @@ func TestAuditRec(t *testing.T) {
 	}
 }
 
-// openPostingEvery opens a fresh store whose posting rounds come every n records.
+// openPostingEvery opens a fresh store whose posting rounds come every n keys (the records of
+// auditRecords have four each).
 func openPostingEvery(t *testing.T, n int) *Store {
 	t.Helper()
 	old := auditPostEvery
@@ -450,9 +452,9 @@ func postingsOnly(t *testing.T, s *Store, recs []*resources.AuditRecord) {
 func TestAudit_RoundAfterReopen(t *testing.T) {
 	ctx := context.Background()
 	defer func(n int) { auditPostEvery = n }(auditPostEvery)
-	auditPostEvery = 100
+	auditPostEvery = 400 // keys: 100 records
 	dir := t.TempDir()
-	recs := auditRecords(210, time.Now().UTC().Truncate(time.Microsecond))
+	recs := auditRecords(260, time.Now().UTC().Truncate(time.Microsecond))
 	s, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -467,7 +469,7 @@ func TestAudit_RoundAfterReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 110 past the watermark: a round
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 50 (counted as records) + 440 keys: a round
 		t.Fatal(err)
 	}
 	postingsOnly(t, s, recs)
@@ -478,14 +480,14 @@ func TestAudit_RoundAfterReopen(t *testing.T) {
 // next round's.
 func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
 	ctx := context.Background()
-	s := openPostingEvery(t, 100)
+	s := openPostingEvery(t, 400)
 	recs := auditRecords(230, time.Now().UTC().Truncate(time.Microsecond))
 	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
 		t.Fatal(err)
 	}
 	release := hold(t, s)
 	errs := make(chan error, 3)
-	go func() { errs <- s.AppendAudit(ctx, recs[60:120]) }() // 120 past the watermark: a round
+	go func() { errs <- s.AppendAudit(ctx, recs[60:120]) }() // 120 records past the watermark, 480 keys: a round
 	waitQueued(t, s, 1)
 	boom := errors.New("boom")
 	go func() {
@@ -511,8 +513,31 @@ func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
 	if failed != 1 {
 		t.Fatalf("%d jobs failed, want the one", failed)
 	}
-	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 30 + 80 past the watermark: a round
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 30 + 80 records past the watermark, 440 keys: a round
 		t.Fatal(err)
 	}
 	postingsOnly(t, s, recs)
+}
+
+// TestAudit_RoundSizeCountsKeys: a round comes after so many keys, not records, so that the
+// records of transaction Bundles (one entity per entry) make rounds no larger than reads do.
+func TestAudit_RoundSizeCountsKeys(t *testing.T) {
+	ctx := context.Background()
+	s := openPostingEvery(t, 400)
+	recs := auditRecords(5, time.Now().UTC().Truncate(time.Microsecond))
+	for i, r := range recs {
+		r.Subtype, r.Action, r.Type = "transaction", "E", "Bundle"
+		r.Entities = nil
+		for j := range 100 {
+			r.Entities = append(r.Entities, fmt.Sprintf("Patient/p%d-%d/_history/1", i, j))
+		}
+	}
+	if err := s.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	var posted int64
+	if err := s.r.QueryRow(`SELECT t FROM audit_posted`).Scan(&posted); err != nil || posted <= micros(recs[len(recs)-1].Recorded) {
+		t.Errorf("watermark %d after five records of 100 entities each, want past them (%v)", posted, err)
+	}
+	wantSearches(t, s, recs, []string{"e|Patient/p3-7"}, []string{"t|Bundle"})
 }
