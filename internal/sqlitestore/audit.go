@@ -30,7 +30,7 @@ import (
 //     leaves as it has distinct keys, scattered over the key order: each caller's three agent
 //     keys, the type, and one entity per record. Even grouped one per key per batch, those
 //     leaves were 70% of the trail's WAL frames. Instead, once the records gathered past the
-//     watermark have auditPostEvery keys (audit_posted.t: every record recorded before it has its
+//     watermark have auditPostEvery entity keys (audit_posted.t: every record recorded before it has its
 //     postings), one job posts all of them (postAudit): grouped by key, so each key's leaf is
 //     written once per round rather than once per batch, and the watermark moves past them.
 //     A record older than the watermark when it arrives (a batch retried late) is posted by
@@ -69,9 +69,10 @@ CREATE TABLE IF NOT EXISTS audit_keys (
 CREATE TABLE IF NOT EXISTS audit_posted (t INTEGER NOT NULL);
 `
 
-// auditPostEvery is how many postings to come (keys of the records past the watermark) make
-// the next batch post them all, which bounds a round's work whatever its records (a variable
-// for tests); auditListMax the most record ids one posting lists.
+// auditPostEvery is how many entity postings to come (of the records past the watermark, each
+// counted as one at least) make the next batch post them all: it bounds a round's work
+// whatever its records, and amortizes each round's scattered leaves over as many records as it
+// can (a variable for tests); auditListMax the most record ids one posting lists.
 var auditPostEvery = 16384
 
 const auditListMax = 64
@@ -229,8 +230,9 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 				late = append(late, r)
 			default:
 				w.auditTent = append(w.auditTent, r)
-				// A record without keys counts too: searches read it until it is posted.
-				w.auditTentKeys = append(w.auditTentKeys, max(1, len(resources.AuditKeys(r))))
+				// Its entity keys are the postings that scatter; a record without one counts too
+				// (searches read it until it is posted).
+				w.auditTentKeys = append(w.auditTentKeys, max(1, len(r.Entities)))
 			}
 		}
 		if err := w.insertPostings(auditPostings(late)); err != nil {
@@ -243,8 +245,9 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 	})
 }
 
-// auditUnpostedNow is how many postings the records past the watermark have to come, this
-// group's included (a round's size: a transaction Bundle's record has one per entry).
+// auditUnpostedNow is how many entity postings the records past the watermark have to come,
+// this group's included: a round's size (a transaction Bundle's record has one per entry; the
+// agent and type keys of a round's records are few, grouped).
 func (w *writer) auditUnpostedNow() int {
 	n := w.auditUnposted
 	from := 0

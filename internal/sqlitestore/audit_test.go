@@ -122,10 +122,10 @@ func TestAuditPurge_Rounds(t *testing.T) {
 	ctx := context.Background()
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(3*purgeBatch+300, end)
-	// Records are posted every 700 here (four keys each), so some are and some wait past the
+	// Records are posted every 700 here (one entity each), so some are and some wait past the
 	// watermark.
 	defer func(n int) { auditPostEvery = n }(auditPostEvery)
-	auditPostEvery = 4 * 700
+	auditPostEvery = 700
 	for _, cut := range []int{0, 7, purgeBatch, 2*purgeBatch + 513, len(recs)} {
 		t.Run(fmt.Sprint("cut=", cut), func(t *testing.T) {
 			s, err := Open(ctx, t.TempDir(), Options{})
@@ -173,7 +173,7 @@ func TestAuditPurge_Rounds(t *testing.T) {
 // after a posting round) is posted by its own batch, and found by its keys.
 func TestAudit_LateRecord(t *testing.T) {
 	ctx := context.Background()
-	s := openPostingEvery(t, 400)
+	s := openPostingEvery(t, 100)
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	recs := auditRecords(300, end)
 	late := recs[10]
@@ -418,8 +418,8 @@ func TestAuditRec(t *testing.T) {
 	}
 }
 
-// openPostingEvery opens a fresh store whose posting rounds come every n keys (the records of
-// auditRecords have four each).
+// openPostingEvery opens a fresh store whose posting rounds come every n entity keys (the
+// records of auditRecords have one each).
 func openPostingEvery(t *testing.T, n int) *Store {
 	t.Helper()
 	old := auditPostEvery
@@ -452,7 +452,7 @@ func postingsOnly(t *testing.T, s *Store, recs []*resources.AuditRecord) {
 func TestAudit_RoundAfterReopen(t *testing.T) {
 	ctx := context.Background()
 	defer func(n int) { auditPostEvery = n }(auditPostEvery)
-	auditPostEvery = 400 // keys: 100 records
+	auditPostEvery = 100
 	dir := t.TempDir()
 	recs := auditRecords(260, time.Now().UTC().Truncate(time.Microsecond))
 	s, err := Open(ctx, dir, Options{})
@@ -469,7 +469,7 @@ func TestAudit_RoundAfterReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 50 (counted as records) + 440 keys: a round
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 50 + 110: a round
 		t.Fatal(err)
 	}
 	postingsOnly(t, s, recs)
@@ -480,14 +480,14 @@ func TestAudit_RoundAfterReopen(t *testing.T) {
 // next round's.
 func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
 	ctx := context.Background()
-	s := openPostingEvery(t, 400)
+	s := openPostingEvery(t, 100)
 	recs := auditRecords(230, time.Now().UTC().Truncate(time.Microsecond))
 	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
 		t.Fatal(err)
 	}
 	release := hold(t, s)
 	errs := make(chan error, 3)
-	go func() { errs <- s.AppendAudit(ctx, recs[60:120]) }() // 120 records past the watermark, 480 keys: a round
+	go func() { errs <- s.AppendAudit(ctx, recs[60:120]) }() // 120 past the watermark: a round
 	waitQueued(t, s, 1)
 	boom := errors.New("boom")
 	go func() {
@@ -513,14 +513,14 @@ func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
 	if failed != 1 {
 		t.Fatalf("%d jobs failed, want the one", failed)
 	}
-	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 30 + 80 records past the watermark, 440 keys: a round
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 30 + 80 past the watermark: a round
 		t.Fatal(err)
 	}
 	postingsOnly(t, s, recs)
 }
 
-// TestAudit_RoundSizeCountsKeys: a round comes after so many keys, not records, so that the
-// records of transaction Bundles (one entity per entry) make rounds no larger than reads do.
+// TestAudit_RoundSizeCountsKeys: a round comes after so many entity keys, not records, so that
+// the records of transaction Bundles (one entity per entry) make rounds no larger than reads do.
 func TestAudit_RoundSizeCountsKeys(t *testing.T) {
 	ctx := context.Background()
 	s := openPostingEvery(t, 400)

@@ -82,10 +82,10 @@ type writer struct {
 	cache       *readCache
 	written     []*resources.Resource
 	dataVersion int64
-	// The audit records past the watermark (audit.go): auditUnposted counts the keys of those
-	// committed (after Open, the records: a hint), and auditPending holds them while auditKnown (false once Open found some, until the next
+	// The audit records past the watermark (audit.go): auditUnposted counts the entity keys of
+	// those committed (after Open, the records: a hint), and auditPending holds them while auditKnown (false once Open found some, until the next
 	// round). auditTent holds those this group's jobs appended (auditTentKeys the number of
-	// keys of each), and auditRound the length
+	// entity keys of each), and auditRound the length
 	// auditTent had when one of them ran a posting round (-1: none ran); like written, they
 	// are kept or dropped with the group (auditCommitted, auditDropped).
 	auditUnposted int
