@@ -239,9 +239,9 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		elapsed := time.Since(start)
 		s.metrics.observeRequest(interaction, typ, status, elapsed)
-		// The access log line is built as a record rather than through Logger.Info: that
-		// would box each value and walk the stack for a source position nobody asks for, a
-		// quarter of the line's cost (BenchmarkReadPath).
+		// The access log line is built as a record rather than through Logger.Info, which
+		// would box each value and walk the stack for a source position nobody asks for (six
+		// allocations per request in BenchmarkReadPath).
 		if ctx := req.Context(); s.log.Enabled(ctx, slog.LevelInfo) {
 			r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
 			r.AddAttrs(slog.String("request_id", id), slog.String("method", req.Method), slog.String("route", c.Path()),

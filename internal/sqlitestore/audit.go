@@ -30,9 +30,10 @@ import (
 //     leaves as it has distinct keys, scattered over the key order: each caller's three agent
 //     keys, the type, and one entity per record. Even grouped one per key per batch, those
 //     leaves were 70% of the trail's WAL frames. Instead, once the records gathered past the
-//     watermark have auditPostEvery entity keys (audit_posted.t: every record recorded before it has its
-//     postings), one job posts all of them (postAudit): grouped by key, so each key's leaf is
-//     written once per round rather than once per batch, and the watermark moves past them.
+//     watermark (audit_posted.t: every record recorded before it has its postings) have
+//     auditPostEvery entity keys, one job posts all of them (postAudit): grouped by key, so
+//     each key's leaf is written once per round rather than once per batch, and the
+//     watermark moves past them.
 //     A record older than the watermark when it arrives (a batch retried late) is posted by
 //     its own batch.
 //   - A posting stands for one record (id, ids and last NULL), for the records it lists (ids, a
@@ -192,7 +193,7 @@ func (w *writer) insertPostings(postings []auditPosting) error {
 // AppendAudit implements resources.AuditLog: the batch is one job of the writer (writer.go),
 // committed with whatever resource writes are waiting at the time. Records stored by an earlier
 // call are skipped. The records go in without postings, but for those older than the
-// watermark; every auditPostEvery records, the batch posts the rest too (postAudit).
+// watermark; once auditPostEvery entity keys wait, the batch posts them all (postAudit).
 func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -230,9 +231,6 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*resources.AuditRecord) 
 				late = append(late, r)
 			default:
 				w.auditTent = append(w.auditTent, r)
-				// Its entity keys are the postings that scatter; a record without one counts too
-				// (searches read it until it is posted).
-				w.auditTentKeys = append(w.auditTentKeys, max(1, len(r.Entities)))
 			}
 		}
 		if err := w.insertPostings(auditPostings(late)); err != nil {
@@ -254,11 +252,15 @@ func (w *writer) auditUnpostedNow() int {
 	if w.auditRound >= 0 {
 		n, from = 0, w.auditRound
 	}
-	for _, k := range w.auditTentKeys[from:] {
-		n += k
+	for _, r := range w.auditTent[from:] {
+		n += auditWeight(r)
 	}
 	return n
 }
+
+// auditWeight is what a record past the watermark counts toward a round: its entity keys, the
+// postings that scatter, and one at least (searches read it until it is posted).
+func auditWeight(r *resources.AuditRecord) int { return max(1, len(r.Entities)) }
 
 // auditCommitted keeps what the group's jobs did to the records past the watermark.
 func (w *writer) auditCommitted() {
@@ -276,7 +278,7 @@ func (w *writer) auditCommitted() {
 // auditDropped forgets what the group's jobs did: their transaction was rolled back.
 func (w *writer) auditDropped() {
 	clear(w.auditTent)
-	w.auditTent, w.auditTentKeys = w.auditTent[:0], w.auditTentKeys[:0]
+	w.auditTent = w.auditTent[:0]
 	w.auditRound = -1
 }
 
@@ -312,19 +314,12 @@ func (w *writer) postAudit(posted int64) error {
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var c auditRow
-			if err := rows.Scan(c.dest()...); err != nil {
-				rows.Close()
-				return err
-			}
+		if err := eachAuditRow(rows, func(c *auditRow, r *resources.AuditRecord) {
 			next = max(next, c.t+1)
-			if r, err := c.decode(); err == nil {
+			if r != nil {
 				recs = append(recs, r)
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		}); err != nil {
 			return err
 		}
 	}
@@ -367,6 +362,24 @@ func (c *auditRow) dest() []any {
 
 func (c *auditRow) decode() (*resources.AuditRecord, error) {
 	return decodeAuditRow(c.id, c.t, c.action, c.outcome, c.subtype, c.rec)
+}
+
+// eachAuditRow calls fn with each row of auditColumns and its record (nil when it cannot be
+// decoded), and closes rows.
+func eachAuditRow(rows *sql.Rows, fn func(*auditRow, *resources.AuditRecord)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var c auditRow
+		if err := rows.Scan(c.dest()...); err != nil {
+			return err
+		}
+		r, err := c.decode()
+		if err != nil {
+			r = nil
+		}
+		fn(&c, r)
+	}
+	return rows.Err()
 }
 
 // scanAudit reads and decodes one row of auditColumns.
@@ -622,21 +635,14 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 				return err
 			}
 			keys := map[string]bool{}
-			for rows.Next() {
-				var c auditRow
-				if err := rows.Scan(c.dest()...); err != nil {
-					rows.Close()
-					return err
-				}
-				if r, err := c.decode(); err == nil {
+			if err := eachAuditRow(rows, func(_ *auditRow, r *resources.AuditRecord) {
+				if r != nil {
 					for _, k := range resources.AuditKeys(r) {
 						keys[k] = true
 					}
 				}
 				n++
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+			}); err != nil {
 				return err
 			}
 			for k := range keys {

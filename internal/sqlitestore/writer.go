@@ -82,17 +82,16 @@ type writer struct {
 	cache       *readCache
 	written     []*resources.Resource
 	dataVersion int64
-	// The audit records past the watermark (audit.go): auditUnposted counts the entity keys of
-	// those committed (after Open, the records: a hint), and auditPending holds them while auditKnown (false once Open found some, until the next
-	// round). auditTent holds those this group's jobs appended (auditTentKeys the number of
-	// entity keys of each), and auditRound the length
-	// auditTent had when one of them ran a posting round (-1: none ran); like written, they
-	// are kept or dropped with the group (auditCommitted, auditDropped).
+	// The audit records past the watermark (audit.go). auditUnposted is what those committed
+	// count toward a round (auditWeight; after Open, their number: a hint); auditPending holds
+	// them while auditKnown (false once Open found some, until the next round). auditTent holds
+	// those this group's jobs appended, and auditRound the length auditTent had when one of
+	// them ran a posting round (-1: none ran); like written, they are kept or dropped with the
+	// group (auditCommitted, auditDropped).
 	auditUnposted int
 	auditPending  []*resources.AuditRecord
 	auditKnown    bool
 	auditTent     []*resources.AuditRecord
-	auditTentKeys []int
 	auditRound    int
 }
 
@@ -369,7 +368,7 @@ func (w *writer) runSavepoints(group []*job, results []error, abort func(error))
 			clear(w.written[mark:])
 			w.written = w.written[:mark]
 			clear(w.auditTent[auditMark:])
-			w.auditTent, w.auditTentKeys, w.auditRound = w.auditTent[:auditMark], w.auditTentKeys[:auditMark], auditRound
+			w.auditTent, w.auditRound = w.auditTent[:auditMark], auditRound
 			// ROLLBACK TO undoes the job's writes but keeps the savepoint open; RELEASE
 			// closes it. If SQLite has rolled the whole transaction back itself (a full
 			// disk, an I/O error), the savepoint is gone and ROLLBACK TO fails: the jobs
