@@ -264,7 +264,11 @@ func auditWeight(r *resources.AuditRecord) int { return max(1, len(r.Entities)) 
 
 // auditCommitted keeps what the group's jobs did to the records past the watermark.
 func (w *writer) auditCommitted() {
-	if w.auditRound >= 0 {
+	if w.auditPurged {
+		clear(w.auditPending)
+		w.auditPending = w.auditPending[:0]
+		w.auditKnown = false
+	} else if w.auditRound >= 0 {
 		clear(w.auditPending)
 		w.auditPending = append(w.auditPending[:0], w.auditTent[w.auditRound:]...)
 		w.auditKnown = true
@@ -280,6 +284,7 @@ func (w *writer) auditDropped() {
 	clear(w.auditTent)
 	w.auditTent = w.auditTent[:0]
 	w.auditRound = -1
+	w.auditPurged = false
 }
 
 // auditPosted reads the watermark in the writer's transaction.
@@ -295,31 +300,19 @@ func (w *writer) auditPosted() (int64, error) {
 
 // postAudit posts every record recorded at or after the watermark posted and moves the
 // watermark past them: from memory when the writer holds them all (auditKnown), else read back
-// (after Open found some). A record read back that cannot be decoded gets no postings (it can
+// (after Open found some, or a purge of this group took some). A record read back that cannot be decoded gets no postings (it can
 // be found by time only); the round goes on without it.
 func (w *writer) postAudit(posted int64) error {
 	var recs []*resources.AuditRecord
 	next := posted
 	switch {
-	case w.auditRound >= 0: // a round of this group posted the rest
+	case !w.auditPurged && w.auditRound >= 0: // a round of this group posted the rest
 		recs = w.auditTent[w.auditRound:]
-	case w.auditKnown:
+	case !w.auditPurged && w.auditKnown:
 		recs = append(slices.Clip(w.auditPending), w.auditTent...)
-	default:
-		st, err := w.stmt(`SELECT ` + auditColumns + ` FROM audit_events WHERE t >= ?`)
-		if err != nil {
-			return err
-		}
-		rows, err := st.QueryContext(w.ctx, posted)
-		if err != nil {
-			return err
-		}
-		if err := eachAuditRow(rows, func(c *auditRow, r *resources.AuditRecord) {
-			next = max(next, c.t+1)
-			if r != nil {
-				recs = append(recs, r)
-			}
-		}); err != nil {
+	default: // after Open found some, or a purge of this group took some the writer holds
+		var err error
+		if recs, next, err = w.readUnposted(posted); err != nil {
 			return err
 		}
 	}
@@ -334,6 +327,27 @@ func (w *writer) postAudit(posted int64) error {
 	}
 	w.auditRound = len(w.auditTent)
 	return nil
+}
+
+// readUnposted reads back the records recorded at or after the watermark posted, and returns
+// them with the time just past the latest of them, undecodable ones included.
+func (w *writer) readUnposted(posted int64) (recs []*resources.AuditRecord, next int64, err error) {
+	st, err := w.stmt(`SELECT ` + auditColumns + ` FROM audit_events WHERE t >= ?`)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := st.QueryContext(w.ctx, posted)
+	if err != nil {
+		return nil, 0, err
+	}
+	next = posted
+	err = eachAuditRow(rows, func(c *auditRow, r *resources.AuditRecord) {
+		next = max(next, c.t+1)
+		if r != nil {
+			recs = append(recs, r)
+		}
+	})
+	return recs, next, err
 }
 
 // auditColumns are the columns decodeAuditRow reads, in its order.
@@ -624,11 +638,9 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error)
 			if err != nil {
 				return err
 			}
-			if cut > posted && w.auditKnown {
-				// Records past the watermark go too: the next round reads back those left.
-				w.auditKnown = false
-				clear(w.auditPending)
-				w.auditPending = w.auditPending[:0]
+			if cut > posted {
+				// Records past the watermark go too: rounds read back those left.
+				w.auditPurged = true
 			}
 			rows, err := w.conn.QueryContext(w.ctx, `SELECT `+auditColumns+` FROM audit_events WHERE t < ?`, cut)
 			if err != nil {

@@ -541,3 +541,38 @@ func TestAudit_RoundSizeCountsKeys(t *testing.T) {
 	}
 	wantSearches(t, s, recs, []string{"e|Patient/p3-7"}, []string{"t|Bundle"})
 }
+
+// TestAudit_PurgeAfterRoundInOneGroup: a purge past the watermark in the group of a posting
+// round, after it, takes records the round left waiting; the next round must not post them.
+func TestAudit_PurgeAfterRoundInOneGroup(t *testing.T) {
+	ctx := context.Background()
+	s := openPostingEvery(t, 100)
+	recs := auditRecords(300, time.Now().UTC().Truncate(time.Microsecond))
+	for i, r := range recs[100:150] {
+		r.Entities = []string{fmt.Sprintf("Patient/purged-%d", i)}
+	}
+	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
+		t.Fatal(err)
+	}
+	release := hold(t, s)
+	errs := make(chan error, 3)
+	go func() { errs <- s.AppendAudit(ctx, recs[60:100]) }() // 100 past the watermark: a round
+	waitQueued(t, s, 1)
+	go func() { errs <- s.AppendAudit(ctx, recs[100:150]) }() // left waiting by the round
+	waitQueued(t, s, 2)
+	go func() {
+		_, err := s.PurgeAudit(ctx, recs[150].Recorded) // all of them
+		errs <- err
+	}()
+	waitQueued(t, s, 3)
+	release()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 150 past the watermark: a round
+		t.Fatal(err)
+	}
+	postingsOnly(t, s, recs[150:])
+}

@@ -87,12 +87,14 @@ type writer struct {
 	// them while auditKnown (false once Open found some, until the next round). auditTent holds
 	// those this group's jobs appended, and auditRound the length auditTent had when one of
 	// them ran a posting round (-1: none ran); like written, they are kept or dropped with the
-	// group (auditCommitted, auditDropped).
+	// group (auditCommitted, auditDropped), and so is auditPurged: a purge of the group took
+	// records past the watermark, which the writer's lists may still hold.
 	auditUnposted int
 	auditPending  []*resources.AuditRecord
 	auditKnown    bool
 	auditTent     []*resources.AuditRecord
 	auditRound    int
+	auditPurged   bool
 }
 
 // stmt returns the statement for query, prepared on the write connection the first time.
