@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -418,6 +419,26 @@ func TestAuditRec(t *testing.T) {
 	}
 }
 
+// inOneGroup queues the jobs, in order, behind a held writer, so that they run in one group,
+// and returns their errors in that order.
+func inOneGroup(t *testing.T, s *Store, jobs ...func() error) []error {
+	t.Helper()
+	release := hold(t, s)
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = job()
+		}()
+		waitQueued(t, s, i+1)
+	}
+	release()
+	wg.Wait()
+	return errs
+}
+
 // openPostingEvery opens a fresh store whose posting rounds come every n entity keys (the
 // records of auditRecords have one each).
 func openPostingEvery(t *testing.T, n int) *Store {
@@ -485,33 +506,20 @@ func TestAudit_RoundsSurviveRollbacks(t *testing.T) {
 	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
 		t.Fatal(err)
 	}
-	release := hold(t, s)
-	errs := make(chan error, 3)
-	go func() { errs <- s.AppendAudit(ctx, recs[60:120]) }() // 120 past the watermark: a round
-	waitQueued(t, s, 1)
 	boom := errors.New("boom")
-	go func() {
-		errs <- s.submit(ctx, 0, func(w *writer) error {
-			if _, err := w.exec(`UPDATE audit_posted SET t = 0`); err != nil {
-				return err
-			}
-			return boom
-		})
-	}()
-	waitQueued(t, s, 2)
-	go func() { errs <- s.AppendAudit(ctx, recs[120:150]) }()
-	waitQueued(t, s, 3)
-	release()
-	var failed int
-	for range 3 {
-		if err := <-errs; errors.Is(err, boom) {
-			failed++
-		} else if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if failed != 1 {
-		t.Fatalf("%d jobs failed, want the one", failed)
+	errs := inOneGroup(t, s,
+		func() error { return s.AppendAudit(ctx, recs[60:120]) }, // 120 past the watermark: a round
+		func() error {
+			return s.submit(ctx, 0, func(w *writer) error {
+				if _, err := w.exec(`UPDATE audit_posted SET t = 0`); err != nil {
+					return err
+				}
+				return boom
+			})
+		},
+		func() error { return s.AppendAudit(ctx, recs[120:150]) })
+	if errs[0] != nil || !errors.Is(errs[1], boom) || errs[2] != nil {
+		t.Fatalf("got %v, want only the second job to fail", errs)
 	}
 	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 30 + 80 past the watermark: a round
 		t.Fatal(err)
@@ -554,22 +562,15 @@ func TestAudit_PurgeAfterRoundInOneGroup(t *testing.T) {
 	if err := s.AppendAudit(ctx, recs[:60]); err != nil {
 		t.Fatal(err)
 	}
-	release := hold(t, s)
-	errs := make(chan error, 3)
-	go func() { errs <- s.AppendAudit(ctx, recs[60:100]) }() // 100 past the watermark: a round
-	waitQueued(t, s, 1)
-	go func() { errs <- s.AppendAudit(ctx, recs[100:150]) }() // left waiting by the round
-	waitQueued(t, s, 2)
-	go func() {
-		_, err := s.PurgeAudit(ctx, recs[150].Recorded) // all of them
-		errs <- err
-	}()
-	waitQueued(t, s, 3)
-	release()
-	for range 3 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
+	errs := inOneGroup(t, s,
+		func() error { return s.AppendAudit(ctx, recs[60:100]) },  // 100 past the watermark: a round
+		func() error { return s.AppendAudit(ctx, recs[100:150]) }, // left waiting by the round
+		func() error {
+			_, err := s.PurgeAudit(ctx, recs[150].Recorded) // all of them
+			return err
+		})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.AppendAudit(ctx, recs[150:]); err != nil { // 150 past the watermark: a round
 		t.Fatal(err)
