@@ -130,8 +130,15 @@ func (s *Service) storedPatients(r *Resource) []string {
 }
 
 // plansOf returns the plans ("Organization/<id>", sorted) patient is a member of: the payors
-// of the Coverage whose beneficiary it is.
+// of the Coverage whose beneficiary it is. The slice may be shared (plancache.go): callers
+// must not change it.
 func (s *Service) plansOf(ctx context.Context, patient string) ([]string, error) {
+	clock, cached := s.coverageClock()
+	if cached {
+		if plans, ok := s.plans.get(patient, clock); ok {
+			return plans, nil
+		}
+	}
 	set := map[string]bool{}
 	q := Query{Type: "Coverage", Clauses: []Clause{keysClause(RefKey("beneficiary", "Patient", patient))}}
 	err := s.collectAll(ctx, q, func(r *Resource) { s.refIDs(r, "payor", "Organization", set) })
@@ -143,6 +150,9 @@ func (s *Service) plansOf(ctx context.Context, patient string) ([]string, error)
 		out = append(out, "Organization/"+id)
 	}
 	slices.Sort(out)
+	if cached {
+		s.plans.put(patient, clock, out)
+	}
 	return out, nil
 }
 

@@ -2,6 +2,7 @@ package resources_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -29,13 +30,32 @@ func (h *holdingStore) Put(ctx context.Context, r *resources.Resource) error {
 	return h.Store.Put(ctx, r)
 }
 
+// clockedHold is holdingStore with the store's TypeClock, so the service keeps plans in its
+// plan cache (plancache.go).
+type clockedHold struct{ *holdingStore }
+
+func (c clockedHold) TypeClock(typ string) (uint64, bool) {
+	return c.Store.(resources.TypeClock).TypeClock(typ)
+}
+
 // TestMembership_CoverageBetweenLookupAndCommit: a Condition looks up its patient's plans
 // (none), then a Coverage commits and fans out before the Condition commits, so the fan-out
-// cannot find it. The check after the Condition's commit gives it the plan's key.
+// cannot find it. The check after the Condition's commit gives it the plan's key, also when
+// the service keeps plans in its cache (the Coverage's write has moved the clock).
 func TestMembership_CoverageBetweenLookupAndCommit(t *testing.T) {
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprint("plan cache ", cached), func(t *testing.T) { coverageBetweenLookupAndCommit(t, cached) })
+	}
+}
+
+func coverageBetweenLookupAndCommit(t *testing.T, cached bool) {
 	hold := &holdingStore{Store: fhirtest.SQLite.Open(t, fhirtest.SQLite.New(t)), typ: "Condition",
 		arrived: make(chan struct{}), release: make(chan struct{})}
-	w := &world{t: t, svc: newService(t, hold, time.Hour)}
+	var store resources.Store = hold
+	if cached {
+		store = clockedHold{hold}
+	}
+	w := &world{t: t, svc: newService(t, store, time.Hour)}
 	sys := resources.AsSystem(context.Background())
 	organizations(w, "plan-1")
 	w.put(sys, "Patient", "p1", `"name":[{"family":"One"}]`)

@@ -58,7 +58,8 @@ type Service struct {
 	clockMu sync.Mutex
 	last    time.Time
 
-	orgCache orgCache // tenancy.go
+	orgCache orgCache  // tenancy.go
+	plans    planCache // plancache.go
 
 	// closing ends the service's background work (the retries of membership.go): Close.
 	makeClosing, closeOnce sync.Once

@@ -150,6 +150,14 @@ func (t *timedStore) ExternalChangeStamp(ctx context.Context) (uint64, error) {
 	return cs.ExternalChangeStamp(ctx)
 }
 
+// TypeClock passes resources.TypeClock through, when the store has it.
+func (t *timedStore) TypeClock(typ string) (uint64, bool) {
+	if tc, ok := t.Store.(resources.TypeClock); ok {
+		return tc.TypeClock(typ)
+	}
+	return 0, false
+}
+
 func (t *timedStore) Ping(ctx context.Context) error {
 	start := time.Now()
 	err := t.Store.Ping(ctx)

@@ -49,8 +49,11 @@ func (s *Store) SetKeys(ctx context.Context, typ, id string, version int64, pref
 		if err != nil {
 			return err
 		}
-		_, err = w.exec(`UPDATE resources SET eq_keys = ? WHERE type = ? AND id = ?`, string(b), typ, id)
-		return err
+		if _, err = w.exec(`UPDATE resources SET eq_keys = ? WHERE type = ? AND id = ?`, string(b), typ, id); err != nil {
+			return err
+		}
+		w.touched = append(w.touched, typ)
+		return nil
 	})
 }
 

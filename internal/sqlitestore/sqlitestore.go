@@ -62,6 +62,8 @@ type Store struct {
 	readCur, readVer *sql.Stmt
 	// cache serves Read (readcache.go); nil when turned off.
 	cache *readCache
+	// clocks count the commits of each type (typeclock.go).
+	clocks *typeClocks
 
 	// The writer goroutine's queue (writer.go). closed, under mu, stops new jobs; closing
 	// tells the writer to answer what is left and stop; stopped is closed when it has.
@@ -200,7 +202,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
-	s := &Store{w: w, r: r, rq: newStmtCache(r, readStmtCacheSize)}
+	s := &Store{w: w, r: r, rq: newStmtCache(r, readStmtCacheSize), clocks: newTypeClocks()}
 	switch {
 	case opts.ReadCacheBytes == 0:
 		s.cache = newReadCache(DefaultReadCacheBytes)
@@ -250,7 +252,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open the write connection: %w", mapErr(err))
 	}
-	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache, auditRound: -1,
+	wr := &writer{conn: conn, ctx: context.Background(), stmts: map[string]*sql.Stmt{}, multi: map[multiKey]*sql.Stmt{}, reruns: &s.reruns, cache: s.cache, clocks: s.clocks, auditRound: -1,
 		searches: newStmtCache(conn, writeSearchStmts)}
 	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE t >= (SELECT t FROM audit_posted)`).Scan(&wr.auditUnposted); err != nil {
 		wr.close()
@@ -575,12 +577,10 @@ func (s *Store) Read(ctx context.Context, typ, id string) (*resources.Resource, 
 	return r, err
 }
 
-// checkExternal empties the read cache if another process has committed since the last
-// check (readcache.go); the checkpointer calls it every checkpointEvery.
+// checkExternal empties the read cache (readcache.go) and moves every type's clock
+// (typeclock.go) if another process has committed since the last check; the checkpointer
+// calls it every checkpointEvery.
 func (s *Store) checkExternal(ctx context.Context) error {
-	if s.cache == nil {
-		return nil
-	}
 	return s.submit(ctx, 0, func(w *writer) error {
 		v, err := w.dataVersionNow()
 		if err != nil {
@@ -588,7 +588,10 @@ func (s *Store) checkExternal(ctx context.Context) error {
 		}
 		if v != w.dataVersion {
 			w.dataVersion = v
-			w.cache.reset()
+			if w.cache != nil {
+				w.cache.reset()
+			}
+			w.clocks.movedAll()
 		}
 		return nil
 	})
@@ -627,6 +630,7 @@ func (w *writer) put(r *resources.Resource) error {
 	if err := w.putRow(r); err != nil {
 		return err
 	}
+	w.touched = append(w.touched, r.Type)
 	if w.cache != nil {
 		w.written = append(w.written, r)
 	}

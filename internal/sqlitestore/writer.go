@@ -82,6 +82,11 @@ type writer struct {
 	cache       *readCache
 	written     []*resources.Resource
 	dataVersion int64
+	// clocks are the store's type clocks (typeclock.go); touched, the types whose resources
+	// the group's jobs have written so far (a job that failed may leave its types: moving a
+	// clock without cause costs a cache miss, never a stale answer).
+	clocks  *typeClocks
+	touched []string
 	// The audit records past the watermark (audit.go). auditUnposted is what those committed
 	// count toward a round (auditWeight; after Open, their number: a hint); auditPending holds
 	// them while auditKnown (false once Open found some, until the next round). auditTent holds
@@ -283,7 +288,7 @@ func (s *Store) run(w *writer) {
 // runGroup runs the jobs in one transaction and answers each.
 func (w *writer) runGroup(group []*job) {
 	results := make([]error, len(group))
-	w.written = w.written[:0]
+	w.written, w.touched = w.written[:0], w.touched[:0]
 	defer func() { clear(w.written); w.written = w.written[:0] }()
 	answer := func() {
 		for i, j := range group {
@@ -352,6 +357,7 @@ func (w *writer) runGroup(group []*job) {
 	if w.cache != nil {
 		w.cache.committed(w.written) // before the answers: a caller reads its own write
 	}
+	w.clocks.moved(w.touched) // after the COMMIT and before the answers (typeclock.go)
 	w.auditCommitted()
 	answer()
 }
