@@ -31,7 +31,7 @@ type TypeClock interface {
 
 // maxPlanCacheEntries bounds the plan cache: when full, an eighth of it is dropped (at
 // random, map order).
-const maxPlanCacheEntries = 1 << 17
+const maxPlanCacheEntries = 1 << 16
 
 type planCache struct {
 	mu sync.RWMutex
