@@ -143,8 +143,13 @@ func TestGroup_FailingWritesDoNotFailNeighbours(t *testing.T) {
 				{Resource: testTask("e2", 1, "org-e", "e2"), IfNoneMatch: byIdentifier("dup")}})
 		}, true, resources.KindConflict},
 		{"panicking write", func() error {
+			task := testTask("p", 1, "org-p", "p")
+			p, err := prepRow(task)
+			if err != nil {
+				return err
+			}
 			return s.submit(ctx, 0, func(w *writer) error {
-				if err := w.put(testTask("p", 1, "org-p", "p")); err != nil {
+				if err := w.put(task, p); err != nil {
 					return err
 				}
 				panic("a bug")
